@@ -1,0 +1,94 @@
+"""The interface one model family implements so that FIS can run its blocks on a frame subset."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ...fis_core import FramePlan, FrameLayout, gather
+
+
+@dataclass(frozen=True)
+class FrameGrid:
+    """The latent video as the transformer sees it: ``frames`` x ``height`` x ``width`` tokens after
+    patchifying, behind ``prefix`` non-frame image tokens (e.g. a reference image)."""
+
+    frames: int
+    height: int
+    width: int
+    prefix: int = 0
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return self.height * self.width
+
+    @classmethod
+    def from_latent(cls, shape, patch_size, prefix: int = 0, extra_frames: int = 0) -> "FrameGrid":
+        """The grid of a latent of ``shape`` [..., T, H, W] cut into ``patch_size`` (t, h, w) patches."""
+        t, h, w = shape[-3:]
+        pt, ph, pw = patch_size
+        return cls(math.ceil(t / pt) + extra_frames, math.ceil(h / ph), math.ceil(w / pw), prefix)
+
+
+class FamilyAdapter:
+    """How FIS plugs into one family of diffusion models of the host.
+
+    An adapter names the block keys of ``patches_replace["dit"]``, finds the frame layout of a block's
+    token sequence, and cuts the block's other arguments (RoPE, modulation, masks) to the frame subset.
+    The patcher does the rest: gather the tokens, call the block, restore the skipped frames.
+    """
+
+    name = "base"
+    #: The block adds its result into its input tensor in place (so the gathered input is lost).
+    mutates_input = False
+
+    def matches(self, diffusion_model: torch.nn.Module) -> bool:
+        raise NotImplementedError
+
+    def block_keys(self, diffusion_model: torch.nn.Module) -> list[tuple[str, int]]:
+        """Keys of ``patches_replace["dit"]`` in execution order; a widget's block number indexes this list."""
+        raise NotImplementedError
+
+    def default_blocks(self, num_blocks: int) -> tuple[int, ...]:
+        """The ``auto`` sparse blocks: all but the first and the last, which shape the input and the output."""
+        return tuple(range(1, num_blocks - 1)) if num_blocks > 2 else ()
+
+    def frame_grid(self, diffusion_model, x: torch.Tensor, kwargs: dict) -> FrameGrid:
+        """The frame grid of the latent ``x`` [B, C, T, H, W] given to ``apply_model`` with ``kwargs``."""
+        raise NotImplementedError
+
+    def default_anchors(self, diffusion_model, x: torch.Tensor, c_concat, kwargs: dict) -> tuple[int, ...]:
+        """The ``auto`` anchor frames: the frames the conditioning fixes (an image-to-video first frame)."""
+        return ()
+
+    def image_layout(self, key: tuple[str, int], args: dict, grid: FrameGrid) -> FrameLayout | None:
+        """The frame layout of ``args["img"]`` for the block ``key``, or None if it does not match the grid."""
+        raise NotImplementedError
+
+    def cut_args(self, key: tuple[str, int], args: dict, plan: FramePlan, cached) -> dict:
+        """The block's arguments for the tokens of ``plan``; ``cached(name, fn)`` shares a value across the
+        blocks of one model call (RoPE and modulation subsets are the same for every block of a group)."""
+        raise NotImplementedError
+
+
+def cut_tokens(tensor: torch.Tensor, plan: FramePlan, dim: int = 1) -> torch.Tensor:
+    """``tensor`` cut to the tokens of ``plan`` along ``dim`` if it runs along the whole sequence there;
+    a size-1 (broadcast) axis stays as it is."""
+    return tensor if tensor.shape[dim] == 1 else gather(tensor, plan, dim)
+
+
+def remap_ranges(ranges, plan: FramePlan):
+    """Token ranges ``[(start, end, value), ...]`` over the full sequence, mapped onto the gathered one.
+
+    Used for HunyuanVideo's ``modulation_dims``; ``end`` None means the end of the sequence.
+    """
+    if ranges is None:
+        return None
+    out = []
+    for start, end, value in ranges:
+        new_start = plan.kept_before(start)
+        new_end = None if end is None else plan.kept_before(end)
+        if new_end is None or new_end > new_start:
+            out.append((new_start, new_end, value))
+    return out

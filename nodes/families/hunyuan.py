@@ -1,0 +1,59 @@
+"""HunyuanVideo 1.0 and 1.5: double-stream blocks (image and text side by side) and, in 1.0, single-stream
+blocks over text+image. The text stream is always whole; only the image tokens are cut to the frame subset."""
+from __future__ import annotations
+
+from ...fis_core import FrameLayout, FramePlan, gather
+from .base import FamilyAdapter, FrameGrid, cut_tokens, remap_ranges
+
+
+class HunyuanVideoFamily(FamilyAdapter):
+    name = "hunyuan_video"
+    mutates_input = True  # DoubleStreamBlock and SingleStreamBlock add into img in place
+
+    def matches(self, diffusion_model) -> bool:
+        import comfy.ldm.hunyuan_video.model
+        return (isinstance(diffusion_model, comfy.ldm.hunyuan_video.model.HunyuanVideo)
+                and len(diffusion_model.patch_size) == 3)
+
+    def block_keys(self, diffusion_model):
+        return ([("double_block", i) for i in range(len(diffusion_model.double_blocks))]
+                + [("single_block", i) for i in range(len(diffusion_model.single_blocks))])
+
+    def frame_grid(self, diffusion_model, x, kwargs) -> FrameGrid:
+        reference = kwargs.get("ref_latent")
+        prefix = 0
+        if reference is not None:
+            prefix = FrameGrid.from_latent(reference.shape, diffusion_model.patch_size).tokens_per_frame * reference.shape[2]
+        return FrameGrid.from_latent(x.shape, diffusion_model.patch_size, prefix)
+
+    def default_anchors(self, diffusion_model, x, c_concat, kwargs):
+        # I2V: the guiding frame (token replace) or a concatenated first-frame latent.
+        concat_i2v = c_concat is not None and diffusion_model.in_channels > diffusion_model.out_channels
+        return (0,) if kwargs.get("guiding_frame_index") is not None or concat_i2v else ()
+
+    def image_layout(self, key, args, grid):
+        if key[0] == "double_block":
+            return FrameLayout.fit(args["img"].shape[1], grid.prefix, grid.frames, grid.tokens_per_frame)
+        # single blocks run over cat(txt, img); the host records where the image starts
+        text_len = args["transformer_options"].get("img_slice", [None])[0]
+        length = args["img"].shape[1]
+        if text_len is None:
+            text_len = length - grid.prefix - grid.frames * grid.tokens_per_frame
+        return FrameLayout.fit(length, text_len + grid.prefix, grid.frames, grid.tokens_per_frame)
+
+    def cut_args(self, key, args, plan: FramePlan, cached):
+        sub = {**args, "img": gather(args["img"], plan)}
+        if key[0] == "double_block":
+            # RoPE and the attention mask run over cat(txt, img): cut them on the image part only.
+            text_len = args["txt"].shape[1]
+            joint = cached("joint_plan", lambda: plan.shifted(text_len))
+            sub["pe"] = cached("pe", lambda: cut_tokens(args["pe"], joint, dim=2))
+            sub["modulation_dims_img"] = cached("mod_img", lambda: remap_ranges(args["modulation_dims_img"], plan))
+        else:
+            joint = plan
+            sub["pe"] = cached("pe", lambda: cut_tokens(args["pe"], plan, dim=2))
+            sub["modulation_dims"] = cached("mod", lambda: remap_ranges(args["modulation_dims"], plan))
+        mask = args.get("attention_mask")
+        if mask is not None:
+            sub["attention_mask"] = cached("mask", lambda: cut_tokens(mask, joint, dim=mask.ndim - 1))
+        return sub

@@ -1,0 +1,65 @@
+"""Wan 2.1 / 2.2 (T2V, I2V, FLF2V, TI2V-5B, VACE, Fun, ...): every model run by ``WanModel.forward_orig``."""
+from __future__ import annotations
+
+import torch
+
+from ...fis_core import FrameLayout, FramePlan, gather
+from .base import FamilyAdapter, FrameGrid, cut_tokens
+
+#: WanModel subclasses whose forward does not go through ``patches_replace`` (autoregressive Wan).
+_BYPASSING_CLASSES = ("CausalWanModel",)
+
+
+def _conditioned_frames(mask: torch.Tensor) -> tuple[int, ...]:
+    """Latent frames that a mask [B, C, T, H, W] marks as given (value above one half anywhere)."""
+    given = mask.float().amax(dim=(0, 1, 3, 4)) > 0.5
+    return tuple(int(i) for i in torch.nonzero(given).flatten().tolist())
+
+
+class WanFamily(FamilyAdapter):
+    name = "wan"
+
+    def matches(self, diffusion_model) -> bool:
+        import comfy.ldm.wan.model
+        return (isinstance(diffusion_model, comfy.ldm.wan.model.WanModel)
+                and type(diffusion_model).__name__ not in _BYPASSING_CLASSES)
+
+    def block_keys(self, diffusion_model):
+        return [("double_block", i) for i in range(len(diffusion_model.blocks))]
+
+    def frame_grid(self, diffusion_model, x, kwargs) -> FrameGrid:
+        patch = diffusion_model.patch_size
+        prefix = 0
+        reference = kwargs.get("reference_latent")
+        if reference is not None and getattr(diffusion_model, "ref_conv", None) is not None:
+            prefix = FrameGrid.from_latent((1,) + tuple(reference.shape[-2:]), patch).tokens_per_frame
+        extra = kwargs.get("time_dim_concat")
+        extra_frames = FrameGrid.from_latent(extra.shape, patch).frames if extra is not None else 0
+        return FrameGrid.from_latent(x.shape, patch, prefix, extra_frames)
+
+    def default_anchors(self, diffusion_model, x, c_concat, kwargs):
+        # Image-to-video concatenates [mask (4 channels), image latent]; the mask marks the given frames.
+        if c_concat is not None and c_concat.shape[1] >= 4 and diffusion_model.in_dim > diffusion_model.out_dim:
+            return _conditioned_frames(c_concat[:, :4])
+        # TI2V-5B keeps a given first frame through a denoise mask (0 where the frame is kept).
+        denoise_mask = kwargs.get("denoise_mask")
+        if denoise_mask is not None and denoise_mask.ndim == 5:
+            return _conditioned_frames(1.0 - denoise_mask)
+        return ()
+
+    def image_layout(self, key, args, grid):
+        sizes = args["transformer_options"].get("grid_sizes")
+        frames, height, width = tuple(int(s) for s in sizes) if sizes is not None else (grid.frames, grid.height, grid.width)
+        return FrameLayout.fit(args["img"].shape[1], grid.prefix, frames, height * width)
+
+    def cut_args(self, key, args, plan: FramePlan, cached):
+        vec = args["vec"]
+        layout = plan.layout
+        if vec.ndim == 4 and vec.shape[1] == layout.frames:   # per-frame modulation (TI2V-5B, I2V)
+            vec = cached("vec", lambda: vec.index_select(1, plan.computed_index))
+        elif vec.ndim == 4 and vec.shape[1] == layout.length:  # per-token modulation
+            vec = cached("vec", lambda: gather(vec, plan))
+        elif vec.ndim == 4 and vec.shape[1] != 1:
+            raise ValueError(f"modulation of {vec.shape[1]} rows matches neither {layout.frames} frames nor {layout.length} tokens")
+        return {**args, "img": gather(args["img"], plan), "vec": vec,
+                "pe": cached("pe", lambda: cut_tokens(args["pe"], plan))}

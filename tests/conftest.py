@@ -1,0 +1,65 @@
+"""Test set-up: registers this pack as the package ``comfyui_fis`` and finds a real ComfyUI host.
+
+The host is ``$COMFYUI_PATH``, else the ComfyUI this pack sits in (``custom_nodes/<pack>``), else
+``~/ComfyUI``. Core tests need no host; host tests skip, loudly, when none is found.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "comfyui_fis"
+
+
+def find_comfyui() -> Path | None:
+    """The ComfyUI checkout to test against, or None."""
+    candidates = [os.environ.get("COMFYUI_PATH"), ROOT.parent.parent, Path.home() / "ComfyUI"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "comfy" / "model_patcher.py").is_file():
+            return Path(candidate).resolve()
+    return None
+
+
+def _register_package():
+    """Make ``import comfyui_fis.<module>`` work without running the pack's ``__init__`` (which needs ComfyUI)."""
+    if PACKAGE not in sys.modules:
+        spec = importlib.util.spec_from_file_location(PACKAGE, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
+        sys.modules[PACKAGE] = importlib.util.module_from_spec(spec)
+
+
+_register_package()
+COMFYUI = find_comfyui()
+NO_HOST_REASON = ("NO COMFYUI HOST FOUND: host tests did not run. Set COMFYUI_PATH to a ComfyUI checkout, "
+                  "install this pack in ComfyUI/custom_nodes, or put ComfyUI in ~/ComfyUI (see README).")
+
+
+def boot_host():
+    """Import the host on the CPU (as `main.py --cpu` would) and return its root."""
+    if COMFYUI is None:
+        pytest.skip(NO_HOST_REASON)
+    if str(COMFYUI) not in sys.path:
+        sys.path.insert(0, str(COMFYUI))
+    import comfy.cli_args
+    comfy.cli_args.args.cpu = True
+    import comfy.model_management  # noqa: F401  (picks the CPU device now)
+    return COMFYUI
+
+
+@pytest.fixture(scope="session")
+def host():
+    """A booted ComfyUI host; skips the test when there is none."""
+    return boot_host()
+
+
+def pytest_report_header(config):
+    return f"ComfyUI host: {COMFYUI}" if COMFYUI else f"ComfyUI host: none. {NO_HOST_REASON}"
+
+
+def pytest_terminal_summary(terminalreporter):
+    if COMFYUI is None:
+        terminalreporter.write_line(NO_HOST_REASON, red=True, bold=True)

@@ -1,0 +1,90 @@
+"""Tiny real models, loaded through ComfyUI's own loader, and helpers to sample and observe them.
+
+Every model here is the host's own class (WanModel, HunyuanVideo) with random weights, detected from its
+state dict by ``comfy.sd.load_diffusion_model_state_dict`` exactly as a checkpoint file would be.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+
+
+def _load(module: torch.nn.Module, seed: int, scale: float = 0.05):
+    import comfy.sd
+    generator = torch.Generator().manual_seed(seed)
+    state_dict = {k: torch.randn(v.shape, generator=generator) * scale for k, v in module.state_dict().items()}
+    model = comfy.sd.load_diffusion_model_state_dict(state_dict)
+    assert model is not None, "ComfyUI did not recognise the generated state dict"
+    return model
+
+
+def tiny_wan(*, in_dim=16, out_dim=16, num_layers=6, dim=128, clip_image=False, ref_conv=False, seed=0):
+    """A ComfyUI Wan model (WAN21, or WAN22 for a 48-channel latent) with ``num_layers`` blocks.
+
+    ``in_dim=36`` makes an image-to-video model that takes [mask, image latent] by concatenation,
+    ``clip_image`` adds the CLIP-vision projection of Wan 2.1 I2V, ``ref_conv`` the reference-image
+    tokens that Wan prepends to the frames.
+    """
+    import comfy.ldm.wan.model
+    import comfy.ops
+    torch.manual_seed(seed)
+    module = comfy.ldm.wan.model.WanModel(
+        model_type="i2v" if clip_image else "t2v", dim=dim, ffn_dim=2 * dim, num_heads=dim // 128, num_layers=num_layers,
+        in_dim=in_dim, out_dim=out_dim, in_dim_ref_conv=16 if ref_conv else None, operations=comfy.ops.disable_weight_init)
+    return _load(module, seed)
+
+
+def text(seed=1, tokens=8, dim=4096, **extra):
+    """A conditioning list with a random text embedding; ``extra`` goes into its options dict."""
+    generator = torch.Generator().manual_seed(seed)
+    return [[torch.randn(1, tokens, dim, generator=generator), dict(extra)]]
+
+
+def sample(model, latent, positive, negative=None, *, steps=4, cfg=1.0, seed=0, noise_mask=None, sampler="euler"):
+    """Sample with ComfyUI's own KSampler path (``nodes.common_ksampler``)."""
+    import nodes
+    latent_dict = {"samples": latent}
+    if noise_mask is not None:
+        latent_dict["noise_mask"] = noise_mask
+    negative = positive if negative is None else negative
+    return nodes.common_ksampler(model, seed, steps, cfg, sampler, "simple", positive, negative, latent_dict)[0]["samples"]
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+
+@contextmanager
+def record_attention_tokens(attention_modules):
+    """Record, for each call of each module in ``attention_modules`` (block index -> self-attention module),
+    the number of tokens it got and the frames FIS told it about: a list of (block, tokens, frames)."""
+    calls = []
+    handles = []
+    for index, module in attention_modules.items():
+        def hook(module, args, kwargs, index=index):
+            tokens = (args[0] if args else kwargs.get("x", kwargs.get("img"))).shape[1]
+            frames = kwargs.get("transformer_options", {}).get("fis_frames")
+            calls.append((index, tokens, frames))
+        handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
+    try:
+        yield calls
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def block_output_recorder(model):
+    """A clone of a Wan ``model`` that records every block's output per model call, and the record:
+    a list (one entry per model call) of lists of [B, L, C] tensors, one per block."""
+    record = []
+
+    def after_block(args):
+        if args["block_index"] == 0:
+            record.append([])
+        record[-1].append(args["img"].clone())
+        return {"img": args["img"]}
+
+    recorded = model.clone()
+    recorded.set_model_patch(after_block, "double_block")
+    return recorded, record
