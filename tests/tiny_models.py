@@ -35,6 +35,35 @@ def tiny_wan(*, in_dim=16, out_dim=16, num_layers=6, dim=128, clip_image=False, 
     return _load(module, seed)
 
 
+def tiny_hunyuan_video(version="1.5", *, depth=4, single_depth=0, in_channels=None, hidden=128, seed=0):
+    """A ComfyUI HunyuanVideo model: ``"1.5"`` (HunyuanVideo15: 1x1x1 patches over a 32-channel latent,
+    65 input channels for the image-to-video concat, byT5 and vision tokens) or ``"1.0"`` (2x2 spatial
+    patches, a 768-wide pooled vector, guidance embedding, ``single_depth`` single-stream blocks)."""
+    import comfy.ldm.hunyuan_video.model
+    import comfy.ops
+    torch.manual_seed(seed)
+    common = dict(mlp_ratio=4.0, num_heads=hidden // 128, hidden_size=hidden, depth=depth, depth_single_blocks=single_depth,
+                  axes_dim=[16, 56, 56], theta=256, qkv_bias=True, meanflow=False, context_in_dim=64,
+                  operations=comfy.ops.disable_weight_init)
+    if version == "1.5":
+        params = dict(in_channels=in_channels or 65, out_channels=32, vec_in_dim=None, patch_size=[1, 1, 1],
+                      guidance_embed=False, byt5=True, use_cond_type_embedding=True, vision_in_dim=1152, meanflow_sum=True)
+    else:
+        params = dict(in_channels=in_channels or 16, out_channels=16, vec_in_dim=768, patch_size=[1, 2, 2],
+                      guidance_embed=True, byt5=False, use_cond_type_embedding=False, vision_in_dim=None, meanflow_sum=False)
+    module = comfy.ldm.hunyuan_video.model.HunyuanVideo(**common, **params)
+    return _load(module, seed)
+
+
+def hunyuan_text(seed=1, tokens=8, byt5_tokens=0, **extra):
+    """HunyuanVideo conditioning: text embedding (64 wide for the tiny models), pooled output, optional byT5."""
+    generator = torch.Generator().manual_seed(seed)
+    options = {"pooled_output": torch.randn(1, 768, generator=generator), **extra}
+    if byt5_tokens:
+        options["conditioning_byt5small"] = torch.randn(1, byt5_tokens, 1472, generator=generator)
+    return [[torch.randn(1, tokens, 64, generator=generator), options]]
+
+
 def text(seed=1, tokens=8, dim=4096, **extra):
     """A conditioning list with a random text embedding; ``extra`` goes into its options dict."""
     generator = torch.Generator().manual_seed(seed)

@@ -11,4 +11,4 @@ def find_family(diffusion_model) -> FamilyAdapter | None:
     return next((f for f in FAMILIES if f.matches(diffusion_model)), None)
 
 
-__all__ = ["FAMILIES", "FamilyAdapter", "FrameGrid", "find_family"]
+__all__ = ["FAMILIES", "FamilyAdapter", "FrameGrid", "HunyuanVideoFamily", "WanFamily", "find_family"]

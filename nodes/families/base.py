@@ -72,6 +72,12 @@ class FamilyAdapter:
         raise NotImplementedError
 
 
+def conditioned_frames(mask: torch.Tensor) -> tuple[int, ...]:
+    """Latent frames that a mask [B, C, T, H, W] marks as given (above one half anywhere)."""
+    given = mask.float().amax(dim=(0, 1, 3, 4)) > 0.5
+    return tuple(int(i) for i in torch.nonzero(given).flatten().tolist())
+
+
 def cut_tokens(tensor: torch.Tensor, plan: FramePlan, dim: int = 1) -> torch.Tensor:
     """``tensor`` cut to the tokens of ``plan`` along ``dim`` if it runs along the whole sequence there;
     a size-1 (broadcast) axis stays as it is."""

@@ -3,7 +3,7 @@ blocks over text+image. The text stream is always whole; only the image tokens a
 from __future__ import annotations
 
 from ...fis_core import FrameLayout, FramePlan, gather
-from .base import FamilyAdapter, FrameGrid, cut_tokens, remap_ranges
+from .base import FamilyAdapter, FrameGrid, conditioned_frames, cut_tokens, remap_ranges
 
 
 class HunyuanVideoFamily(FamilyAdapter):
@@ -27,9 +27,13 @@ class HunyuanVideoFamily(FamilyAdapter):
         return FrameGrid.from_latent(x.shape, diffusion_model.patch_size, prefix)
 
     def default_anchors(self, diffusion_model, x, c_concat, kwargs):
-        # I2V: the guiding frame (token replace) or a concatenated first-frame latent.
-        concat_i2v = c_concat is not None and diffusion_model.in_channels > diffusion_model.out_channels
-        return (0,) if kwargs.get("guiding_frame_index") is not None or concat_i2v else ()
+        # 1.0 I2V "token replace": the guiding first frame has its own modulation.
+        if kwargs.get("guiding_frame_index") is not None:
+            return (0,)
+        # Concatenated image-to-video ends with a mask channel marking the given frames.
+        if c_concat is not None and diffusion_model.in_channels > diffusion_model.out_channels:
+            return conditioned_frames(c_concat[:, -1:])
+        return ()
 
     def image_layout(self, key, args, grid):
         if key[0] == "double_block":

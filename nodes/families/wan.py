@@ -1,19 +1,11 @@
 """Wan 2.1 / 2.2 (T2V, I2V, FLF2V, TI2V-5B, VACE, Fun, ...): every model run by ``WanModel.forward_orig``."""
 from __future__ import annotations
 
-import torch
-
 from ...fis_core import FrameLayout, FramePlan, gather
-from .base import FamilyAdapter, FrameGrid, cut_tokens
+from .base import FamilyAdapter, FrameGrid, conditioned_frames, cut_tokens
 
 #: WanModel subclasses whose forward does not go through ``patches_replace`` (autoregressive Wan).
 _BYPASSING_CLASSES = ("CausalWanModel",)
-
-
-def _conditioned_frames(mask: torch.Tensor) -> tuple[int, ...]:
-    """Latent frames that a mask [B, C, T, H, W] marks as given (value above one half anywhere)."""
-    given = mask.float().amax(dim=(0, 1, 3, 4)) > 0.5
-    return tuple(int(i) for i in torch.nonzero(given).flatten().tolist())
 
 
 class WanFamily(FamilyAdapter):
@@ -40,11 +32,11 @@ class WanFamily(FamilyAdapter):
     def default_anchors(self, diffusion_model, x, c_concat, kwargs):
         # Image-to-video concatenates [mask (4 channels), image latent]; the mask marks the given frames.
         if c_concat is not None and c_concat.shape[1] >= 4 and diffusion_model.in_dim > diffusion_model.out_dim:
-            return _conditioned_frames(c_concat[:, :4])
+            return conditioned_frames(c_concat[:, :4])
         # TI2V-5B keeps a given first frame through a denoise mask (0 where the frame is kept).
         denoise_mask = kwargs.get("denoise_mask")
         if denoise_mask is not None and denoise_mask.ndim == 5:
-            return _conditioned_frames(1.0 - denoise_mask)
+            return conditioned_frames(1.0 - denoise_mask)
         return ()
 
     def image_layout(self, key, args, grid):
