@@ -8,21 +8,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from host_path import PACK_ROOT as ROOT, find_comfyui
+
 PACKAGE = "comfyui_fis"
-
-
-def find_comfyui() -> Path | None:
-    """The ComfyUI checkout to test against, or None."""
-    candidates = [os.environ.get("COMFYUI_PATH"), ROOT.parent.parent, Path.home() / "ComfyUI"]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "comfy" / "model_patcher.py").is_file():
-            return Path(candidate).resolve()
-    return None
 
 
 def _register_package():
@@ -41,6 +32,8 @@ NO_HOST_REASON = ("NO COMFYUI HOST FOUND: host tests did not run. Set COMFYUI_PA
 def boot_host():
     """Import the host on the CPU (as `main.py --cpu` would) and return its root."""
     if COMFYUI is None:
+        if os.environ.get("FIS_REQUIRE_HOST"):
+            pytest.fail(NO_HOST_REASON, pytrace=False)
         pytest.skip(NO_HOST_REASON)
     if str(COMFYUI) not in sys.path:
         sys.path.insert(0, str(COMFYUI))

@@ -102,3 +102,14 @@ def test_computed_fraction():
     # 40 blocks, 38 sparse at G=2 over 21 frames: groups of 11 and 10 frames
     fraction = FisSchedule(tuple(range(1, 39)), 2).computed_fraction(40, 21)
     assert fraction == pytest.approx((2 + 19 * 11 / 21 + 19 * 10 / 21) / 40)
+
+
+def test_cost_model_matches_the_envelope_and_the_reference_schedule():
+    from comfyui_fis.fis_core import block_ms, estimated_speedup
+    assert block_ms(1.0) == pytest.approx(404.3) and block_ms(11 / 21, "480p") == pytest.approx(35.04)
+    assert block_ms(9 / 21) == pytest.approx(62.76 + (131.37 - 62.76) / 2)
+    # blocks 1-38 of 40 at G=2: the reference FIS measured 2.89x at 720p, 2.48x at 480p
+    schedule = FisSchedule(tuple(range(1, 39)), 2)
+    assert 2.85 < estimated_speedup(schedule, 40, 21, "720p") < 3.1
+    assert 2.45 < estimated_speedup(schedule, 40, 21, "480p") < 2.8
+    assert estimated_speedup(FisSchedule((), 2), 40) == pytest.approx(1.0)
