@@ -51,7 +51,7 @@ def boot(cpu: bool = True) -> Path:
     return root
 
 
-def _pytorch_attention(func, *args, **kwargs):
+def pytorch_attention(func, *args, **kwargs):
     """An ``optimized_attention_override``: torch's scaled-dot-product attention (ComfyUI's default on
     NVIDIA; on the CPU it is several times faster than the sub-quadratic default)."""
     from comfy.ldm.modules.attention import attention_pytorch
@@ -73,7 +73,7 @@ def load_model(steps: int, models_dir: Path = MODELS_DIR):
     if steps == FEW_STEPS:
         lora = comfy.utils.load_torch_file(str(Path(models_dir) / LORA_FILE))
         model = comfy.sd.load_lora_for_models(model, None, lora, 1.0, 0.0)[0]
-    model.model_options["transformer_options"]["optimized_attention_override"] = _pytorch_attention
+    model.model_options["transformer_options"]["optimized_attention_override"] = pytorch_attention
     return model
 
 

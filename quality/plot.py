@@ -1,10 +1,11 @@
-"""Small line and scatter charts drawn with Pillow (matplotlib is not among ComfyUI's requirements)."""
+"""Small charts and frame grids drawn with Pillow (matplotlib is not among ComfyUI's requirements)."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from PIL import Image, ImageDraw, ImageFont
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f")
@@ -109,5 +110,25 @@ def save_panels(panels: list[Panel], path: Path, panel_size: tuple[int, int] = (
     font, small = ImageFont.load_default(size=15), ImageFont.load_default(size=12)
     for i, panel in enumerate(panels):
         _draw_panel(draw, panel, (i * width, 0, (i + 1) * width, height), font, small)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+
+
+def save_frame_grid(rows: list[tuple[str, torch.Tensor]], path: Path, frames: int = 5, zoom: int = 3):
+    """One labelled row per clip [3, F, H, W] in [0, 1]: ``frames`` evenly spaced frames, enlarged
+    ``zoom`` times with sharp pixels."""
+    font = ImageFont.load_default(size=12)
+    _, count, h, w = rows[0][1].shape
+    picks = [round(i * (count - 1) / (frames - 1)) for i in range(frames)]
+    label_width, gap = 130, 2
+    image = Image.new("RGB", (label_width + frames * (w * zoom + gap), len(rows) * (h * zoom + gap)), "white")
+    draw = ImageDraw.Draw(image)
+    for r, (label, clip) in enumerate(rows):
+        top = r * (h * zoom + gap)
+        draw.text((4, top + h * zoom / 2), label, fill="black", font=font, anchor="lm")
+        for c, f in enumerate(picks):
+            array = (clip[:, f].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+            image.paste(Image.fromarray(array).resize((w * zoom, h * zoom), Image.NEAREST),
+                        (label_width + c * (w * zoom + gap), top))
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     image.save(path)

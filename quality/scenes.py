@@ -81,7 +81,7 @@ def random_indices(batch: int, generator: torch.Generator) -> torch.Tensor:
 
 
 def _uniform(generator, batch, low, high, *shape):
-    return low + (high - low) * torch.rand(batch, *shape, generator=generator)
+    return low + (high - low) * torch.rand(batch, *shape, generator=generator, device=generator.device)
 
 
 def _box(q, half_x, half_y):
@@ -104,8 +104,8 @@ def render(indices: torch.Tensor, generator: torch.Generator, frames: int = FRAM
            device: torch.device | str = "cpu") -> torch.Tensor:
     """Videos [B, 3, frames, size, size] in [-1, 1] of the scenes ``indices`` [B, 8] (slot indices).
 
-    ``generator`` (a CPU generator) draws the undescribed parameters: positions, sizes, speeds, spins,
-    background colours, scale and angle, camera speed.
+    ``generator`` (on the CPU or on ``device``) draws the undescribed parameters: positions, sizes, speeds,
+    spins, background colours, scale and angle, camera speed.
     """
     b = indices.shape[0]
     g = generator

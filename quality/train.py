@@ -14,7 +14,8 @@ the velocity that takes it in one step to where the teacher arrived. No video da
     python -m quality.train --device cuda --minutes 7 --out OUT
 
 writes to OUT: the base checkpoint and the 4-step LoRA (safetensors, fp16, ComfyUI key names),
-``train_log.json`` (settings, seed, loss curves, timings) and ``loss_curve.png``. ComfyUI's ``comfy``
+``train_log.json`` (settings, seed, loss curves, timings), ``loss_curve.png`` and ``samples.png``
+(training clips beside the base model's 20-step and the LoRA's 4-step samples). ComfyUI's ``comfy``
 package must be importable: ``$COMFYUI_PATH``, the ComfyUI this pack sits in, or ``~/ComfyUI``.
 """
 from __future__ import annotations
@@ -29,9 +30,10 @@ from pathlib import Path
 import torch
 
 from . import latent, scenes, text
+from .host import boot, pytorch_attention
 from .model import (BASE_FILE, CONFIG, FEW_STEPS, LORA_FILE, LORA_RANK, SHIFT, add_lora, build, config_of,
                     lora_state_dict, schedule_sigmas, shift_sigma)
-from .plot import Panel, Series, save_panels
+from .plot import Panel, Series, save_frame_grid, save_panels
 
 PHASE1_SHARE = 0.62   # of the budget: base model
 PHASE2_SHARE = 0.93   # the base and the LoRA are trained by this share; the rest is for writing files
@@ -52,7 +54,8 @@ class Clock:
 
 
 class Batches:
-    """Random scenes as (clean latent, text tokens) on the device, and noise, from one seed."""
+    """Random scenes as (clean latent, text tokens) on the device, and noise, from one seed: the scene
+    words are drawn on the CPU, everything else on the device."""
 
     def __init__(self, seed: int, frames: int, device: torch.device):
         self.cpu = torch.Generator().manual_seed(seed)
@@ -65,7 +68,7 @@ class Batches:
 
     def data(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         indices, context = self.scenes(batch)
-        video = scenes.render(indices, self.cpu, frames=self.frames, device=self.device)
+        video = scenes.render(indices, self.device_gen, frames=self.frames, device=self.device)
         return latent.encode(video), context
 
     def noise(self, like: torch.Tensor) -> torch.Tensor:
@@ -75,14 +78,9 @@ class Batches:
         return torch.rand(n, generator=self.device_gen, device=self.device)
 
 
-def _pytorch_attention(func, *args, **kwargs):
-    from comfy.ldm.modules.attention import attention_pytorch
-    return attention_pytorch(*args, **kwargs)
-
-
 def velocity(model, x, sigma, context):
     """The model's velocity prediction; sigma [B] in [0, 1] (the model takes sigma * 1000)."""
-    options = {"optimized_attention_override": _pytorch_attention}
+    options = {"optimized_attention_override": pytorch_attention}
     return model(x, sigma * 1000, context, transformer_options=options).float()
 
 
@@ -176,8 +174,9 @@ def teacher_segments(teacher, x: torch.Tensor, context, sigmas: list[float], sub
     return states
 
 
-def distil_lora(teacher, batches: Batches, clock: Clock, args, device) -> tuple[dict, dict]:
-    """Phase 2: a LoRA on a copy of the teacher that samples in 4 steps; returns (LoRA state dict, log)."""
+def distil_lora(teacher, batches: Batches, clock: Clock, args, device) -> tuple[torch.nn.Module, dict, dict]:
+    """Phase 2: a LoRA on a copy of the teacher that samples in 4 steps; returns (the student with its
+    LoRA, the LoRA state dict, the log)."""
     student = copy.deepcopy(teacher)
     loras = add_lora(student, args.rank)
     params = [p for lora in loras.values() for p in lora.parameters()]
@@ -209,7 +208,26 @@ def distil_lora(teacher, batches: Batches, clock: Clock, args, device) -> tuple[
     ema.copy_to(params)
     info = {"steps": step, "samples": step * args.distil_batch, "seconds": round(clock.elapsed() - start, 1),
             "sigmas": sigmas, "teacher_substeps": args.substeps, "rank": args.rank, "loss": log.points}
-    return lora_state_dict(loras), info
+    return student, lora_state_dict(loras), info
+
+
+@torch.no_grad()
+def preview(base, student, batches: Batches, device, path: Path, count: int = 4):
+    """A PNG of what was learnt: for ``count`` random descriptions, a training clip of the description,
+    the base model's 20-step sample and the LoRA's 4-step sample (Euler on the sampling schedule)."""
+    indices, context = batches.scenes(count)
+    rows = [("training clip", (scenes.render(indices, batches.device_gen, frames=batches.frames, device=device) + 1) / 2)]
+    size = scenes.SIZE // latent.PATCH
+    noise = batches.noise(torch.empty(count, latent.CHANNELS, batches.frames, size, size, device=device))
+    for label, model, steps in (("base, 20 steps", base, 20), (f"LoRA, {FEW_STEPS} steps", student, FEW_STEPS)):
+        x = noise
+        sigmas = schedule_sigmas(steps)
+        for s0, s1 in zip(sigmas, sigmas[1:]):
+            with autocast(device):
+                x = x + (s1 - s0) * velocity(model, x, torch.full((count,), s0, device=device), context)
+        rows.append((label, latent.to_pixels(x)))
+    grid = [(f"{label} {i}", clip[i]) for i in range(count) for label, clip in rows]
+    save_frame_grid(grid, path)
 
 
 def save_outputs(out: Path, model, lora: dict, log: dict):
@@ -251,6 +269,7 @@ def parse_args(argv=None):
     parser.add_argument("--lora-ema", type=float, default=0.99)
     parser.add_argument("--substeps", type=int, default=6, help="teacher Euler steps per 4-step segment")
     parser.add_argument("--log-every", type=int, default=50)
+    parser.add_argument("--preview", type=int, default=4, help="descriptions shown in samples.png")
     parser.add_argument("--layers", type=int, default=CONFIG["num_layers"], help="fewer for a quick smoke test")
     parser.add_argument("--frames", type=int, default=scenes.FRAMES, help="fewer for a quick smoke test")
     return parser.parse_args(argv)
@@ -260,7 +279,6 @@ def main(argv=None):
     args = parse_args(argv)
     clock = Clock(args.minutes)
     device = torch.device(args.device)
-    from .host import boot
     boot(cpu=device.type != "cuda")
     import comfy.model_management
     comfy.model_management.in_training = True   # differentiable RoPE instead of the fused inference kernel
@@ -279,10 +297,12 @@ def main(argv=None):
     model.requires_grad_(False).eval()
     save_outputs(args.out, model, {}, log)          # the base model is safe even if phase 2 fails
     print(f"phase 2: 4-step LoRA until {clock.deadline(PHASE2_SHARE):.0f} s", flush=True)
-    lora, log["lora"] = distil_lora(model, batches, clock, args, device)
+    student, lora, log["lora"] = distil_lora(model, batches, clock, args, device)
     print(f"  {log['lora']['steps']} steps, last loss {log['lora']['loss'][-1]['loss'] if log['lora']['loss'] else float('nan'):.4g}", flush=True)
-    log["total_seconds"] = round(clock.elapsed(), 1)
     save_outputs(args.out, model, lora, log)
+    preview(model, student, batches, device, args.out / "samples.png", args.preview)
+    log["total_seconds"] = round(clock.elapsed(), 1)
+    (args.out / "train_log.json").write_text(json.dumps(log, indent=1))
     print(f"wrote {args.out} in {clock.elapsed():.0f} s", flush=True)
 
 
