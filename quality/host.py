@@ -51,11 +51,16 @@ def boot(cpu: bool = True) -> Path:
     return root
 
 
-def pytorch_attention(func, *args, **kwargs):
+def pytorch_attention(func, q, k, v, *args, **kwargs):
     """An ``optimized_attention_override``: torch's scaled-dot-product attention (ComfyUI's default on
-    NVIDIA; on the CPU it is several times faster than the sub-quadratic default)."""
+    NVIDIA; on the CPU it is several times faster than the sub-quadratic default). Under autocast in
+    training, q and k (after an fp32 norm) and v (a bf16 projection) can differ in dtype; all three
+    then take the lowest precision among them."""
     from comfy.ldm.modules.attention import attention_pytorch
-    return attention_pytorch(*args, **kwargs)
+    if len({q.dtype, k.dtype, v.dtype}) > 1:
+        low = min((q.dtype, k.dtype, v.dtype), key=lambda d: torch.finfo(d).bits)
+        q, k, v = q.to(low), k.to(low), v.to(low)
+    return attention_pytorch(q, k, v, *args, **kwargs)
 
 
 def load_model(steps: int, models_dir: Path = MODELS_DIR):

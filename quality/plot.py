@@ -75,15 +75,17 @@ def _draw_panel(draw: ImageDraw.ImageDraw, panel: Panel, box: tuple[int, int, in
     draw.text((left + 4, plot[1] - 6), panel.y_label, fill="black", font=small, anchor="ls")
     legend_y = bottom - 48
     legend_x = left + 16
+    placed: list[tuple[float, float, float, float]] = []
     for i, s in enumerate(panel.series):
         colour = s.colour or PALETTE[i % len(PALETTE)]
         pts = [to_px(x, y) for x, y in zip(s.xs, s.ys) if not (panel.log_y and y <= 0)]
         if s.line and len(pts) > 1:
             draw.line(pts, fill=colour, width=2)
-        for j, (px, py) in enumerate(pts):
+        for px, py in pts:
             _marker(draw, s.marker, px, py, colour)
-            if s.labels:
-                draw.text((px + 6, py - 4), s.labels[j], fill=colour, font=small, anchor="ls")
+        if s.labels:
+            for (px, py), label in _merged_labels(pts, s.labels):
+                _place_label(draw, label, px, py, plot, placed, colour, small)
         width = draw.textlength(s.name, font=small) + 36
         if legend_x + width > right:
             legend_x, legend_y = left + 16, legend_y + 18
@@ -91,6 +93,26 @@ def _draw_panel(draw: ImageDraw.ImageDraw, panel: Panel, box: tuple[int, int, in
         _marker(draw, s.marker, legend_x + 10, legend_y + 7, colour)
         draw.text((legend_x + 26, legend_y), s.name, fill="black", font=small)
         legend_x += width
+
+
+def _merged_labels(points, labels):
+    """One label per distinct point position: labels of points drawn on the same spot are joined."""
+    merged: dict[tuple[int, int], list[str]] = {}
+    for (px, py), label in zip(points, labels):
+        merged.setdefault((round(px), round(py)), []).append(label)
+    return [((px, py), names[0] if len(names) == 1 else f"{names[0]}..{names[-1]}") for (px, py), names in merged.items()]
+
+
+def _place_label(draw, text, px, py, plot, placed, colour, font):
+    """Write ``text`` beside the point (px, py): to its right, or its left near the plot's right edge,
+    moved down past labels already placed."""
+    width = draw.textlength(text, font=font)
+    x = px + 6 if px + 6 + width <= plot[2] else px - 6 - width
+    y = py - 14
+    while any(x < b[2] and b[0] < x + width and y < b[3] and b[1] < y + 12 for b in placed):
+        y += 12
+    placed.append((x, y, x + width, y + 12))
+    draw.text((x, y), text, fill=colour, font=font)
 
 
 def _marker(draw, marker, x, y, colour, r=4):
