@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ...fis_core import FramePlan, FrameLayout, gather
+from ...fis_core import FramePlan, FrameLayout, gather, kept_before
 
 
 @dataclass(frozen=True)
@@ -40,9 +40,6 @@ class FamilyAdapter:
     """
 
     name = "base"
-    #: The block adds its result into its input tensor in place (so the gathered input is lost).
-    mutates_input = False
-
     def matches(self, diffusion_model: torch.nn.Module) -> bool:
         raise NotImplementedError
 
@@ -66,9 +63,10 @@ class FamilyAdapter:
         """The frame layout of ``args["img"]`` for the block ``key``, or None if it does not match the grid."""
         raise NotImplementedError
 
-    def cut_args(self, key: tuple[str, int], args: dict, plan: FramePlan, cached) -> dict:
-        """The block's arguments for the tokens of ``plan``; ``cached(name, fn)`` shares a value across the
-        blocks of one model call (RoPE and modulation subsets are the same for every block of a group)."""
+    def cut_args(self, key: tuple[str, int], args: dict, layout: FrameLayout, plan: FramePlan, share) -> dict:
+        """The block's arguments for the computed frames of ``plan`` in the ``layout`` of ``args["img"]``.
+        ``share(name, make)`` keeps a value for the other blocks of the group in this model call (the
+        RoPE and modulation subsets, the token index)."""
         raise NotImplementedError
 
 
@@ -78,13 +76,13 @@ def conditioned_frames(mask: torch.Tensor) -> tuple[int, ...]:
     return tuple(int(i) for i in torch.nonzero(given).flatten().tolist())
 
 
-def cut_tokens(tensor: torch.Tensor, plan: FramePlan, dim: int = 1) -> torch.Tensor:
-    """``tensor`` cut to the tokens of ``plan`` along ``dim`` if it runs along the whole sequence there;
+def cut_tokens(tensor: torch.Tensor, index: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """``tensor`` cut to the tokens at ``index`` along ``dim`` if it runs along the whole sequence there;
     a size-1 (broadcast) axis stays as it is."""
-    return tensor if tensor.shape[dim] == 1 else gather(tensor, plan, dim)
+    return tensor if tensor.shape[dim] == 1 else gather(tensor, index, dim)
 
 
-def remap_ranges(ranges, plan: FramePlan):
+def remap_ranges(ranges, layout: FrameLayout, computed: tuple[int, ...]):
     """Token ranges ``[(start, end, value), ...]`` over the full sequence, mapped onto the gathered one.
 
     Used for HunyuanVideo's ``modulation_dims``; ``end`` None means the end of the sequence.
@@ -93,8 +91,8 @@ def remap_ranges(ranges, plan: FramePlan):
         return None
     out = []
     for start, end, value in ranges:
-        new_start = plan.kept_before(start)
-        new_end = None if end is None else plan.kept_before(end)
+        new_start = kept_before(layout, computed, start)
+        new_end = None if end is None else kept_before(layout, computed, end)
         if new_end is None or new_end > new_start:
             out.append((new_start, new_end, value))
     return out
