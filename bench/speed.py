@@ -20,7 +20,7 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -90,7 +90,7 @@ class Setting:
 
 
 DEFAULT = Setting("default", 2)
-SWEEP = [Setting("G3", 3), Setting("G4", 4), Setting("G2, 75% blocks", 2, 0.75), Setting("G2, 50% blocks", 2, 0.5)]
+SWEEP = [Setting("G3", 3), Setting("G4", 4), Setting("75%", 2, 0.75), Setting("50%", 2, 0.5)]
 
 
 def boot_host():
@@ -119,10 +119,10 @@ def build_model(spec: ModelSpec, device, dtype):
     config = comfy.model_detection.model_config_from_unet_config(dict(spec.unet_config))
     config.set_inference_dtype(dtype, None)
     model = config.get_model({}, "", device=device)
-    generator = torch.Generator(device=device).manual_seed(0)
+    torch.manual_seed(0)
     with torch.no_grad():
         for parameter in model.diffusion_model.parameters():
-            parameter.normal_(0.0, 0.02, generator=generator)
+            parameter.normal_(0.0, 0.02)
     model.eval()
     return comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=device)
 
@@ -208,7 +208,16 @@ def run_with_peak(device, fn):
     return result, torch.cuda.max_memory_allocated() / 2**30
 
 
-def bench_model(key: str, spec: ModelSpec, resolutions, settings, device, dtype, reps: int, warmup: int, compile_model: bool):
+def print_profile(fn):
+    """The kernels of one call of ``fn``, by GPU time: where FIS's own time goes."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        fn()
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=18, max_name_column_width=60), flush=True)
+
+
+def bench_model(key: str, spec: ModelSpec, resolutions, settings, device, dtype, reps: int, warmup: int,
+                compile_model: bool, profile: bool = False):
     """Rows of results for one model: every resolution, every setting."""
     from comfyui_fis.nodes import FrameInterleavedSparsity
     node = FrameInterleavedSparsity()
@@ -235,13 +244,15 @@ def bench_model(key: str, spec: ModelSpec, resolutions, settings, device, dtype,
                 model=key, model_name=spec.name, resolution=resolution, latent=list(spec.latent_shape(resolution)),
                 tokens=int(dense_out.shape[2] * dense_out.shape[3] * dense_out.shape[4]
                            // (spec.unet_config["patch_size"][1] * spec.unet_config["patch_size"][2])),
-                setting=setting.name, sparse_blocks=setting.sparse_blocks(len(blocks)), groups=setting.groups,
+                setting=setting.name, blocks=len(blocks), sparse_blocks=setting.sparse_blocks(len(blocks)), groups=setting.groups,
                 compiled=compile_model, dense_ms=round(dense_ms, 2), fis_ms=round(fis_ms, 2),
                 speedup=round(dense_ms / fis_ms, 3), ideal_ms=round(ideal_ms, 2), ideal_speedup=round(dense_ms / ideal_ms, 3),
                 overhead=round(fis_ms / ideal_ms - 1.0, 4), dense_peak_gib=round(dense_peak, 3),
                 fis_peak_gib=round(fis_peak, 3),
                 rel_err_random_weights=round(((fis_out - dense_out).float().norm() / dense_out.float().norm()).item(), 4)))
             print(format_row(rows[-1]), flush=True)
+            if profile:
+                print_profile(lambda: inputs.run(fis_model))
         del inputs, dense_out
     return rows
 
@@ -259,10 +270,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="wan14b,wan5b,hv15", help=f"comma list of {', '.join(MODELS)}")
     parser.add_argument("--res", default="480p,720p")
-    parser.add_argument("--sweep", action=argparse.BooleanOptionalAction, default=True, help="also run the groups/blocks sweep")
+    parser.add_argument("--settings", default="all", help="comma list of setting names (default, G3, G4, 75%%, 50%%) or 'all'")
+    parser.add_argument("--blocks", type=int, help="override the number of blocks (e.g. a shallower model for --compile)")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--compile", action="store_true", help="apply ComfyUI's TorchCompileModel (inductor) first")
+    parser.add_argument("--profile", action="store_true", help="print the top GPU kernels of one FIS forward per row")
     parser.add_argument("--tiny", action="store_true", help="tiny models on the CPU: checks the script, no speed claims")
     parser.add_argument("--out", default=str(PACK_ROOT / "bench" / "out" / "speed.json"))
     args = parser.parse_args(argv)
@@ -273,19 +286,23 @@ def main(argv=None):
     catalogue = TINY_MODELS if args.tiny else MODELS
     keys = list(TINY_MODELS) if args.tiny else args.models.split(",")
     resolutions = ["tiny"] if args.tiny else args.res.split(",")
-    settings = [DEFAULT] + (SWEEP if args.sweep else [])
+    settings = [s for s in [DEFAULT] + SWEEP if args.settings == "all" or s.name in args.settings.split(",")]
     print(" | ".join(name for name, _ in COLUMNS), flush=True)
     rows = []
     for key in keys:
-        rows += bench_model(key, catalogue[key], resolutions, settings, device, dtype,
-                            1 if args.tiny else args.reps, 0 if args.tiny else args.warmup, args.compile)
+        spec = catalogue[key]
+        if args.blocks:
+            depth_key = "num_layers" if "num_layers" in spec.unet_config else "depth"
+            spec = replace(spec, name=f"{spec.name}, {args.blocks} blocks", unet_config={**spec.unet_config, depth_key: args.blocks})
+        rows += bench_model(key, spec, resolutions, settings, device, dtype,
+                            1 if args.tiny else args.reps, 0 if args.tiny else args.warmup, args.compile, args.profile)
         torch.cuda.empty_cache() if device == "cuda" else None
     import comfyui_version
     report = dict(
         what="One model forward (BaseModel.apply_model), dense and with FIS, random weights, batch 1, CFG 1",
         date=datetime.date.today().isoformat(), device=torch.cuda.get_device_name() if device == "cuda" else "cpu",
         torch=torch.__version__, comfyui=getattr(comfyui_version, "__version__", "?"), comfyui_path=str(host),
-        dtype=str(dtype), reps=args.reps, tiny=args.tiny, rows=rows)
+        dtype=str(dtype), reps=args.reps, tiny=args.tiny, compiled=args.compile, rows=rows)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1))
     print(f"wrote {args.out}")

@@ -1,15 +1,8 @@
 """Gather a frame subset out of a token sequence, and restore the full sequence after a sparse block.
 
-A :class:`FramePlan` holds, on the device, everything a sparse block needs; it is built once per
-(layout, subset, dtype) and reused by every block and step. The gather is one indexed copy. The
-restore is two small matrix products along the frame axis, written straight into the output:
-
-    out_frames = frame_mix @ x_frames + update_mix @ y_frames
-
-``update_mix`` copies a computed frame's output and spreads the computed updates over the skipped
-frames; ``frame_mix`` gives a skipped frame its own input minus the inputs of the frames it borrows
-from, so that it gets ``x_s + sum_j w_sj (y_j - x_j)``. That reads the input once, the block's output
-once, and writes the result once, with no temporaries and in fp32 accumulation.
+A :class:`FramePlan` holds, on the device, what a sparse block needs beyond its token positions; it is
+built once per (frames, subset, interpolation) and reused by every block and step. The gather is one
+indexed copy; the restore is one kernel that writes every frame once (see :mod:`.restore_kernel`).
 """
 from __future__ import annotations
 
@@ -18,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from .layout import FrameLayout
+from .restore_kernel import restore_frames
 from .schedule import INTERPOLATIONS
 
 
@@ -53,33 +47,6 @@ def interpolation_sources(computed: tuple[int, ...], num_frames: int, mode: str)
     return skipped, lo, hi, weight
 
 
-def mixing_matrices(computed: tuple[int, ...], num_frames: int, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(frame_mix [F, F], update_mix [F, k])`` in float64 such that the restored frames are
-    ``frame_mix @ x_frames + update_mix @ y_computed`` (see the module docstring)."""
-    skipped, lo, hi, weight = interpolation_sources(computed, num_frames, mode)
-    frame_mix = torch.zeros(num_frames, num_frames, dtype=torch.float64)
-    update_mix = torch.zeros(num_frames, len(computed), dtype=torch.float64)
-    for position, frame in enumerate(computed):
-        update_mix[frame, position] = 1.0
-    for frame, low, high, w in zip(skipped, lo, hi, weight):
-        frame_mix[frame, frame] = 1.0
-        if mode == "none":
-            continue
-        for position, share in ((low, 1.0 - w), (high, w)):
-            frame_mix[frame, computed[position]] -= share
-            update_mix[frame, position] += share
-    return frame_mix, update_mix
-
-
-def _aligned(matrix: torch.Tensor, device, dtype) -> torch.Tensor:
-    """``matrix`` on ``device`` with its rows padded to a multiple of 8 elements (16-byte aligned rows
-    let the matrix units take it), returned as a view of the original width."""
-    rows, cols = matrix.shape
-    padded = torch.zeros(rows, -(-cols // 8) * 8, dtype=dtype)
-    padded[:, :cols] = matrix
-    return padded.to(device)[:, :cols]
-
-
 @dataclass(frozen=True)
 class FramePlan:
     """Device-side data for computing the ``computed`` frames of ``frames`` and restoring the rest.
@@ -92,17 +59,25 @@ class FramePlan:
     computed: tuple[int, ...]
     mode: str
     frame_index: torch.Tensor   # the computed frames
-    frame_mix: torch.Tensor     # [F, F], see mixing_matrices
-    update_mix: torch.Tensor    # [F, k]
+    table: torch.Tensor         # [F, 5] int32: per frame its row in the block output, its two sources
+    weight: torch.Tensor        # [F] float64: weight of the high source
 
 
-def build_plan(frames: int, computed: tuple[int, ...], mode: str, device, dtype=torch.float32) -> FramePlan:
-    """Build the mixing matrices for ``computed`` of ``frames`` with interpolation ``mode`` on ``device``."""
+def build_plan(frames: int, computed: tuple[int, ...], mode: str, device) -> FramePlan:
+    """Build the restore tables for ``computed`` of ``frames`` with interpolation ``mode`` on ``device``."""
     if not computed or min(computed) < 0 or max(computed) >= frames or list(computed) != sorted(set(computed)):
         raise ValueError(f"computed frames {computed} must be sorted, unique and within 0-{frames - 1}")
-    frame_mix, update_mix = mixing_matrices(tuple(computed), frames, mode)
+    table = [[-1, -1, -1, -1, -1] for _ in range(frames)]
+    weights = [0.0] * frames
+    for position, frame in enumerate(computed):
+        table[frame][0] = position
+    for frame, lo, hi, weight in zip(*interpolation_sources(tuple(computed), frames, mode)):
+        if mode != "none":
+            table[frame][1:] = [computed[lo], lo, computed[hi], hi]
+            weights[frame] = weight
     return FramePlan(frames, tuple(computed), mode, frame_index=torch.tensor(computed).to(device),
-                     frame_mix=_aligned(frame_mix, device, dtype), update_mix=_aligned(update_mix, device, dtype))
+                     table=torch.tensor(table, dtype=torch.int32).to(device),
+                     weight=torch.tensor(weights, dtype=torch.float64).to(device))
 
 
 def token_index(layout: FrameLayout, plan: FramePlan) -> torch.Tensor:
@@ -139,9 +114,7 @@ def restore(x: torch.Tensor, y_sub: torch.Tensor, layout: FrameLayout, plan: Fra
     k, T, batch = len(plan.computed), layout.tokens_per_frame, x.shape[0]
     x_frames = x[:, layout.frame_tokens].reshape(batch, layout.frames, -1)
     y_frames = y_sub[:, layout.prefix:layout.prefix + k * T].reshape(batch, k, -1)
-    restored = torch.matmul(plan.frame_mix, x_frames)
-    restored.baddbmm_(plan.update_mix.expand(batch, -1, -1), y_frames)
-    restored = restored.view(batch, layout.frames * T, *x.shape[2:])
+    restored = restore_frames(x_frames, y_frames, plan.table, plan.weight).view(batch, layout.frames * T, *x.shape[2:])
     if layout.prefix == 0 and layout.suffix == 0:
         return restored
     return torch.cat([y_sub[:, :layout.prefix], restored, y_sub[:, layout.prefix + k * T:]], dim=1)

@@ -56,13 +56,13 @@ class FisRuntime:
             self._warned.add(key)
             LOG.warning("FIS: %s", message)
 
-    def plan(self, frames: int, computed: tuple[int, ...], device, dtype) -> FramePlan:
+    def plan(self, frames: int, computed: tuple[int, ...], device) -> FramePlan:
         """The plan for ``computed`` of ``frames`` frames (cached: it depends on shapes alone)."""
-        key = (frames, computed, str(device), dtype)
+        key = (frames, computed, str(device))
         if key not in self._plans:
             if len(self._plans) >= 64:
                 self._plans.clear()
-            self._plans[key] = build_plan(frames, computed, self.settings.interpolation, device, dtype)
+            self._plans[key] = build_plan(frames, computed, self.settings.interpolation, device)
         return self._plans[key]
 
     def begin_call(self, base_model, x, sigma, c_concat, kwargs) -> "FisCall | None":
@@ -82,9 +82,8 @@ class FisRuntime:
         if fitted.groups != schedule.groups:
             self.warn_once("few-frames", f"{grid.frames} latent frames are fewer than groups={schedule.groups}; "
                                          f"using {fitted.groups} groups")
-        dtype = base_model.get_dtype_inference()
         subsets = {fitted.frames_for_block(b, grid.frames) for b in fitted.sparse_blocks} - {None}
-        plans = {computed: self.plan(grid.frames, computed, x.device, dtype) for computed in subsets}
+        plans = {computed: self.plan(grid.frames, computed, x.device) for computed in subsets}
         if not self._logged_run:
             self._logged_run = True
             self._log_run(fitted, grid)
@@ -147,7 +146,7 @@ class FisCall:
             return block(args)
         plan = self.plans.get(computed) if layout.frames == self.grid.frames else None
         if plan is None:   # the block sees other frames than the latent (a model that adds frames itself)
-            plan = runtime.plan(layout.frames, computed, args["img"].device, args["img"].dtype)
+            plan = runtime.plan(layout.frames, computed, args["img"].device)
         try:
             sub_args = family.cut_args(key, args, layout, plan, lambda name, make: self._share((name, *layout, computed), make))
         except ValueError as error:

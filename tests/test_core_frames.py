@@ -1,4 +1,10 @@
 """Gather, restore and interpolation (no host needed)."""
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -11,9 +17,9 @@ LAYOUT = FrameLayout(prefix=3, frames=9, tokens_per_frame=4, suffix=2)
 class Sparse:
     """A plan and its token index for ``computed`` frames of ``layout``."""
 
-    def __init__(self, layout, computed, mode="linear", dtype=torch.float32):
+    def __init__(self, layout, computed, mode="linear"):
         self.layout = layout
-        self.plan = build_plan(layout.frames, computed, mode, "cpu", dtype)
+        self.plan = build_plan(layout.frames, computed, mode, "cpu")
         self.index = token_index(layout, self.plan)
 
     def gather(self, x):
@@ -42,7 +48,7 @@ def linear_update(x, layout):
 def test_linear_restores_a_linear_update_exactly(computed):
     x = torch.randn(2, LAYOUT.length, 6, dtype=torch.float64)
     update = linear_update(x, LAYOUT)
-    sparse = Sparse(LAYOUT, computed, dtype=torch.float64)
+    sparse = Sparse(LAYOUT, computed)
     y_sub = sparse.gather(x) + sparse.gather(update.unsqueeze(0))
     out = sparse.restore(x, y_sub)
     torch.testing.assert_close(out, x + update, rtol=0, atol=1e-12)
@@ -51,7 +57,7 @@ def test_linear_restores_a_linear_update_exactly(computed):
 def test_linear_holds_the_nearest_update_outside_the_computed_frames():
     x = torch.randn(1, LAYOUT.length, 6, dtype=torch.float64)
     update = linear_update(x, LAYOUT)
-    sparse = Sparse(LAYOUT, (2, 4, 6), dtype=torch.float64)
+    sparse = Sparse(LAYOUT, (2, 4, 6))
     out = sparse.restore(x, sparse.gather(x + update))
     frames_out = (out - x)[0, LAYOUT.frame_tokens].unflatten(0, (9, 4))
     frames_update = update[LAYOUT.frame_tokens].unflatten(0, (9, 4))
@@ -111,7 +117,7 @@ def naive_restore(x, y_sub, layout, computed, mode):
     """The restore written frame by frame, as the method describes it."""
     T, P = layout.tokens_per_frame, layout.prefix
     out = x.clone()
-    kept = Sparse(layout, computed, mode, x.dtype).gather(x)
+    kept = Sparse(layout, computed, mode).gather(x)
     position = {f: i for i, f in enumerate(computed)}
     frame = lambda t, i: t[:, P + i * T:P + (i + 1) * T]
     out[:, :P] = y_sub[:, :P]
@@ -132,15 +138,41 @@ def naive_restore(x, y_sub, layout, computed, mode):
 def test_restore_matches_the_frame_by_frame_definition(mode, computed):
     generator = torch.Generator().manual_seed(len(computed))
     x = torch.randn(2, LAYOUT.length, 5, generator=generator, dtype=torch.float64)
-    sparse = Sparse(LAYOUT, computed, mode, torch.float64)
+    sparse = Sparse(LAYOUT, computed, mode)
     y_sub = torch.randn(2, len(sparse.index), 5, generator=generator, dtype=torch.float64)
     torch.testing.assert_close(sparse.restore(x, y_sub), naive_restore(x, y_sub, LAYOUT, computed, mode), rtol=0, atol=1e-12)
 
 
-def test_restore_without_prefix_copies_computed_frames_exactly_in_bfloat16():
+def test_restore_copies_computed_frames_exactly_in_bfloat16():
     layout = FrameLayout(0, 7, 3)
     x = torch.randn(1, layout.length, 4).bfloat16()
-    sparse = Sparse(layout, (1, 4), dtype=torch.bfloat16)
+    sparse = Sparse(layout, (1, 4))
     y_sub = torch.randn(1, len(sparse.index), 4).bfloat16()
     out = sparse.restore(x, y_sub)
     assert out.dtype == torch.bfloat16 and torch.equal(sparse.gather(out), y_sub)
+
+
+INTERPRETER_CHECK = """
+import sys, torch
+sys.path.insert(0, sys.argv[1])
+from fis_core import FrameLayout, build_plan, restore_kernel, token_index
+assert restore_kernel.triton is not None
+for mode in ("linear", "nearest", "none"):
+    layout = FrameLayout(0, 7, 3)
+    plan = build_plan(7, (0, 3, 4), mode, "cpu")
+    x = torch.randn(2, 7, 3 * 1400)   # two 4096-element chunks per frame, the second one partial
+    y = torch.randn(2, 3, 3 * 1400)
+    expected = restore_kernel._restore_frames_torch(x, y, plan.table, plan.weight)
+    assert restore_kernel._use_triton(x)
+    torch.testing.assert_close(restore_kernel._restore_frames_triton(x, y, plan.table, plan.weight), expected)
+print("kernel ok")
+"""
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed")
+def test_triton_kernel_matches_the_torch_path_in_the_interpreter():
+    """The Triton kernel, run by Triton's CPU interpreter, gives what the torch path gives."""
+    root = str(Path(__file__).resolve().parents[1])
+    result = subprocess.run([sys.executable, "-c", INTERPRETER_CHECK, root], capture_output=True, text=True,
+                            env={**os.environ, "TRITON_INTERPRET": "1"}, timeout=300)
+    assert result.returncode == 0 and "kernel ok" in result.stdout, result.stderr[-3000:]

@@ -131,7 +131,7 @@ def test_computed_frames_match_a_dense_block_on_the_same_frames(wan):
     options = {"grid_sizes": torch.Size((9, 4, 4))}
     runtime = FisRuntime(comfy_family(), FisSettings((1,), 2), 6)
     computed = (0, 2, 4, 6, 8)
-    call = FisCall(runtime, FisSchedule((1,), 2), FrameGrid(9, 4, 4), {computed: runtime.plan(9, computed, "cpu", x.dtype)})
+    call = FisCall(runtime, FisSchedule((1,), 2), FrameGrid(9, 4, 4), {computed: runtime.plan(9, computed, "cpu")})
 
     def original(args):
         return {"img": block(args["img"], e=args["vec"], freqs=args["pe"], context=args["txt"], transformer_options=args["transformer_options"])}
