@@ -127,6 +127,16 @@ def build_model(spec: ModelSpec, device, dtype):
     return comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=device)
 
 
+def torch_compile_model(model):
+    """What ComfyUI's TorchCompileModel node does (inductor), without importing the node module, which
+    needs PyAV through comfy_api.latest."""
+    from comfy_api.torch_helpers import set_torch_compile_wrapper
+    compiled = model.clone(disable_dynamic=True)
+    set_torch_compile_wrapper(model=compiled, backend="inductor", options={
+        "guard_filter_fn": lambda entries: [("transformer_options" not in entry.name) for entry in entries]})
+    return compiled
+
+
 def block_modules(diffusion_model) -> list[torch.nn.Module]:
     if hasattr(diffusion_model, "double_blocks"):
         return list(diffusion_model.double_blocks) + list(diffusion_model.single_blocks)
@@ -224,30 +234,30 @@ def bench_model(key: str, spec: ModelSpec, resolutions, settings, device, dtype,
     clock = Clock(device)
     dense_model = build_model(spec, device, dtype)
     if compile_model:
-        from comfy_extras.nodes_torch_compile import TorchCompileModel
-        dense_model = TorchCompileModel.execute(dense_model, "inductor")[0]
+        dense_model = torch_compile_model(dense_model)
     blocks = block_modules(dense_model.model.diffusion_model)
     rows = []
     for resolution in resolutions:
         inputs = Inputs(spec, resolution, device, dtype)
         dense_out, dense_peak = run_with_peak(device, lambda: inputs.run(dense_model))
         dense_ms = clock.median_ms(lambda: inputs.run(dense_model), reps, warmup)
-        dense_blocks = clock.block_ms(lambda: inputs.run(dense_model), blocks)
-        non_block_ms = dense_ms - sum(dense_blocks)
+        # block hooks would change a compiled graph: no ideal time for compiled rows
+        non_block_ms = None if compile_model else dense_ms - sum(clock.block_ms(lambda: inputs.run(dense_model), blocks))
         for setting in settings:
             fis_model = node.patch(dense_model, setting.sparse_blocks(len(blocks)), setting.groups, "interleave",
                                    "linear", "auto", 0.0, 1.0)[0]
             fis_out, fis_peak = run_with_peak(device, lambda: inputs.run(fis_model))
             fis_ms = clock.median_ms(lambda: inputs.run(fis_model), reps, warmup)
-            ideal_ms = non_block_ms + sum(clock.block_ms(lambda: inputs.run(fis_model), blocks))
+            ideal_ms = None if compile_model else non_block_ms + sum(clock.block_ms(lambda: inputs.run(fis_model), blocks))
             rows.append(dict(
                 model=key, model_name=spec.name, resolution=resolution, latent=list(spec.latent_shape(resolution)),
                 tokens=int(dense_out.shape[2] * dense_out.shape[3] * dense_out.shape[4]
                            // (spec.unet_config["patch_size"][1] * spec.unet_config["patch_size"][2])),
                 setting=setting.name, blocks=len(blocks), sparse_blocks=setting.sparse_blocks(len(blocks)), groups=setting.groups,
                 compiled=compile_model, dense_ms=round(dense_ms, 2), fis_ms=round(fis_ms, 2),
-                speedup=round(dense_ms / fis_ms, 3), ideal_ms=round(ideal_ms, 2), ideal_speedup=round(dense_ms / ideal_ms, 3),
-                overhead=round(fis_ms / ideal_ms - 1.0, 4), dense_peak_gib=round(dense_peak, 3),
+                speedup=round(dense_ms / fis_ms, 3), ideal_ms=ideal_ms and round(ideal_ms, 2),
+                ideal_speedup=ideal_ms and round(dense_ms / ideal_ms, 3), overhead=ideal_ms and round(fis_ms / ideal_ms - 1.0, 4),
+                dense_peak_gib=round(dense_peak, 3),
                 fis_peak_gib=round(fis_peak, 3),
                 rel_err_random_weights=round(((fis_out - dense_out).float().norm() / dense_out.float().norm()).item(), 4)))
             print(format_row(rows[-1]), flush=True)
@@ -263,7 +273,7 @@ COLUMNS = [("model", "{}"), ("resolution", "{}"), ("setting", "{}"), ("dense_ms"
 
 
 def format_row(row: dict) -> str:
-    return " | ".join(fmt.format(row[name]) for name, fmt in COLUMNS)
+    return " | ".join("-" if row[name] is None else fmt.format(row[name]) for name, fmt in COLUMNS)
 
 
 def main(argv=None):
@@ -297,6 +307,9 @@ def main(argv=None):
         rows += bench_model(key, spec, resolutions, settings, device, dtype,
                             1 if args.tiny else args.reps, 0 if args.tiny else args.warmup, args.compile, args.profile)
         torch.cuda.empty_cache() if device == "cuda" else None
+    if args.compile:
+        from torch._dynamo.utils import counters
+        print(f"torch.compile: {counters['stats']['unique_graphs']} graphs, {sum(counters['graph_break'].values())} graph breaks")
     import comfyui_version
     report = dict(
         what="One model forward (BaseModel.apply_model), dense and with FIS, random weights, batch 1, CFG 1",

@@ -19,6 +19,7 @@ from ..fis_core import FisSchedule, FramePlan, build_plan, estimated_speedup, fo
 from .families import FamilyAdapter, FrameGrid, find_family
 
 WRAPPER_KEY = "frame_interleaved_sparsity"
+SCHEDULE_KWARG = "fis_schedule"
 LOG = logging.getLogger("ComfyUI-FIS")
 
 #: The FIS state of the model call in progress (None outside FIS-active calls). ComfyUI runs one
@@ -111,6 +112,10 @@ class FisRuntime:
     def apply_model_wrapper(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
         global _current_call
         call = self.begin_call(executor.class_obj, x, t, c_concat, kwargs)
+        if call is not None and self.family.takes_extra_kwargs(executor.class_obj.diffusion_model):
+            # The schedule as a model input: a graph torch.compile made without FIS (or with other
+            # settings) no longer matches, since it guards its inputs (unlike transformer_options).
+            kwargs = {**kwargs, SCHEDULE_KWARG: call.signature}
         outer, _current_call = _current_call, call
         try:
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
@@ -131,6 +136,12 @@ class FisCall:
         self.plans = plans
         self.shared: dict = {}
         self.ran_sparse = False
+
+    @property
+    def signature(self) -> tuple:
+        """What decides the compute graph of this call: the schedule, the interpolation, the frames."""
+        return (self.schedule.sparse_blocks, self.schedule.groups, self.schedule.pattern, self.schedule.anchors,
+                self.runtime.settings.interpolation, tuple(self.grid))
 
     def run_block(self, position: int, key: tuple[str, int], args: dict, block):
         """Run ``block`` (a ``patches_replace`` callable taking ``args``) on its frame subset."""

@@ -64,3 +64,16 @@ def test_compiled_model_recompiles_once_when_fis_turns_off(node, wan, dynamo, or
     assert dynamo["stats"]["unique_graphs"] == 2
     sample(model, x, text(), steps=4)   # a second run compiles nothing new
     assert dynamo["stats"]["unique_graphs"] == 2
+
+
+def test_fis_added_after_the_compiled_model_already_ran_dense(node, wan, dynamo):
+    """ComfyUI's compile guards ignore transformer_options; FIS must still replace the dense graph."""
+    x = torch.randn(1, 16, 9, 8, 8)
+    compiled_dense = compiled(wan)
+    dense = sample(compiled_dense, x, text(), steps=2)
+    out = sample(fis(node, compiled_dense), x, text(), steps=2)
+    torch.testing.assert_close(out, sample(fis(node, wan), x, text(), steps=2), rtol=1e-4, atol=1e-4)
+    assert relative_error(out, dense) > 1e-3
+    again = sample(compiled_dense, x, text(), steps=2)   # and the dense model is dense again
+    torch.testing.assert_close(again, dense, rtol=1e-4, atol=1e-4)
+    assert dynamo["stats"]["unique_graphs"] == 2

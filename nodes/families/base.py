@@ -1,16 +1,16 @@
 """The interface one model family implements so that FIS can run its blocks on a frame subset."""
 from __future__ import annotations
 
+import inspect
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
 from ...fis_core import FramePlan, FrameLayout, gather, kept_before
 
 
-@dataclass(frozen=True)
-class FrameGrid:
+class FrameGrid(NamedTuple):
     """The latent video as the transformer sees it: ``frames`` x ``height`` x ``width`` tokens after
     patchifying, behind ``prefix`` non-frame image tokens (e.g. a reference image)."""
 
@@ -23,12 +23,12 @@ class FrameGrid:
     def tokens_per_frame(self) -> int:
         return self.height * self.width
 
-    @classmethod
-    def from_latent(cls, shape, patch_size, prefix: int = 0, extra_frames: int = 0) -> "FrameGrid":
+    @staticmethod
+    def from_latent(shape, patch_size, prefix: int = 0, extra_frames: int = 0) -> "FrameGrid":
         """The grid of a latent of ``shape`` [..., T, H, W] cut into ``patch_size`` (t, h, w) patches."""
         t, h, w = shape[-3:]
         pt, ph, pw = patch_size
-        return cls(math.ceil(t / pt) + extra_frames, math.ceil(h / ph), math.ceil(w / pw), prefix)
+        return FrameGrid(math.ceil(t / pt) + extra_frames, math.ceil(h / ph), math.ceil(w / pw), prefix)
 
 
 class FamilyAdapter:
@@ -42,6 +42,11 @@ class FamilyAdapter:
     name = "base"
     def matches(self, diffusion_model: torch.nn.Module) -> bool:
         raise NotImplementedError
+
+    def takes_extra_kwargs(self, diffusion_model: torch.nn.Module) -> bool:
+        """Whether the model's forward passes unknown keyword arguments through (``**kwargs``)."""
+        parameters = inspect.signature(diffusion_model.forward).parameters.values()
+        return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
     def block_keys(self, diffusion_model: torch.nn.Module) -> list[tuple[str, int]]:
         """Keys of ``patches_replace["dit"]`` in execution order; a widget's block number indexes this list."""
