@@ -2,11 +2,12 @@
 
 One :class:`SparseBlockPatch` per sparse block goes into ``patches_replace["dit"]``. An ``APPLY_MODEL``
 wrapper, which runs outside any ``torch.compile`` region, decides for each model call whether FIS is
-active (start/end percent), finds the frames, builds the index plans, and publishes that state as
-:data:`_current_call` for the block patches. A module global, not ``transformer_options``: ComfyUI's
-``TorchCompileModel`` drops every compile guard on ``transformer_options``, while a global is guarded,
-so a compiled model recompiles (once) when FIS turns on or off or its frames change, instead of
-silently reusing the wrong graph. Nothing is kept between model calls but shape-only data.
+active (start/end percent), finds the frames, builds the index plans, publishes that state as
+:data:`_current_call` for the block patches, and passes the schedule to the model as a keyword
+argument. ComfyUI's ``TorchCompileModel`` drops every compile guard on ``transformer_options``; the
+global and the model's keyword arguments are guarded, so a compiled model recompiles (once) when FIS
+turns on or off or its schedule changes, instead of silently reusing the wrong graph. Nothing is kept
+between model calls but shape-only data.
 """
 from __future__ import annotations
 
