@@ -1,6 +1,6 @@
 """Tiny real models, loaded through ComfyUI's own loader, and helpers to sample and observe them.
 
-Every model here is the host's own class (WanModel, HunyuanVideo) with random weights, detected from its
+Every model here is the host's own class (WanModel, HunyuanVideo, LTXVModel) with random weights, detected from its
 state dict by ``comfy.sd.load_diffusion_model_state_dict`` exactly as a checkpoint file would be.
 """
 from __future__ import annotations
@@ -117,3 +117,15 @@ def block_output_recorder(model):
     recorded = model.clone()
     recorded.set_model_patch(after_block, "double_block")
     return recorded, record
+
+
+def tiny_ltxv(*, layers=4, head_dim=4, seed=0):
+    """A ComfyUI LTX-Video model (128-channel latent, 1x1x1 patches, the 32 heads detection assumes) with
+    ``layers`` blocks."""
+    import comfy.ldm.lightricks.model
+    import comfy.ops
+    torch.manual_seed(seed)
+    module = comfy.ldm.lightricks.model.LTXVModel(
+        cross_attention_dim=32 * head_dim, attention_head_dim=head_dim, num_layers=layers,
+        operations=comfy.ops.disable_weight_init)
+    return _load(module, seed)

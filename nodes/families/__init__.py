@@ -1,9 +1,10 @@
 """Model families FIS knows; :func:`find_family` picks the adapter for a diffusion model."""
 from .base import FamilyAdapter, FrameGrid
 from .hunyuan import HunyuanVideoFamily
+from .ltxv import LTXVideoFamily
 from .wan import WanFamily
 
-FAMILIES: tuple[FamilyAdapter, ...] = (WanFamily(), HunyuanVideoFamily())
+FAMILIES: tuple[FamilyAdapter, ...] = (WanFamily(), HunyuanVideoFamily(), LTXVideoFamily())
 
 
 def find_family(diffusion_model) -> FamilyAdapter | None:
@@ -11,4 +12,4 @@ def find_family(diffusion_model) -> FamilyAdapter | None:
     return next((f for f in FAMILIES if f.matches(diffusion_model)), None)
 
 
-__all__ = ["FAMILIES", "FamilyAdapter", "FrameGrid", "HunyuanVideoFamily", "WanFamily", "find_family"]
+__all__ = ["FAMILIES", "FamilyAdapter", "FrameGrid", "HunyuanVideoFamily", "LTXVideoFamily", "WanFamily", "find_family"]
