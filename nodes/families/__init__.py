@@ -2,9 +2,10 @@
 from .base import FamilyAdapter, FrameGrid
 from .hunyuan import HunyuanVideoFamily
 from .ltxv import LTXVideoFamily
+from .mochi import MochiFamily
 from .wan import WanFamily
 
-FAMILIES: tuple[FamilyAdapter, ...] = (WanFamily(), HunyuanVideoFamily(), LTXVideoFamily())
+FAMILIES: tuple[FamilyAdapter, ...] = (WanFamily(), HunyuanVideoFamily(), LTXVideoFamily(), MochiFamily())
 
 
 def find_family(diffusion_model) -> FamilyAdapter | None:
@@ -12,4 +13,5 @@ def find_family(diffusion_model) -> FamilyAdapter | None:
     return next((f for f in FAMILIES if f.matches(diffusion_model)), None)
 
 
-__all__ = ["FAMILIES", "FamilyAdapter", "FrameGrid", "HunyuanVideoFamily", "LTXVideoFamily", "WanFamily", "find_family"]
+__all__ = ["FAMILIES", "FamilyAdapter", "FrameGrid", "HunyuanVideoFamily", "LTXVideoFamily", "MochiFamily", "WanFamily",
+           "find_family"]
