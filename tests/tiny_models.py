@@ -135,7 +135,8 @@ def tiny_ltxv(*, layers=4, head_dim=4, seed=0):
 
 
 def tiny_mochi(*, depth=4, seed=0):
-    """A ComfyUI Mochi 1 model (AsymmDiTJoint: 12-channel latent, 2x2 patches, 2 heads) with ``depth`` blocks.
+    """A ComfyUI Mochi 1 model (AsymmDiTJoint: 12-channel latent, 2x2 patches, 2 heads, 64-wide text) with
+    ``depth`` blocks.
 
     Detection fixes Mochi's full 10B shape, so this shrinks the config that detection gives and then does what
     ``load_diffusion_model_state_dict`` does after detecting: the host's model config builds the model, which
@@ -147,7 +148,7 @@ def tiny_mochi(*, depth=4, seed=0):
     import comfy.model_patcher
     import comfy.ops
     config = comfy.model_detection.detect_unet_config({"t5_yproj.weight": None}, "")
-    config.update(depth=depth, num_heads=2, hidden_size_x=128, hidden_size_y=64, mlp_ratio_x=12288 / 128)
+    config.update(depth=depth, num_heads=2, hidden_size_x=128, hidden_size_y=64, mlp_ratio_x=12288 / 128, t5_feat_dim=64)
     torch.manual_seed(seed)
     module = comfy.ldm.genmo.joint_model.asymm_models_joint.AsymmDiTJoint(**config, operations=comfy.ops.disable_weight_init)
     state_dict = _random_weights(module, seed)
