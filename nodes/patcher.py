@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import comfy.patcher_extension
 
 from ..fis_core import FisSchedule, FramePlan, build_plan, estimated_speedup, format_block_list, restore
-from .families import FamilyAdapter, FrameGrid, find_family
+from .families import FAMILIES, FamilyAdapter, FrameGrid, find_family
 
 WRAPPER_KEY = "frame_interleaved_sparsity"
 SCHEDULE_KWARG = "fis_schedule"
@@ -224,7 +224,8 @@ def apply_fis(model, settings: FisSettings):
     family, keys = model_block_keys(patched)
     if family is None:
         name = type(patched.get_model_object("diffusion_model")).__name__
-        LOG.warning("FIS: %s is not a supported model (Wan, HunyuanVideo); it runs dense", name)
+        supported = ", ".join(family.name for family in FAMILIES)
+        LOG.warning("FIS: %s is not a supported model (supported: %s); it runs dense", name, supported)
         return patched
     _remove_fis(patched)
     schedule = FisSchedule(settings.sparse_blocks, settings.groups, settings.pattern)

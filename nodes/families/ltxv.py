@@ -6,9 +6,7 @@ mask): every block computes them. The timestep is per token when a frame is give
 """
 from __future__ import annotations
 
-from dataclasses import replace
-
-from ...fis_core import FrameLayout, FramePlan, gather
+from ...fis_core import FrameLayout, FramePlan, gather, kept_before, token_index
 from .base import FamilyAdapter, FrameGrid, conditioned_frames, cut_tokens
 
 
@@ -20,7 +18,6 @@ def _guide_frames(x, kwargs) -> int:
 
 class LTXVideoFamily(FamilyAdapter):
     name = "ltxv"
-    mutates_input = True  # BasicTransformerBlock adds into its input in place
 
     def matches(self, diffusion_model) -> bool:
         import comfy.ldm.lightricks.av_model
@@ -33,7 +30,7 @@ class LTXVideoFamily(FamilyAdapter):
 
     def frame_grid(self, diffusion_model, x, kwargs) -> FrameGrid:
         grid = FrameGrid.from_latent(x.shape, diffusion_model.patchifier.patch_size)
-        return replace(grid, frames=grid.frames - _guide_frames(x, kwargs))
+        return grid._replace(frames=grid.frames - _guide_frames(x, kwargs))
 
     def default_anchors(self, diffusion_model, x, c_concat, kwargs):
         # LTXVImgToVideo and friends keep a given frame through the denoise mask (below 1 where it is kept).
@@ -45,28 +42,29 @@ class LTXVideoFamily(FamilyAdapter):
     def image_layout(self, key, args, grid):
         return FrameLayout.fit(args["img"].shape[1], 0, grid.frames, grid.tokens_per_frame)
 
-    def cut_args(self, key, args, plan: FramePlan, cached):
+    def cut_args(self, key, args, layout: FrameLayout, plan: FramePlan, share):
         vec = args["vec"]
-        if vec.shape[1] not in (1, plan.layout.length):
-            raise ValueError(f"timestep of {vec.shape[1]} rows matches neither 1 nor {plan.layout.length} tokens")
+        if vec.shape[1] not in (1, layout.length):
+            raise ValueError(f"timestep of {vec.shape[1]} rows matches neither 1 nor {layout.length} tokens")
+        index = share("tokens", lambda: token_index(layout, plan))
         rotation, split = args["pe"]
-        sub = {**args, "img": gather(args["img"], plan), "vec": cached("vec", lambda: cut_tokens(vec, plan)),
-               "pe": cached("pe", lambda: (cut_tokens(rotation, plan), split))}
+        sub = {**args, "img": gather(args["img"], index), "vec": share("vec", lambda: cut_tokens(vec, index)),
+               "pe": share("pe", lambda: (cut_tokens(rotation, index), split))}
         mask = args.get("self_attention_mask")
         if mask is not None:
-            sub["self_attention_mask"] = cached("mask", lambda: _cut_guide_mask(mask, plan))
+            sub["self_attention_mask"] = share("mask", lambda: _cut_guide_mask(mask, layout, plan, index))
         return sub
 
 
-def _cut_guide_mask(mask, plan: FramePlan):
+def _cut_guide_mask(mask, layout: FrameLayout, plan: FramePlan, index):
     """LTXV's guide attention mask (attention biases between the frames and the guide tokens after them) over
     the tokens of ``plan``; the biases run along the key axis."""
     import comfy.ldm.lightricks.model
     if not isinstance(mask, comfy.ldm.lightricks.model.GuideAttentionMask):
         raise ValueError(f"a self-attention mask of type {type(mask).__name__} cannot be cut")
     cut = object.__new__(type(mask))
-    cut.guide_start = plan.kept_before(mask.guide_start)
+    cut.guide_start = kept_before(layout, plan.computed, mask.guide_start)
     cut.tracked_count = mask.tracked_count
-    cut.noisy_mask = gather(mask.noisy_mask, plan, dim=-1)
-    cut.tracked_mask = gather(mask.tracked_mask, plan, dim=-1)
+    cut.noisy_mask = gather(mask.noisy_mask, index, dim=-1)
+    cut.tracked_mask = gather(mask.tracked_mask, index, dim=-1)
     return cut

@@ -6,7 +6,7 @@ one vector per sample.
 """
 from __future__ import annotations
 
-from ...fis_core import FrameLayout, FramePlan, gather
+from ...fis_core import FrameLayout, FramePlan, gather, token_index
 from .base import FamilyAdapter, FrameGrid
 
 
@@ -26,7 +26,8 @@ class MochiFamily(FamilyAdapter):
     def image_layout(self, key, args, grid):
         return FrameLayout.fit(args["img"].shape[1], 0, grid.frames, grid.tokens_per_frame)
 
-    def cut_args(self, key, args, plan: FramePlan, cached):
-        return {**args, "img": gather(args["img"], plan),
-                "rope_cos": cached("rope_cos", lambda: gather(args["rope_cos"], plan, dim=0)),
-                "rope_sin": cached("rope_sin", lambda: gather(args["rope_sin"], plan, dim=0))}
+    def cut_args(self, key, args, layout: FrameLayout, plan: FramePlan, share):
+        index = share("tokens", lambda: token_index(layout, plan))
+        return {**args, "img": gather(args["img"], index),
+                "rope_cos": share("rope_cos", lambda: gather(args["rope_cos"], index, dim=0)),
+                "rope_sin": share("rope_sin", lambda: gather(args["rope_sin"], index, dim=0))}
