@@ -4,14 +4,15 @@ its custom_nodes, the front end of the comfyui-frontend-package it serves, and h
 
 Skips, saying why, when Chromium or Playwright is missing; ``FIS_REQUIRE_WEB_TOOLS=1`` (CI) makes that a failure.
 """
+import json
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
 from comfy_server import ComfyServer
 from host_path import PACK_ROOT
+from workflow_api import to_api
 from comfyui_fis.fis_core import FisSchedule
 from comfyui_fis.fis_core.schedule_image import estimate_lines
 
@@ -21,6 +22,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TINY_MODEL = "fis_test_tiny_wan.safetensors"
 VIEW = ".fis-schedule-view"
+WORKFLOWS = sorted((PACK_ROOT / "workflows").glob("*.json"))
 
 
 def browser_tools():
@@ -63,8 +65,9 @@ def page(server):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 950}, device_scale_factor=2)
             page.set_default_timeout(30_000)
-            page.errors = []
+            page.errors, page.console = [], []
             page.on("pageerror", lambda error: page.errors.append(error))
+            page.on("console", lambda message: page.console.append(message.text))
             page.goto(server.url)
             page.wait_for_function("window.app?.vueAppReady && app.graph?._nodes?.length > 0", timeout=90_000)
             yield page
@@ -175,3 +178,16 @@ def test_the_view_reads_the_connected_model(page):
 def test_the_server_lists_the_workflows_as_templates(server):
     listed = server.get_json("/workflow_templates")
     assert sorted(listed["ComfyUI-FIS"]) == sorted(p.stem for p in (PACK_ROOT / "workflows").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_the_front_end_reads_each_workflow_as_the_tests_do(page, server, path):
+    """The front end loads the workflow without complaint, and its own API conversion (graphToPrompt, what Run
+    sends) is the prompt that tests/test_workflows_validate.py validates."""
+    workflow = json.loads(path.read_text())
+    page.console.clear()
+    output = page.evaluate("async (workflow) => { await app.loadGraphData(workflow); return (await app.graphToPrompt()).output; }",
+                           workflow)
+    assert not [m for m in page.console if "invalid workflow" in m.lower()]
+    assert {i: {k: v for k, v in node.items() if k != "_meta"} for i, node in output.items()} == \
+        to_api(workflow, server.get_json("/object_info"))
