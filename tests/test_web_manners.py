@@ -66,6 +66,16 @@ def test_one_log_line_per_sampling_run(host, caplog):
         assert "sparse blocks 1-4 of 6" in line and "groups 2" in line and re.search(r"about \d+% of the block", line)
 
 
+def test_readme_estimates_are_the_cost_model_s():
+    from comfyui_fis.fis_core import FisSchedule
+    from comfyui_fis.fis_core.schedule_image import estimate_lines
+    readme = (PACK_ROOT / "README.md").read_text()
+    numbers = [re.findall(r"\d+(?:\.\d+)?(?=[%x])", " ".join(estimate_lines(FisSchedule(tuple(range(1, 39)), g), 40, 21)))
+               for g in (2, 3)]
+    assert "`groups` 2 saves {}% (blocks {}x faster at 720p, {}x at 480p)".format(*numbers[0]) in " ".join(readme.split())
+    assert "`groups` 3 saves {}% ({}x and {}x)".format(*numbers[1]) in readme
+
+
 @pytest.mark.parametrize("path", sorted((PACK_ROOT / "workflows").glob("*.json")), ids=lambda p: p.stem)
 def test_readme_lists_every_workflow(path):
     assert f"workflows/{path.name}" in (PACK_ROOT / "README.md").read_text()
