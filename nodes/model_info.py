@@ -71,7 +71,7 @@ def register_routes():
             return web.json_response({"error": f"no safetensors file '{name}' in {folder or 'no folder'}"}, status=404)
         try:
             info = model_info(path)
-        except (OSError, ValueError, KeyError, struct.error) as error:
+        except Exception as error:  # any file the detection cannot make sense of
             return web.json_response({"error": f"cannot read {name}: {error}"}, status=422)
         if info is None:
             return web.json_response({"error": f"{name} is not a model FIS supports"}, status=422)

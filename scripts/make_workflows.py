@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -296,11 +297,14 @@ def load_definitions() -> dict:
     sys.path.insert(0, str(host))
     import comfy.cli_args
     comfy.cli_args.args.cpu = True
+    import folder_paths
     import nodes
     from workflow_api import node_definitions
-    asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
-    asyncio.run(nodes.load_custom_node(str(PACK_ROOT)))
-    return node_definitions()
+    with tempfile.TemporaryDirectory() as scratch:  # some node definitions make folders in the input folder
+        folder_paths.set_input_directory(scratch)
+        asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+        asyncio.run(nodes.load_custom_node(str(PACK_ROOT)))
+        return node_definitions()
 
 
 def main():

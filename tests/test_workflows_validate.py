@@ -43,7 +43,22 @@ def load(path):
 
 
 @pytest.fixture(scope="module")
-def definitions(host):
+def sandbox(host, tmp_path_factory):
+    """Temporary model and input folders for this module (node definitions create folders in the input folder)."""
+    import folder_paths
+    root = tmp_path_factory.mktemp("comfy")
+    saved_paths, saved_input = copy.deepcopy(folder_paths.folder_names_and_paths), folder_paths.get_input_directory()
+    (root / "input").mkdir()
+    folder_paths.set_input_directory(str(root / "input"))
+    yield root
+    folder_paths.folder_names_and_paths.clear()
+    folder_paths.folder_names_and_paths.update(saved_paths)
+    folder_paths.set_input_directory(saved_input)
+    folder_paths.filename_list_cache.clear()
+
+
+@pytest.fixture(scope="module")
+def definitions(sandbox):
     """The host's nodes and this pack's, loaded the way ComfyUI's server loads them."""
     import nodes
     asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
@@ -70,32 +85,24 @@ def tiny_diffusion_model(name: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def model_folders(definitions, tmp_path_factory):
-    """Tiny files under the names the workflows reference, in temporary model and input folders."""
+def model_folders(definitions, sandbox):
+    """Tiny files under the names the workflows reference, and the input image, in the sandbox's folders."""
     import folder_paths
     import safetensors.torch
     import torch
     from PIL import Image
 
-    root = tmp_path_factory.mktemp("models")
     files = {}
     for path in WORKFLOWS:
         files.update(referenced_files(to_api(load(path), definitions)))
-    saved_paths, saved_input = copy.deepcopy(folder_paths.folder_names_and_paths), folder_paths.get_input_directory()
     for name, folder in files.items():
-        (root / folder).mkdir(exist_ok=True)
+        (sandbox / folder).mkdir(exist_ok=True)
         weights = tiny_diffusion_model(name) if folder == "diffusion_models" else {"weight": torch.zeros(1)}
-        safetensors.torch.save_file(weights, root / folder / name)
-        folder_paths.add_model_folder_path(folder, str(root / folder), is_default=True)
-    (root / "input").mkdir()
-    Image.new("RGB", (64, 64), "gray").save(root / "input" / "example.png")
-    folder_paths.set_input_directory(str(root / "input"))
+        safetensors.torch.save_file(weights, sandbox / folder / name)
+        folder_paths.add_model_folder_path(folder, str(sandbox / folder), is_default=True)
+    Image.new("RGB", (64, 64), "gray").save(sandbox / "input" / "example.png")
     folder_paths.filename_list_cache.clear()
-    yield root
-    folder_paths.folder_names_and_paths.clear()
-    folder_paths.folder_names_and_paths.update(saved_paths)
-    folder_paths.set_input_directory(saved_input)
-    folder_paths.filename_list_cache.clear()
+    return sandbox
 
 
 def validate(prompt):
