@@ -175,9 +175,17 @@ def test_the_view_reads_the_connected_model(page):
     assert state["summary"] == summary(6, 2)
 
 
-def test_the_server_lists_the_workflows_as_templates(server):
-    listed = server.get_json("/workflow_templates")
-    assert sorted(listed["ComfyUI-FIS"]) == sorted(p.stem for p in (PACK_ROOT / "workflows").glob("*.json"))
+def test_the_template_browser_lists_and_opens_the_workflows(page, server):
+    names = sorted(p.stem for p in WORKFLOWS)
+    assert sorted(server.get_json("/workflow_templates")["ComfyUI-FIS"]) == names
+    new_workflow(page)
+    page.evaluate("app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+    page.get_by_text("ComfyUI-FIS", exact=True).first.click()
+    for name in names:
+        page.get_by_text(name, exact=True).first.wait_for()
+    page.get_by_text("wan22_a14b_t2v_4step_fis", exact=True).first.click()
+    page.wait_for_function("app.graph._nodes.filter((n) => n.type === 'FrameInterleavedSparsity').length === 2")
+    assert page.locator(VIEW).count() == 2
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
