@@ -31,7 +31,6 @@ def browser_tools():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        sync_playwright = None
         missing.append("the Python package playwright")
     if CHROMIUM is None:
         missing.append("Chromium (Debian package chromium)")
@@ -44,7 +43,12 @@ def browser_tools():
 
 
 @pytest.fixture(scope="module")
-def server(host, tmp_path_factory):
+def sync_playwright():
+    return browser_tools()
+
+
+@pytest.fixture(scope="module")
+def server(host, sync_playwright, tmp_path_factory):
     """The host's server with a tiny Wan model (6 blocks) in its diffusion_models folder."""
     import safetensors.torch
     from tiny_models import tiny_wan
@@ -58,8 +62,7 @@ def server(host, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(server):
-    sync_playwright = browser_tools()
+def page(server, sync_playwright):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
         try:
