@@ -26,10 +26,11 @@ def read_header(path) -> tuple[dict, dict]:
 
 
 def model_info(path) -> dict | None:
-    """``{"family", "label", "blocks", "image_to_video"}`` for a Wan or HunyuanVideo file, else None.
+    """``{"family", "label", "blocks", "frames", "image_to_video"}`` for a Wan or HunyuanVideo file, else None.
 
     ``blocks`` counts what the node's ``sparse_blocks`` numbers: Wan blocks, or HunyuanVideo double blocks
-    then single blocks. ``image_to_video`` is True where the model takes a concatenated image (Wan I2V).
+    then single blocks. ``frames`` is the latent frame count of the model's usual clip (31 for TI2V-5B's 121
+    frames, else 21 for 81). ``image_to_video`` is True where the model takes a concatenated image (Wan I2V).
     """
     import comfy.model_detection
     import comfy.utils
@@ -43,13 +44,16 @@ def model_info(path) -> dict | None:
     image_model = config.get("image_model")
     if image_model == "wan2.1":
         image_to_video = config["in_dim"] > config["out_dim"]
-        label = " ".join(["Wan", WAN_SIZES.get(config["dim"], f"{config['dim']}-wide"), "I2V" if image_to_video else ""])
-        return {"family": "wan", "label": label.strip(), "blocks": config["num_layers"], "image_to_video": image_to_video}
+        size = WAN_SIZES.get(config["dim"], f"{config['dim']}-wide")
+        label = " ".join(["Wan", size, "I2V" if image_to_video else ""]).strip()
+        return {"family": "wan", "label": label, "blocks": config["num_layers"], "frames": 31 if size == "5B" else 21,
+                "image_to_video": image_to_video}
     if image_model == "hunyuan_video" and len(config["patch_size"]) == 3:
         version = "1.5" if config.get("byt5") else "1.0"
         double, single = config["depth"], config["depth_single_blocks"]
         label = f"HunyuanVideo {version}" + (f" ({double} double + {single} single)" if single else "")
-        return {"family": "hunyuan_video", "label": label, "blocks": double + single, "image_to_video": False}
+        return {"family": "hunyuan_video", "label": label, "blocks": double + single, "frames": 21,
+                "image_to_video": False}
     return None
 
 

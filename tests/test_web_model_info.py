@@ -15,7 +15,7 @@ def save(tmp_path, model, prefix=""):
 
 
 @pytest.mark.parametrize("build, expected", [
-    (lambda: tiny_wan(num_layers=6), {"family": "wan", "blocks": 6, "image_to_video": False}),
+    (lambda: tiny_wan(num_layers=6), {"family": "wan", "blocks": 6, "frames": 21, "image_to_video": False}),
     (lambda: tiny_wan(num_layers=3, in_dim=36), {"family": "wan", "blocks": 3, "image_to_video": True}),
     (lambda: tiny_hunyuan_video("1.5", depth=5), {"family": "hunyuan_video", "blocks": 5, "label": "HunyuanVideo 1.5"}),
     (lambda: tiny_hunyuan_video("1.0", depth=2, single_depth=3),

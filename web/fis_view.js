@@ -116,7 +116,7 @@ class ScheduleView {
       choice,
       label: family ? family.label : info.label,
       blocks: family ? family.blocks : info.blocks,
-      frames: Number(props.fis_view_frames) > 0 ? Number(props.fis_view_frames) : (family ?? FAMILY_DEFAULTS.wan14b).frames,
+      frames: Number(props.fis_view_frames) > 0 ? Number(props.fis_view_frames) : (family ?? info).frames,
       i2v: typeof props.fis_view_i2v === "boolean" ? props.fis_view_i2v : i2vDefault,
       source: choice === "connected" ? "connected" : "default",
     };
