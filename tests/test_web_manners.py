@@ -63,7 +63,8 @@ def test_one_log_line_per_sampling_run(host, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "ComfyUI-FIS"]
     assert len(lines) == 2, lines
     for line in lines:
-        assert "sparse blocks 1-4 of 6" in line and "groups 2" in line and re.search(r"about \d+% of the block", line)
+        assert "sparse blocks 1-4 of 6" in line and "groups 2" in line and re.search(r"\d+% of the block tokens skipped", line)
+        assert re.search(r"estimated \d+\.\dx faster blocks at 720p", line)
 
 
 def test_readme_estimates_are_the_cost_model_s():
