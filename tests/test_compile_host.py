@@ -3,13 +3,7 @@
 import pytest
 import torch
 
-from tiny_models import relative_error, sample, text, tiny_wan
-
-
-@pytest.fixture(scope="module")
-def node(host):
-    from comfyui_fis.nodes import FrameInterleavedSparsity
-    return FrameInterleavedSparsity()
+from tiny_models import fis, relative_error, sample, text, tiny_wan
 
 
 @pytest.fixture
@@ -31,20 +25,14 @@ def compiled(model):
     return patched
 
 
-def fis(node, model, **widgets):
-    values = dict(sparse_blocks="auto", groups=2, pattern="interleave", interpolation="linear", anchor_frames="auto",
-                  start_percent=0.0, end_percent=1.0) | widgets
-    return node.patch(model, *values.values())[0]
-
-
 @pytest.fixture(scope="module")
 def wan(host):
     return tiny_wan(num_layers=6)
 
 
-def test_compiled_fis_is_one_graph_and_matches_eager(node, wan, dynamo):
+def test_compiled_fis_is_one_graph_and_matches_eager(wan, dynamo):
     x = torch.randn(1, 16, 9, 8, 8)
-    patched = fis(node, wan)
+    patched = fis(wan)
     eager = sample(patched, x, text(), steps=3)
     out = sample(compiled(patched), x, text(), steps=3)
     torch.testing.assert_close(out, eager, rtol=1e-4, atol=1e-4)
@@ -54,11 +42,11 @@ def test_compiled_fis_is_one_graph_and_matches_eager(node, wan, dynamo):
 
 
 @pytest.mark.parametrize("order", ["fis-then-compile", "compile-then-fis"])
-def test_compiled_model_recompiles_once_when_fis_turns_off(node, wan, dynamo, order):
+def test_compiled_model_recompiles_once_when_fis_turns_off(wan, dynamo, order):
     """FIS on for the first two steps only: the compiled model must not reuse the FIS graph for dense steps."""
     x = torch.randn(1, 16, 9, 8, 8)
-    eager = sample(fis(node, wan, end_percent=0.4), x, text(), steps=4)
-    model = compiled(fis(node, wan, end_percent=0.4)) if order == "fis-then-compile" else fis(node, compiled(wan), end_percent=0.4)
+    eager = sample(fis(wan, end_percent=0.4), x, text(), steps=4)
+    model = compiled(fis(wan, end_percent=0.4)) if order == "fis-then-compile" else fis(compiled(wan), end_percent=0.4)
     out = sample(model, x, text(), steps=4)
     torch.testing.assert_close(out, eager, rtol=1e-4, atol=1e-4)
     assert dynamo["stats"]["unique_graphs"] == 2
@@ -66,13 +54,13 @@ def test_compiled_model_recompiles_once_when_fis_turns_off(node, wan, dynamo, or
     assert dynamo["stats"]["unique_graphs"] == 2
 
 
-def test_fis_added_after_the_compiled_model_already_ran_dense(node, wan, dynamo):
+def test_fis_added_after_the_compiled_model_already_ran_dense(wan, dynamo):
     """ComfyUI's compile guards ignore transformer_options; FIS must still replace the dense graph."""
     x = torch.randn(1, 16, 9, 8, 8)
     compiled_dense = compiled(wan)
     dense = sample(compiled_dense, x, text(), steps=2)
-    out = sample(fis(node, compiled_dense), x, text(), steps=2)
-    torch.testing.assert_close(out, sample(fis(node, wan), x, text(), steps=2), rtol=1e-4, atol=1e-4)
+    out = sample(fis(compiled_dense), x, text(), steps=2)
+    torch.testing.assert_close(out, sample(fis(wan), x, text(), steps=2), rtol=1e-4, atol=1e-4)
     assert relative_error(out, dense) > 1e-3
     again = sample(compiled_dense, x, text(), steps=2)   # and the dense model is dense again
     torch.testing.assert_close(again, dense, rtol=1e-4, atol=1e-4)

@@ -7,26 +7,14 @@ import pytest
 import torch
 
 from conftest import ROOT
-from tiny_models import record_attention_tokens, relative_error, sample, text, tiny_wan
+from tiny_models import fis, record_attention_tokens, relative_error, sample, text, tiny_wan
 
 T = 16
 
 
 @pytest.fixture(scope="module")
-def node(host):
-    from comfyui_fis.nodes import FrameInterleavedSparsity
-    return FrameInterleavedSparsity()
-
-
-@pytest.fixture(scope="module")
 def wan(host):
     return tiny_wan(num_layers=6)
-
-
-def fis(node, model, **widgets):
-    values = dict(sparse_blocks="auto", groups=2, pattern="interleave", interpolation="linear", anchor_frames="auto",
-                  start_percent=0.0, end_percent=1.0) | widgets
-    return node.patch(model, *values.values())[0]
 
 
 def latent(frames=9):
@@ -37,7 +25,7 @@ def attention(model):
     return {i: block.self_attn for i, block in enumerate(model.model.diffusion_model.blocks)}
 
 
-def test_another_nodes_block_replacement_is_wrapped_not_overwritten(node, wan):
+def test_another_nodes_block_replacement_is_wrapped_not_overwritten(wan):
     seen = []
 
     def other_node(args, extra):   # e.g. a node that edits block 2's output
@@ -48,39 +36,39 @@ def test_another_nodes_block_replacement_is_wrapped_not_overwritten(node, wan):
     other = wan.clone()
     other.set_model_patch_replace(other_node, "dit", "double_block", 2)
     x = latent()
-    with_other = sample(fis(node, other), x, text(), steps=1)
+    with_other = sample(fis(other), x, text(), steps=1)
     assert seen == [4 * T]    # it ran, inside FIS, on block 2's frames (the second sparse block: group 1)
-    assert relative_error(with_other, sample(fis(node, wan), x, text(), steps=1)) > 1e-4
+    assert relative_error(with_other, sample(fis(wan), x, text(), steps=1)) > 1e-4
 
 
-def test_a_second_fis_replaces_the_first(node, wan):
-    twice = fis(node, fis(node, wan, groups=2), groups=3)
+def test_a_second_fis_replaces_the_first(wan):
+    twice = fis(fis(wan, groups=2), groups=3)
     assert len(twice.wrappers["apply_model"]) == 1
     with record_attention_tokens(attention(wan)) as calls:
         sample(twice, latent(), text(), steps=1)
     assert [t // T for _, t, _ in calls] == [9, 3, 3, 3, 3, 9]
-    off = fis(node, fis(node, wan), groups=1)
+    off = fis(fis(wan), groups=1)
     assert "apply_model" not in off.wrappers or not off.wrappers["apply_model"]
     assert torch.equal(sample(off, latent(), text(), steps=1), sample(wan, latent(), text(), steps=1))
 
 
-def test_weight_patches_apply_inside_sparse_blocks(node, wan):
+def test_weight_patches_apply_inside_sparse_blocks(wan):
     """ComfyUI applies LoRA by weight patches on the model; FIS must run the patched weights."""
     lora_like = wan.clone()
     key = "diffusion_model.blocks.2.ffn.0.weight"
     weight = wan.model.state_dict()[key]
     lora_like.add_patches({key: (torch.randn_like(weight) * 0.5,)}, strength_patch=1.0)
     x = latent()
-    plain = sample(fis(node, wan), x, text(), steps=1)
-    patched = sample(fis(node, lora_like), x, text(), steps=1)
+    plain = sample(fis(wan), x, text(), steps=1)
+    patched = sample(fis(lora_like), x, text(), steps=1)
     assert relative_error(patched, plain) > 1e-3
-    assert torch.equal(sample(fis(node, wan), x, text(), steps=1), plain)   # the patch is gone again
+    assert torch.equal(sample(fis(wan), x, text(), steps=1), plain)   # the patch is gone again
 
 
-def test_easycache_and_fis_stack(node, wan):
+def test_easycache_and_fis_stack(wan):
     from comfy_extras.nodes_easycache import EasyCacheNode
     cached = EasyCacheNode.execute(wan, 0.2, 0.0, 1.0, False)[0]
-    both = fis(node, cached)
+    both = fis(cached)
     with record_attention_tokens({1: wan.model.diffusion_model.blocks[1].self_attn}) as calls:
         out = sample(both, latent(), text(), steps=6)
     assert torch.isfinite(out).all()
@@ -88,7 +76,7 @@ def test_easycache_and_fis_stack(node, wan):
     assert len(calls) <= 6
 
 
-def test_attention_override_sees_the_sparse_frames(node, wan):
+def test_attention_override_sees_the_sparse_frames(wan):
     shapes = []
 
     def override(func, *args, **kwargs):
@@ -99,11 +87,11 @@ def test_attention_override_sees_the_sparse_frames(node, wan):
 
     overridden = wan.clone()
     overridden.model_options["transformer_options"]["optimized_attention_override"] = override
-    sample(fis(node, overridden), latent(), text(), steps=1)
+    sample(fis(overridden), latent(), text(), steps=1)
     assert shapes == [(5 * T, (0, 2, 4, 6, 8), (5, 4, 4))]
 
 
-def test_unsupported_model_runs_dense_with_a_warning(node, host, caplog):
+def test_unsupported_model_runs_dense_with_a_warning(host, caplog):
     import comfy.ldm.hunyuan_video.model
     import comfy.ops
     from tiny_models import _load
@@ -115,7 +103,7 @@ def test_unsupported_model_runs_dense_with_a_warning(node, host, caplog):
         meanflow_sum=False, operations=comfy.ops.disable_weight_init)
     model = _load(image_model, 0)
     with caplog.at_level(logging.WARNING):
-        patched = fis(node, model)
+        patched = fis(model)
     assert "is not a supported model" in caplog.text and "runs dense" in caplog.text
     x = torch.randn(1, 64, 8, 8)
     cond = [[torch.randn(1, 8, 64), {"pooled_output": torch.randn(1, 768)}]]

@@ -4,24 +4,14 @@ import logging
 import pytest
 import torch
 
-from tiny_models import record_attention_tokens, relative_error, sample, text, tiny_ltxv
+from tiny_models import fis, record_attention_tokens, relative_error, sample, text, tiny_ltxv
 
 T = 16  # tokens per latent frame for a 4x4 latent (LTXV patches are 1x1x1)
 
 
 @pytest.fixture(scope="module")
-def node(host):
-    from comfyui_fis.nodes import FrameInterleavedSparsity
-    return FrameInterleavedSparsity()
-
-
-@pytest.fixture(scope="module")
 def ltxv(host):
     return tiny_ltxv(layers=6)
-
-
-def fis(node, model, sparse_blocks="auto", groups=2, anchor_frames="auto", start=0.0, end=1.0):
-    return node.patch(model, sparse_blocks, groups, "interleave", "linear", anchor_frames, start, end)[0]
 
 
 def ltxv_text(seed=1, tokens=8, **extra):
@@ -50,27 +40,27 @@ def test_detected_as_ltxv(ltxv):
     assert isinstance(find_family(ltxv.model.diffusion_model), LTXVideoFamily)
 
 
-@pytest.mark.parametrize("settings", [dict(groups=1), dict(sparse_blocks=""), dict(start=1.0, end=1.0)])
-def test_off_is_bit_identical(node, ltxv, settings):
+@pytest.mark.parametrize("settings", [dict(groups=1), dict(sparse_blocks=""), dict(start_percent=1.0, end_percent=1.0)])
+def test_off_is_bit_identical(ltxv, settings):
     x, pos, neg = latent(), ltxv_text(), ltxv_text(seed=2)
     dense = sample(ltxv, x, pos, negative=neg, cfg=2.0, steps=2)
-    assert torch.equal(dense, sample(fis(node, ltxv, **settings), x, pos, negative=neg, cfg=2.0, steps=2))
+    assert torch.equal(dense, sample(fis(ltxv, **settings), x, pos, negative=neg, cfg=2.0, steps=2))
 
 
-def test_input_model_untouched(node, ltxv):
+def test_input_model_untouched(ltxv):
     x = latent()
     before = sample(ltxv, x, ltxv_text(), steps=1)
     options, wrappers = repr(ltxv.model_options), repr(ltxv.wrappers)
-    patched = fis(node, ltxv)
+    patched = fis(ltxv)
     assert repr(ltxv.model_options) == options and repr(ltxv.wrappers) == wrappers
     assert torch.equal(sample(ltxv, x, ltxv_text(), steps=1), before)
     assert not torch.equal(sample(patched, x, ltxv_text(), steps=1), before)
 
 
-def test_each_sparse_block_processes_exactly_its_tokens(node, ltxv):
+def test_each_sparse_block_processes_exactly_its_tokens(ltxv):
     frames, groups = 9, 3
     with record_attention_tokens(self_attention(ltxv)) as calls:
-        sample(fis(node, ltxv, sparse_blocks="1-4", groups=groups), latent(frames), ltxv_text(), steps=2)
+        sample(fis(ltxv, sparse_blocks="1-4", groups=groups), latent(frames), ltxv_text(), steps=2)
     assert len(calls) == 2 * 6
     expected = {1: (0, 3, 6), 2: (1, 4, 7), 3: (2, 5, 8), 4: (0, 3, 6)}
     for block, tokens, subset in calls:
@@ -81,21 +71,21 @@ def test_each_sparse_block_processes_exactly_its_tokens(node, ltxv):
         assert set().union(*sparse[start:start + groups]) == set(range(frames))
 
 
-def test_auto_blocks_are_all_but_first_and_last(node, ltxv):
+def test_auto_blocks_are_all_but_first_and_last(ltxv):
     with record_attention_tokens(self_attention(ltxv)) as calls:
-        sample(fis(node, ltxv), latent(9), ltxv_text(), steps=1)
+        sample(fis(ltxv), latent(9), ltxv_text(), steps=1)
     assert [tokens // T for _, tokens, _ in calls] == [9, 5, 4, 5, 4, 9]
 
 
-def test_cfg_batch_of_two(node, ltxv):
+def test_cfg_batch_of_two(ltxv):
     x, pos, neg = latent(9, batch=2), ltxv_text(), ltxv_text(seed=2)
     with record_attention_tokens({1: self_attention(ltxv)[1]}) as calls:
-        out = sample(fis(node, ltxv), x, pos, negative=neg, cfg=3.0, steps=2)
+        out = sample(fis(ltxv), x, pos, negative=neg, cfg=3.0, steps=2)
     assert [tokens for _, tokens, _ in calls] == [5 * T, 5 * T]
     assert 0 < relative_error(out, sample(ltxv, x, pos, negative=neg, cfg=3.0, steps=2)) < 0.1
 
 
-def test_image_to_video_anchors_the_given_frame_and_cuts_per_token_inputs(node, ltxv):
+def test_image_to_video_anchors_the_given_frame_and_cuts_per_token_inputs(ltxv):
     """A given first frame makes the timestep per token; a sparse block gets its tokens' timestep and RoPE rows."""
     seen = {}
     blocks = ltxv.model.diffusion_model.transformer_blocks
@@ -107,7 +97,7 @@ def test_image_to_video_anchors_the_given_frame_and_cuts_per_token_inputs(node, 
     handles = [blocks[i].register_forward_pre_hook(hook(i), with_kwargs=True) for i in (0, 2)]
     try:
         with record_attention_tokens(self_attention(ltxv)) as calls:
-            out = sample(fis(node, ltxv), latent(9), ltxv_text(), steps=2, noise_mask=first_frame_given())
+            out = sample(fis(ltxv), latent(9), ltxv_text(), steps=2, noise_mask=first_frame_given())
     finally:
         for handle in handles:
             handle.remove()
@@ -118,11 +108,11 @@ def test_image_to_video_anchors_the_given_frame_and_cuts_per_token_inputs(node, 
     assert dense_timestep.shape[1] == 9 * T   # per token
     assert torch.equal(timestep, dense_timestep[:, kept]) and torch.equal(rope, dense_rope[:, kept])
     with record_attention_tokens(self_attention(ltxv)) as calls:
-        sample(fis(node, ltxv, anchor_frames=""), latent(9), ltxv_text(), steps=1, noise_mask=first_frame_given())
+        sample(fis(ltxv, anchor_frames=""), latent(9), ltxv_text(), steps=1, noise_mask=first_frame_given())
     assert [s for _, _, s in calls if s is not None] == [(0, 2, 4, 6, 8), (1, 3, 5, 7)] * 2
 
 
-def test_guide_frames_are_computed_by_every_block(node, ltxv, caplog):
+def test_guide_frames_are_computed_by_every_block(ltxv, caplog):
     """LTXVAddGuide appends a guide frame after the video. It is no video frame (nor an anchor); with strength
     below 1 the model also biases the attention between frames and guide, and a sparse block gets that mask
     cut to its tokens."""
@@ -141,7 +131,7 @@ def test_guide_frames_are_computed_by_every_block(node, ltxv, caplog):
     handles = [attention[i].register_forward_pre_hook(hook(i), with_kwargs=True) for i in (0, 1)]
     try:
         with caplog.at_level(logging.INFO, "ComfyUI-FIS"), record_attention_tokens(attention) as calls:
-            out = sample(fis(node, ltxv), x, pos, negative=neg, cfg=2.0, steps=1, noise_mask=noise_mask)
+            out = sample(fis(ltxv), x, pos, negative=neg, cfg=2.0, steps=1, noise_mask=noise_mask)
     finally:
         for handle in handles:
             handle.remove()
@@ -158,6 +148,6 @@ def test_guide_frames_are_computed_by_every_block(node, ltxv, caplog):
     assert 0 < relative_error(out, dense_out) < 0.1
 
 
-def test_block_past_the_depth_is_refused(node, ltxv):
+def test_block_past_the_depth_is_refused(ltxv):
     with pytest.raises(ValueError, match="sparse_blocks: block 6 does not exist; this model has blocks 0-5"):
-        fis(node, ltxv, sparse_blocks="2-6")
+        fis(ltxv, sparse_blocks="2-6")

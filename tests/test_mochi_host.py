@@ -2,25 +2,15 @@
 import pytest
 import torch
 
-from tiny_models import record_attention_tokens, relative_error, sample, text, tiny_mochi
+from tiny_models import fis, record_attention_tokens, relative_error, sample, text, tiny_mochi
 
 T = 16  # tokens per latent frame for an 8x8 latent with 2x2 patches
 TEXT = 8
 
 
 @pytest.fixture(scope="module")
-def node(host):
-    from comfyui_fis.nodes import FrameInterleavedSparsity
-    return FrameInterleavedSparsity()
-
-
-@pytest.fixture(scope="module")
 def mochi(host):
     return tiny_mochi(depth=6)
-
-
-def fis(node, model, sparse_blocks="auto", groups=2, start=0.0, end=1.0):
-    return node.patch(model, sparse_blocks, groups, "interleave", "linear", "auto", start, end)[0]
 
 
 def mochi_text(seed=1):
@@ -42,24 +32,24 @@ def test_detected_as_mochi(mochi):
     assert isinstance(find_family(mochi.model.diffusion_model), MochiFamily)
 
 
-@pytest.mark.parametrize("settings", [dict(groups=1), dict(sparse_blocks=""), dict(start=1.0, end=1.0)])
-def test_off_is_bit_identical(node, mochi, settings):
+@pytest.mark.parametrize("settings", [dict(groups=1), dict(sparse_blocks=""), dict(start_percent=1.0, end_percent=1.0)])
+def test_off_is_bit_identical(mochi, settings):
     x, pos, neg = latent(), mochi_text(), mochi_text(seed=2)
     dense = sample(mochi, x, pos, negative=neg, cfg=2.0, steps=2)
-    assert torch.equal(dense, sample(fis(node, mochi, **settings), x, pos, negative=neg, cfg=2.0, steps=2))
+    assert torch.equal(dense, sample(fis(mochi, **settings), x, pos, negative=neg, cfg=2.0, steps=2))
 
 
-def test_input_model_untouched(node, mochi):
+def test_input_model_untouched(mochi):
     x = latent()
     before = sample(mochi, x, mochi_text(), steps=1)
     options, wrappers = repr(mochi.model_options), repr(mochi.wrappers)
-    patched = fis(node, mochi)
+    patched = fis(mochi)
     assert repr(mochi.model_options) == options and repr(mochi.wrappers) == wrappers
     assert torch.equal(sample(mochi, x, mochi_text(), steps=1), before)
     assert not torch.equal(sample(patched, x, mochi_text(), steps=1), before)
 
 
-def test_each_sparse_block_processes_exactly_its_tokens_and_rope_rows(node, mochi):
+def test_each_sparse_block_processes_exactly_its_tokens_and_rope_rows(mochi):
     """Video tokens shrink to the block's frames, with their RoPE rows; the text tokens stay whole."""
     frames, groups = 9, 3
     seen = {}
@@ -72,7 +62,7 @@ def test_each_sparse_block_processes_exactly_its_tokens_and_rope_rows(node, moch
     handles = [blocks[i].register_forward_pre_hook(hook(i), with_kwargs=True) for i in (0, 2)]
     try:
         with record_attention_tokens(attention(mochi)) as calls:
-            sample(fis(node, mochi, sparse_blocks="1-4", groups=groups), latent(frames), mochi_text(), steps=2)
+            sample(fis(mochi, sparse_blocks="1-4", groups=groups), latent(frames), mochi_text(), steps=2)
     finally:
         for handle in handles:
             handle.remove()
@@ -90,23 +80,23 @@ def test_each_sparse_block_processes_exactly_its_tokens_and_rope_rows(node, moch
     assert torch.equal(cos, dense_cos[kept]) and torch.equal(sin, dense_sin[kept])
 
 
-def test_auto_blocks_are_all_but_first_and_last(node, mochi):
+def test_auto_blocks_are_all_but_first_and_last(mochi):
     with record_attention_tokens(attention(mochi)) as calls:
-        sample(fis(node, mochi), latent(9), mochi_text(), steps=1)
+        sample(fis(mochi), latent(9), mochi_text(), steps=1)
     assert [tokens // T for _, tokens, _ in calls] == [9, 5, 4, 5, 4, 9]
 
 
-def test_cfg_batch_of_two(node, mochi):
+def test_cfg_batch_of_two(mochi):
     """Mochi's blocks norm each token's update and have no shift modulation or MLP bias, so in a random model on
     noise neighbouring frames share little of their updates, and interpolation recovers less of a skipped
     frame's update than in the tiny Wan (whose updates share their biases): the deviation is about 0.23."""
     x, pos, neg = latent(9, batch=2), mochi_text(), mochi_text(seed=2)
     with record_attention_tokens({1: attention(mochi)[1]}) as calls:
-        out = sample(fis(node, mochi), x, pos, negative=neg, cfg=3.0, steps=2)
+        out = sample(fis(mochi), x, pos, negative=neg, cfg=3.0, steps=2)
     assert [tokens for _, tokens, _ in calls] == [5 * T, 5 * T]
     assert 0 < relative_error(out, sample(mochi, x, pos, negative=neg, cfg=3.0, steps=2)) < 0.35
 
 
-def test_block_past_the_depth_is_refused(node, mochi):
+def test_block_past_the_depth_is_refused(mochi):
     with pytest.raises(ValueError, match="sparse_blocks: block 6 does not exist; this model has blocks 0-5"):
-        fis(node, mochi, sparse_blocks="2-6")
+        fis(mochi, sparse_blocks="2-6")

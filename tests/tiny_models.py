@@ -83,6 +83,16 @@ def sample(model, latent, positive, negative=None, *, steps=4, cfg=1.0, seed=0, 
     return nodes.common_ksampler(model, seed, steps, cfg, sampler, "simple", positive, negative, latent_dict)[0]["samples"]
 
 
+NODE_DEFAULTS = dict(sparse_blocks="auto", groups=2, pattern="interleave", interpolation="linear",
+                     anchor_frames="auto", start_percent=0.0, end_percent=1.0)
+
+
+def fis(model, **widgets):
+    """``model`` through the FIS node: its widget defaults, overridden by ``widgets``."""
+    from comfyui_fis.nodes import FrameInterleavedSparsity
+    return FrameInterleavedSparsity().patch(model, **(NODE_DEFAULTS | widgets))[0]
+
+
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a.float() - b.float()).norm() / b.float().norm()).item()
 
