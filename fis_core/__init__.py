@@ -1,6 +1,6 @@
 """Frame Interleaved Sparsity: the pure-torch core (no ComfyUI imports)."""
 from .cost import BLOCK_MS, block_ms, estimated_speedup, forward_ms
-from .frames import FramePlan, build_plan, gather, interpolation_sources, restore
+from .frames import FramePlan, build_plan, gather, interpolation_sources, kept_before, restore, token_index
 from .layout import FrameLayout
 from .schedule import (INTERPOLATIONS, PATTERNS, FisSchedule, format_block_list, parse_block_list,
                        parse_frame_list)
@@ -8,5 +8,5 @@ from .schedule import (INTERPOLATIONS, PATTERNS, FisSchedule, format_block_list,
 __all__ = [
     "BLOCK_MS", "block_ms", "estimated_speedup", "forward_ms",
     "FisSchedule", "FrameLayout", "FramePlan", "INTERPOLATIONS", "PATTERNS", "build_plan", "format_block_list",
-    "gather", "interpolation_sources", "parse_block_list", "parse_frame_list", "restore",
+    "gather", "interpolation_sources", "kept_before", "token_index", "parse_block_list", "parse_frame_list", "restore",
 ]

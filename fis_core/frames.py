@@ -1,16 +1,17 @@
 """Gather a frame subset out of a token sequence, and restore the full sequence after a sparse block.
 
-A :class:`FramePlan` holds, on the device, every index a sparse block needs; it is built once per
-(layout, subset) and reused by every block and step. Gathers and scatters are single indexed copies
-along the token axis; the interpolation of skipped frames is one batched ``lerp``.
+A :class:`FramePlan` holds, on the device, what a sparse block needs beyond its token positions; it is
+built once per (frames, subset, interpolation) and reused by every block and step. The gather is one
+indexed copy; the restore is one kernel that writes every frame once (see :mod:`.restore_kernel`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
 from .layout import FrameLayout
+from .restore_kernel import restore_frames
 from .schedule import INTERPOLATIONS
 
 
@@ -48,92 +49,72 @@ def interpolation_sources(computed: tuple[int, ...], num_frames: int, mode: str)
 
 @dataclass(frozen=True)
 class FramePlan:
-    """Device-side indices for computing ``computed`` frames of ``layout`` and restoring the rest."""
+    """Device-side data for computing the ``computed`` frames of ``frames`` and restoring the rest.
 
-    layout: FrameLayout
+    It depends on the frames alone, not on where they lie in a token sequence (see :func:`token_index`),
+    so one plan serves every block of a group, HunyuanVideo's double and single blocks alike.
+    """
+
+    frames: int
     computed: tuple[int, ...]
     mode: str
-    token_index: torch.Tensor      # positions of all computed tokens (prefix, chosen frames, suffix)
-    computed_index: torch.Tensor   # the computed frames
-    skipped_index: torch.Tensor    # the frames left out
-    lo_index: torch.Tensor         # per skipped frame: source positions within the computed frames
-    hi_index: torch.Tensor
-    weight: torch.Tensor           # [1, S, 1, 1] float64 weight of the hi source
-
-    @property
-    def num_tokens(self) -> int:
-        return self.token_index.numel()
-
-    def shifted(self, extra_prefix: int) -> "FramePlan":
-        """The same subset behind ``extra_prefix`` more always-computed tokens (e.g. text before the image)."""
-        index = torch.cat([torch.arange(extra_prefix, device=self.token_index.device), self.token_index + extra_prefix])
-        return replace(self, layout=self.layout.with_prefix(extra_prefix), token_index=index)
-
-    def kept_before(self, position: int) -> int:
-        """How many computed tokens lie before ``position`` of the full sequence (host-side, no sync)."""
-        layout, T = self.layout, self.layout.tokens_per_frame
-        count = min(max(position, 0), layout.prefix)
-        count += sum(min(max(position - layout.prefix - f * T, 0), T) for f in self.computed)
-        suffix_start = layout.prefix + layout.frames * T
-        return count + min(max(position - suffix_start, 0), layout.suffix)
+    frame_index: torch.Tensor   # the computed frames
+    table: torch.Tensor         # [F, 5] int32: per frame its row in the block output, its two sources
+    weight: torch.Tensor        # [F] float64: weight of the high source
 
 
-def build_plan(layout: FrameLayout, computed: tuple[int, ...], mode: str, device: torch.device) -> FramePlan:
-    """Build the indices for one (layout, computed frames, interpolation) on ``device``."""
-    if not computed or min(computed) < 0 or max(computed) >= layout.frames or list(computed) != sorted(set(computed)):
-        raise ValueError(f"computed frames {computed} must be sorted, unique and within 0-{layout.frames - 1}")
-    skipped, lo, hi, weight = interpolation_sources(computed, layout.frames, mode)
-    T = layout.tokens_per_frame
-    frame_tokens = (torch.tensor(computed).view(-1, 1) * T + torch.arange(T).view(1, -1)).flatten() + layout.prefix
+def build_plan(frames: int, computed: tuple[int, ...], mode: str, device) -> FramePlan:
+    """Build the restore tables for ``computed`` of ``frames`` with interpolation ``mode`` on ``device``."""
+    if not computed or min(computed) < 0 or max(computed) >= frames or list(computed) != sorted(set(computed)):
+        raise ValueError(f"computed frames {computed} must be sorted, unique and within 0-{frames - 1}")
+    table = [[-1, -1, -1, -1, -1] for _ in range(frames)]
+    weights = [0.0] * frames
+    for position, frame in enumerate(computed):
+        table[frame][0] = position
+    for frame, lo, hi, weight in zip(*interpolation_sources(tuple(computed), frames, mode)):
+        if mode != "none":
+            table[frame][1:] = [computed[lo], lo, computed[hi], hi]
+            weights[frame] = weight
+    return FramePlan(frames, tuple(computed), mode, frame_index=torch.tensor(computed).to(device),
+                     table=torch.tensor(table, dtype=torch.int32).to(device),
+                     weight=torch.tensor(weights, dtype=torch.float64).to(device))
+
+
+def token_index(layout: FrameLayout, plan: FramePlan) -> torch.Tensor:
+    """Positions in a ``layout`` sequence of the tokens a sparse block computes: the prefix, the chosen
+    frames, the suffix (built on the plan's device, with no host sync)."""
+    device, T = plan.frame_index.device, layout.tokens_per_frame
+    frame_tokens = (plan.frame_index.view(-1, 1) * T + torch.arange(T, device=device)).flatten() + layout.prefix
     suffix_start = layout.prefix + layout.frames * T
-    token_index = torch.cat([torch.arange(layout.prefix), frame_tokens, torch.arange(suffix_start, suffix_start + layout.suffix)])
-
-    def on_device(values, dtype=torch.long):
-        return torch.tensor(values, dtype=dtype).to(device)
-
-    return FramePlan(layout, tuple(computed), mode,
-                     token_index=token_index.to(device),
-                     computed_index=on_device(list(computed)),
-                     skipped_index=on_device(skipped),
-                     lo_index=on_device(lo),
-                     hi_index=on_device(hi),
-                     weight=on_device(weight, torch.float64).view(1, -1, 1, 1))
+    return torch.cat([torch.arange(layout.prefix, device=device), frame_tokens,
+                      torch.arange(suffix_start, suffix_start + layout.suffix, device=device)])
 
 
-def gather(x: torch.Tensor, plan: FramePlan, dim: int = 1) -> torch.Tensor:
-    """The computed tokens of ``x`` (tokens along ``dim``), as one contiguous tensor."""
-    return x.index_select(dim, plan.token_index)
-
-
-def _frames_view(x: torch.Tensor, layout: FrameLayout, frames: int) -> torch.Tensor:
-    """[B, L, C] -> [B, frames, T, C] view of the frame tokens (``frames`` counted from ``layout.prefix``)."""
+def kept_before(layout: FrameLayout, computed: tuple[int, ...], position: int) -> int:
+    """How many computed tokens lie before ``position`` of the full sequence (host-side, no sync)."""
     T = layout.tokens_per_frame
-    return x[:, layout.prefix:layout.prefix + frames * T].unflatten(1, (frames, T))
+    count = min(max(position, 0), layout.prefix)
+    count += sum(min(max(position - layout.prefix - f * T, 0), T) for f in computed)
+    suffix_start = layout.prefix + layout.frames * T
+    return count + min(max(position - suffix_start, 0), layout.suffix)
 
 
-def restore(x: torch.Tensor, y_sub: torch.Tensor, plan: FramePlan, x_sub: torch.Tensor | None = None) -> torch.Tensor:
+def gather(x: torch.Tensor, index: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """The tokens of ``x`` at ``index`` (tokens along ``dim``), as one contiguous tensor."""
+    return x.index_select(dim, index)
+
+
+def restore(x: torch.Tensor, y_sub: torch.Tensor, layout: FrameLayout, plan: FramePlan) -> torch.Tensor:
     """The full output of a sparse block.
 
-    ``x`` [B, L, C] is the block's input, ``y_sub`` its output on the gathered tokens. Computed tokens
-    take their output; a skipped frame keeps its input plus the block's update (output minus input)
-    interpolated from the computed frames (``none``: the input alone). ``x_sub`` is the gathered input
-    if the block left it intact; otherwise it is gathered again.
+    ``x`` [B, L, C] is the block's input (untouched), ``y_sub`` its output on the gathered tokens of
+    ``layout``. Computed tokens take their output; a skipped frame keeps its input plus the block's
+    update (output minus input) interpolated from the computed frames (``none``: its input alone).
     """
-    layout, k = plan.layout, len(plan.computed)
-    out = torch.empty_like(x)
-    out.index_copy_(1, plan.token_index, y_sub)
-    if plan.skipped_index.numel() == 0:
-        return out
-    x_frames = _frames_view(x, layout, layout.frames)
-    out_frames = _frames_view(out, layout, layout.frames)
-    skipped_in = x_frames.index_select(1, plan.skipped_index)
-    if plan.mode != "none":
-        y_computed = _frames_view(y_sub, layout, k)
-        x_computed = _frames_view(x_sub, layout, k) if x_sub is not None else x_frames.index_select(1, plan.computed_index)
-        delta = y_computed - x_computed
-        lo = delta.index_select(1, plan.lo_index)
-        if plan.mode == "linear":
-            lo = lo.lerp_(delta.index_select(1, plan.hi_index), plan.weight.to(delta.dtype))
-        skipped_in += lo
-    out_frames.index_copy_(1, plan.skipped_index, skipped_in)
-    return out
+    k, T, batch = len(plan.computed), layout.tokens_per_frame, x.shape[0]
+    x_frames = x[:, layout.frame_tokens].reshape(batch, layout.frames, -1)
+    y_frames = y_sub[:, layout.prefix:layout.prefix + k * T].reshape(batch, k, -1)
+    restored = restore_frames(x_frames, y_frames, plan.table, plan.weight).view(batch, layout.frames * T, *x.shape[2:])
+    if layout.prefix == 0 and layout.suffix == 0:
+        return restored
+    return torch.cat([y_sub[:, :layout.prefix], restored, y_sub[:, layout.prefix + k * T:]], dim=1)

@@ -34,9 +34,9 @@ class FrameInterleavedSparsity:
     """Make sparse blocks compute only an interleaved subset of the latent frames; the skipped frames get
     the block's update interpolated from their neighbours."""
 
-    DESCRIPTION = ("Speeds up each denoising step of Wan and HunyuanVideo models (2-3x at 720p): the chosen blocks "
-                   "compute every G-th latent frame, taking turns, and the frames a block skipped get its update "
-                   "interpolated from their neighbours. Training-free; no cache between steps.")
+    DESCRIPTION = ("Speeds up each denoising step of video models (Wan, HunyuanVideo, LTX-Video, Mochi; 2-3x at "
+                   "720p): the chosen blocks compute every G-th latent frame, taking turns, and the frames a block "
+                   "skipped get its update interpolated from their neighbours. Training-free; no cache between steps.")
     CATEGORY = "model_patches/FIS"
     RETURN_TYPES = ("MODEL",)
     OUTPUT_TOOLTIPS = ("The model with FIS applied (a patched copy; the input model is unchanged).",)
@@ -45,7 +45,8 @@ class FrameInterleavedSparsity:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": ("MODEL", {"tooltip": "A Wan 2.1/2.2 or HunyuanVideo model. For Wan 2.2 A14B, put one node on each expert."}),
+            "model": ("MODEL", {"tooltip": "A Wan 2.1/2.2, HunyuanVideo 1.0/1.5, LTX-Video or Mochi model. "
+                                           "For Wan 2.2 A14B, put one node on each expert."}),
             "sparse_blocks": ("STRING", {"default": AUTO, "tooltip":
                 "Blocks that compute a subset of the frames: 'auto' (all but the first and last block), "
                 "or numbers and ranges such as '4-35' or '0,2,5-9'. Others stay dense. "

@@ -1,9 +1,13 @@
 """Applies FIS to a ComfyUI ModelPatcher.
 
-One :class:`SparseBlockPatch` per sparse block goes into ``patches_replace["dit"]``; an ``APPLY_MODEL``
-wrapper decides for each model call whether FIS is active (the start/end percent) and where the frames
-are, and hands a :class:`FisCall` to the block patches through ``transformer_options``. Nothing is kept
-between model calls except index tensors that depend on the shapes alone.
+One :class:`SparseBlockPatch` per sparse block goes into ``patches_replace["dit"]``. An ``APPLY_MODEL``
+wrapper, which runs outside any ``torch.compile`` region, decides for each model call whether FIS is
+active (start/end percent), finds the frames, builds the index plans, publishes that state as
+:data:`_current_call` for the block patches, and passes the schedule to the model as a keyword
+argument. ComfyUI's ``TorchCompileModel`` drops every compile guard on ``transformer_options``; the
+global and the model's keyword arguments are guarded, so a compiled model recompiles (once) when FIS
+turns on or off or its schedule changes, instead of silently reusing the wrong graph. Nothing is kept
+between model calls but shape-only data.
 """
 from __future__ import annotations
 
@@ -12,13 +16,16 @@ from dataclasses import dataclass
 
 import comfy.patcher_extension
 
-from ..fis_core import FisSchedule, FramePlan, build_plan, format_block_list, restore
-from .families import FamilyAdapter, FrameGrid, find_family
+from ..fis_core import FisSchedule, FramePlan, build_plan, estimated_speedup, format_block_list, restore
+from .families import FAMILIES, FamilyAdapter, FrameGrid, find_family
 
 WRAPPER_KEY = "frame_interleaved_sparsity"
-CALL_KEY = "fis_call"
+SCHEDULE_KWARG = "fis_schedule"
 LOG = logging.getLogger("ComfyUI-FIS")
-_MAX_PLANS = 64
+
+#: The FIS state of the model call in progress (None outside FIS-active calls). ComfyUI runs one
+#: prompt at a time; nested calls save and restore it.
+_current_call: "FisCall | None" = None
 
 
 @dataclass(frozen=True)
@@ -35,7 +42,7 @@ class FisSettings:
 
 
 class FisRuntime:
-    """What the patches of one patched model share: settings, cached index plans, warnings already given."""
+    """What the patches of one patched model share: the settings, the family, warnings already given."""
 
     def __init__(self, family: FamilyAdapter, settings: FisSettings, num_blocks: int):
         self.family = family
@@ -44,21 +51,21 @@ class FisRuntime:
         self._plans: dict = {}
         self._warned: set = set()
         self._logged_run = False
-        self.sparse_blocks_run = 0
+        self._sparse_run = False
 
     def warn_once(self, key: str, message: str):
         if key not in self._warned:
             self._warned.add(key)
             LOG.warning("FIS: %s", message)
 
-    def plan(self, layout, frames, device) -> FramePlan:
-        key = (layout, frames, self.settings.interpolation, str(device))
-        plan = self._plans.get(key)
-        if plan is None:
-            if len(self._plans) >= _MAX_PLANS:
+    def plan(self, frames: int, computed: tuple[int, ...], device) -> FramePlan:
+        """The plan for ``computed`` of ``frames`` frames (cached: it depends on shapes alone)."""
+        key = (frames, computed, str(device))
+        if key not in self._plans:
+            if len(self._plans) >= 64:
                 self._plans.clear()
-            plan = self._plans[key] = build_plan(layout, frames, self.settings.interpolation, device)
-        return plan
+            self._plans[key] = build_plan(frames, computed, self.settings.interpolation, device)
+        return self._plans[key]
 
     def begin_call(self, base_model, x, sigma, c_concat, kwargs) -> "FisCall | None":
         """The FIS state for one model call, or None when FIS is off for this sigma."""
@@ -73,46 +80,69 @@ class FisRuntime:
         if anchors is None:
             anchors = self.family.default_anchors(model, x, c_concat, kwargs)
         schedule = FisSchedule(self.settings.sparse_blocks, self.settings.groups, self.settings.pattern, anchors)
+        fitted = schedule.fit_to(grid.frames)
+        if fitted.groups != schedule.groups:
+            self.warn_once("few-frames", f"{grid.frames} latent frames are fewer than groups={schedule.groups}; "
+                                         f"using {fitted.groups} groups")
+        subsets = {fitted.frames_for_block(b, grid.frames) for b in fitted.sparse_blocks} - {None}
+        plans = {computed: self.plan(grid.frames, computed, x.device) for computed in subsets}
         if not self._logged_run:
             self._logged_run = True
-            self._log_run(schedule, grid)
-        return FisCall(self, schedule, grid)
+            self._log_run(fitted, grid)
+        return FisCall(self, fitted, grid, plans)
 
     def _log_run(self, schedule: FisSchedule, grid: FrameGrid):
-        fitted = schedule.fit_to(grid.frames)
-        saved = 1.0 - fitted.computed_fraction(self.num_blocks, grid.frames)
+        saved = 1.0 - schedule.computed_fraction(self.num_blocks, grid.frames)
         LOG.info("FIS: %s, sparse blocks %s of %d, groups %d, %s, %s interpolation, anchors %s, %d latent frames: "
-                 "about %.0f%% of the block tokens skipped", self.family.name, format_block_list(schedule.sparse_blocks),
-                 self.num_blocks, fitted.groups, schedule.pattern, self.settings.interpolation,
-                 list(schedule.anchors) or "none", grid.frames, 100 * saved)
+                 "%.0f%% of the block tokens skipped, estimated %.1fx faster blocks at 720p", self.family.name,
+                 format_block_list(schedule.sparse_blocks), self.num_blocks, schedule.groups, schedule.pattern,
+                 self.settings.interpolation, list(schedule.anchors) or "none", grid.frames, 100 * saved,
+                 estimated_speedup(schedule, self.num_blocks, grid.frames))
 
     # ComfyUI wrappers -------------------------------------------------------------------------------
 
     def outer_sample_wrapper(self, executor, *args, **kwargs):
         """Marks the start of a sampling run: one log line per run, and a warning if no block ran sparse."""
         self._logged_run = False
-        self.sparse_blocks_run = 0
+        self._sparse_run = False
         result = executor(*args, **kwargs)
-        if self._logged_run and self.sparse_blocks_run == 0:
+        if self._logged_run and not self._sparse_run:
             self.warn_once("never-called", f"the {self.family.name} model never called its block replacements, so it ran dense")
         return result
 
     def apply_model_wrapper(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
+        global _current_call
         call = self.begin_call(executor.class_obj, x, t, c_concat, kwargs)
-        if call is not None:
-            transformer_options = {**transformer_options, CALL_KEY: call}
-        return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+        if call is not None and self.family.takes_extra_kwargs(executor.class_obj.diffusion_model):
+            # The schedule as a model input: a graph torch.compile made without FIS (or with other
+            # settings) no longer matches, since it guards its inputs (unlike transformer_options).
+            kwargs = {**kwargs, SCHEDULE_KWARG: call.signature}
+        outer, _current_call = _current_call, call
+        try:
+            return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+        finally:
+            _current_call = outer
+            if call is not None and call.ran_sparse:
+                self._sparse_run = True
 
 
 class FisCall:
-    """FIS state of one model call: the schedule with its anchors resolved, the frame grid, and the
-    RoPE/modulation subsets shared by the blocks of a group."""
+    """FIS state of one model call: the schedule (anchors resolved, groups fitted to the frames), the
+    frame grid, the index plans of its groups, and values shared by the blocks of a group."""
 
-    def __init__(self, runtime: FisRuntime, schedule: FisSchedule, grid: FrameGrid):
+    def __init__(self, runtime: FisRuntime, schedule: FisSchedule, grid: FrameGrid, plans: dict):
         self.runtime = runtime
         self.schedule = schedule
         self.grid = grid
-        self._shared: dict = {}
+        self.plans = plans
+        self.shared: dict = {}
+        self.ran_sparse = False
+
+    @property
+    def signature(self) -> tuple:
+        """What decides the compute graph of this call: the schedule, the interpolation, the frames."""
+        return (self.schedule.sparse_blocks, self.schedule.groups, self.schedule.pattern, self.schedule.anchors,
+                self.runtime.settings.interpolation, tuple(self.grid))
 
     def run_block(self, position: int, key: tuple[str, int], args: dict, block):
         """Run ``block`` (a ``patches_replace`` callable taking ``args``) on its frame subset."""
@@ -123,36 +153,36 @@ class FisCall:
                                         f"{self.grid}; running dense")
             return block(args)
         schedule = self.schedule.fit_to(layout.frames)
-        if schedule.groups != self.schedule.groups:
-            runtime.warn_once("few-frames", f"{layout.frames} latent frames are fewer than groups={self.schedule.groups}; "
-                                            f"using {schedule.groups} groups")
-        frames = schedule.frames_for_block(position, layout.frames)
-        if frames is None:
+        computed = schedule.frames_for_block(position, layout.frames)
+        if computed is None:
             return block(args)
-        plan = runtime.plan(layout, frames, args["img"].device)
+        plan = self.plans.get(computed) if layout.frames == self.grid.frames else None
+        if plan is None:   # the block sees other frames than the latent (a model that adds frames itself)
+            plan = runtime.plan(layout.frames, computed, args["img"].device)
         try:
-            sub_args = family.cut_args(key, args, plan, lambda name, make: self._share((name, layout, frames), make))
+            sub_args = family.cut_args(key, args, layout, plan, lambda name, make: self._share((name, *layout, computed), make))
         except ValueError as error:
             runtime.warn_once("cut", f"{key[0]} {key[1]}: {error}; running dense")
             return block(args)
-        sub_args["transformer_options"] = self._sparse_options(args["transformer_options"], layout, frames)
+        sub_args["transformer_options"] = self._sparse_options(args["transformer_options"], computed)
         out = dict(block(sub_args))
-        out["img"] = restore(args["img"], out["img"], plan, None if family.mutates_input else sub_args["img"])
-        runtime.sparse_blocks_run += 1
+        out["img"] = restore(args["img"], out["img"], layout, plan)
+        self.ran_sparse = True
         return out
 
-    def _share(self, key, make):
-        if key not in self._shared:
-            self._shared[key] = make()
-        return self._shared[key]
+    def _share(self, key: tuple, make):
+        if key not in self.shared:
+            self.shared[key] = make()
+        return self.shared[key]
 
-    def _sparse_options(self, options: dict, layout, frames) -> dict:
+    @staticmethod
+    def _sparse_options(options: dict, computed: tuple[int, ...]) -> dict:
         """transformer_options for a sparse block: the grid it really sees, and which frames those are."""
         options = dict(options)
         sizes = options.get("grid_sizes")
         if sizes is not None:
-            options["grid_sizes"] = type(sizes)((len(frames), *tuple(sizes)[1:]))
-        options["fis_frames"] = frames
+            options["grid_sizes"] = type(sizes)((len(computed), *tuple(sizes)[1:]))
+        options["fis_frames"] = computed
         return options
 
 
@@ -172,7 +202,7 @@ class SparseBlockPatch:
         else:
             def block(block_args):
                 return self.previous(block_args, extra)
-        call = args["transformer_options"].get(CALL_KEY)
+        call = _current_call
         if call is None or call.runtime is not self.runtime:
             return block(args)
         return call.run_block(self.position, self.key, args, block)
@@ -194,7 +224,8 @@ def apply_fis(model, settings: FisSettings):
     family, keys = model_block_keys(patched)
     if family is None:
         name = type(patched.get_model_object("diffusion_model")).__name__
-        LOG.warning("FIS: %s is not a supported model (Wan, HunyuanVideo); it runs dense", name)
+        supported = ", ".join(family.name for family in FAMILIES)
+        LOG.warning("FIS: %s is not a supported model (supported: %s); it runs dense", name, supported)
         return patched
     _remove_fis(patched)
     schedule = FisSchedule(settings.sparse_blocks, settings.groups, settings.pattern)

@@ -1,11 +1,15 @@
-"""Set up this Python for the pack's tests: pytest, and the requirements of the ComfyUI host that the
-tests will use (found as the tests find it: $COMFYUI_PATH, the ComfyUI this pack sits in, ~/ComfyUI).
+"""Set up this Python for the pack's tests: pytest, the requirements of the ComfyUI host that the tests will use
+(found as the tests find it: $COMFYUI_PATH, the ComfyUI this pack sits in, ~/ComfyUI), and the tools of the web
+tests: Playwright (PyPI), and node and Chromium (Debian packages nodejs and chromium, installed as root).
 
-It installs packages only; it never downloads or installs ComfyUI itself. Where torch is already
-installed (a ComfyUI environment), pip keeps it.
+It installs packages only; it never downloads or installs ComfyUI itself, nor Playwright's own browsers. Where
+torch is already installed (a ComfyUI environment), pip keeps it. What is already there is not installed again.
 """
 from __future__ import annotations
 
+import importlib.util
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,15 +17,40 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from host_path import PACK_ROOT, find_comfyui  # noqa: E402
 
+#: Commands the web tests run -> the Debian package that provides them.
+SYSTEM_PACKAGES = {"node": "nodejs", "chromium": "chromium"}
+#: Python modules of the browser test -> the PyPI package.
+BROWSER_TEST_PACKAGES = {"playwright": "playwright"}
+
+
+def run(command: list[str], **kwargs):
+    print("+", " ".join(command), flush=True)
+    subprocess.run(command, check=True, **kwargs)
+
 
 def pip_install(*arguments: str):
-    command = [sys.executable, "-m", "pip", "install", "--quiet", *arguments]
-    print("+", " ".join(command), flush=True)
-    subprocess.run(command, check=True)
+    run([sys.executable, "-m", "pip", "install", "--quiet", *arguments])
+
+
+def install_system_packages():
+    missing = [package for command, package in SYSTEM_PACKAGES.items() if shutil.which(command) is None]
+    if not missing:
+        return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        print(f"Missing {', '.join(missing)}: install them (Debian: apt-get install {' '.join(missing)}); "
+              "without them the web tests skip.")
+        return
+    environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    run(["apt-get", "update", "-q"], env=environment)
+    run(["apt-get", "install", "-y", "-q", *missing], env=environment)
 
 
 def main():
     pip_install("-r", str(PACK_ROOT / "requirements-dev.txt"))
+    missing = [package for module, package in BROWSER_TEST_PACKAGES.items() if importlib.util.find_spec(module) is None]
+    if missing:
+        pip_install(*missing)
+    install_system_packages()
     host = find_comfyui()
     if host is None:
         print("No ComfyUI host found: host tests will be skipped. Set COMFYUI_PATH or put ComfyUI in ~/ComfyUI.")

@@ -39,6 +39,9 @@ def boot_host():
         sys.path.insert(0, str(COMFYUI))
     import comfy.cli_args
     comfy.cli_args.args.cpu = True
+    # PyTorch's SDPA attention, as ComfyUI uses on NVIDIA GPUs. The CPU default (sub-quadratic) asks
+    # psutil for free memory inside every attention call, which torch.compile cannot trace.
+    comfy.cli_args.args.use_pytorch_cross_attention = True
     import comfy.model_management  # noqa: F401  (picks the CPU device now)
     return COMFYUI
 

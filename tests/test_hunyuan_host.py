@@ -2,15 +2,9 @@
 import pytest
 import torch
 
-from tiny_models import hunyuan_text, record_attention_tokens, relative_error, sample, tiny_hunyuan_video
+from tiny_models import fis, hunyuan_text, record_attention_tokens, relative_error, sample, tiny_hunyuan_video
 
 TEXT, BYT5 = 8, 4
-
-
-@pytest.fixture(scope="module")
-def node(host):
-    from comfyui_fis.nodes import FrameInterleavedSparsity
-    return FrameInterleavedSparsity()
 
 
 @pytest.fixture(scope="module")
@@ -21,10 +15,6 @@ def hv15(host):
 @pytest.fixture(scope="module")
 def hv10(host):
     return tiny_hunyuan_video("1.0", depth=3, single_depth=3)
-
-
-def fis(node, model, sparse_blocks="auto", groups=2, anchor_frames="auto", interpolation="linear", start=0.0, end=1.0):
-    return node.patch(model, sparse_blocks, groups, "interleave", interpolation, anchor_frames, start, end)[0]
 
 
 def blocks(model):
@@ -45,27 +35,27 @@ def test_detected_as_hunyuan_video_15(hv15, hv10):
     assert type(hv10.model).__name__ == "HunyuanVideo"
 
 
-@pytest.mark.parametrize("settings", [dict(groups=1), dict(sparse_blocks=""), dict(start=1.0, end=1.0)])
-def test_off_is_bit_identical(node, hv15, settings):
+@pytest.mark.parametrize("settings", [dict(groups=1), dict(sparse_blocks=""), dict(start_percent=1.0, end_percent=1.0)])
+def test_off_is_bit_identical(hv15, settings):
     x, cond = latent15(), hunyuan_text(byt5_tokens=BYT5)
     assert torch.equal(sample(hv15, x, cond, cfg=2.0, negative=hunyuan_text(seed=2, byt5_tokens=BYT5)),
-                       sample(fis(node, hv15, **settings), x, cond, cfg=2.0, negative=hunyuan_text(seed=2, byt5_tokens=BYT5)))
+                       sample(fis(hv15, **settings), x, cond, cfg=2.0, negative=hunyuan_text(seed=2, byt5_tokens=BYT5)))
 
 
-def test_input_model_untouched(node, hv15):
+def test_input_model_untouched(hv15):
     options, wrappers = repr(hv15.model_options), repr(hv15.wrappers)
-    fis(node, hv15)
+    fis(hv15)
     assert repr(hv15.model_options) == options and repr(hv15.wrappers) == wrappers
 
 
-def test_15_sparse_blocks_cut_the_image_stream_only(node, hv15):
+def test_15_sparse_blocks_cut_the_image_stream_only(hv15):
     """Image tokens shrink to the frame subset; the text stream (LLM + byT5 tokens) stays whole."""
     text_lengths = []
     handle = hv15.model.diffusion_model.double_blocks[2].register_forward_pre_hook(
         lambda m, a, k: text_lengths.append((k["txt"].shape[1], k["pe"].shape[2], k["attn_mask"])), with_kwargs=True)
     try:
         with record_attention_tokens(blocks(hv15)) as calls:
-            out = sample(fis(node, hv15, sparse_blocks="1-4", groups=3), latent15(9), hunyuan_text(byt5_tokens=BYT5), steps=1)
+            out = sample(fis(hv15, sparse_blocks="1-4", groups=3), latent15(9), hunyuan_text(byt5_tokens=BYT5), steps=1)
     finally:
         handle.remove()
     assert torch.isfinite(out).all()
@@ -77,39 +67,39 @@ def test_15_sparse_blocks_cut_the_image_stream_only(node, hv15):
     assert txt == TEXT + BYT5 and pe_len == TEXT + BYT5 + 3 * 16 and mask is None
 
 
-def test_15_cfg_batch_of_two(node, hv15):
+def test_15_cfg_batch_of_two(hv15):
     x = latent15(9, batch=2)
     pos, neg = hunyuan_text(byt5_tokens=BYT5), hunyuan_text(seed=2, byt5_tokens=BYT5)
     with record_attention_tokens({1: blocks(hv15)[1]}) as calls:
-        out = sample(fis(node, hv15), x, pos, negative=neg, cfg=3.0, steps=2)
+        out = sample(fis(hv15), x, pos, negative=neg, cfg=3.0, steps=2)
     assert [t for _, t, _ in calls] == [5 * 16, 5 * 16]
     assert relative_error(out, sample(hv15, x, pos, negative=neg, cfg=3.0, steps=2)) < 0.15
 
 
-def test_15_image_to_video_anchors_the_given_frame(node, hv15):
+def test_15_image_to_video_anchors_the_given_frame(hv15):
     mask = torch.ones(1, 1, 9, 4, 4)
     mask[:, :, 0] = 0.0   # HunyuanVideo15ImageToVideo: 0 where the frame is given
     cond = hunyuan_text(byt5_tokens=BYT5, concat_latent_image=torch.randn(1, 32, 9, 4, 4), concat_mask=mask)
     with record_attention_tokens(blocks(hv15)) as calls:
-        out = sample(fis(node, hv15), latent15(9), cond, steps=1)
+        out = sample(fis(hv15), latent15(9), cond, steps=1)
     assert torch.isfinite(out).all()
     assert [f for _, _, f in calls if f is not None] == [(0, 2, 4, 6, 8), (0, 1, 3, 5, 7)] * 2
     with record_attention_tokens(blocks(hv15)) as calls:   # a text-to-video run has no anchor
-        sample(fis(node, hv15), latent15(9), hunyuan_text(byt5_tokens=BYT5), steps=1)
+        sample(fis(hv15), latent15(9), hunyuan_text(byt5_tokens=BYT5), steps=1)
     assert [f for _, _, f in calls if f is not None] == [(0, 2, 4, 6, 8), (1, 3, 5, 7)] * 2
 
 
-def test_10_single_blocks_keep_text_and_cut_frames(node, hv10):
+def test_10_single_blocks_keep_text_and_cut_frames(hv10):
     """Blocks 0-2 are double, 3-5 single (text+image in one sequence)."""
     with record_attention_tokens(blocks(hv10)) as calls:
-        out = sample(fis(node, hv10, sparse_blocks="1-4"), latent10(9), hunyuan_text(), steps=1)
+        out = sample(fis(hv10, sparse_blocks="1-4"), latent10(9), hunyuan_text(), steps=1)
     assert torch.isfinite(out).all()
     tokens = [t for _, t, _ in calls]
     assert tokens == [9 * 16, 5 * 16, 4 * 16, TEXT + 5 * 16, TEXT + 4 * 16, TEXT + 9 * 16]
     assert relative_error(out, sample(hv10, latent10(9), hunyuan_text(), steps=1)) < 0.2
 
 
-def test_10_guiding_frame_modulation_follows_the_subset(node, hv10):
+def test_10_guiding_frame_modulation_follows_the_subset(hv10):
     """I2V 'token replace': the guiding first frame keeps its own modulation range in every sparse block."""
     seen = {}
     dm = hv10.model.diffusion_model
@@ -121,10 +111,10 @@ def test_10_guiding_frame_modulation_follows_the_subset(node, hv10):
     handles = [dm.double_blocks[i].register_forward_pre_hook(hook(i), with_kwargs=True) for i in (1, 2)]
     cond = hunyuan_text(guiding_frame_index=0)
     try:
-        sample(fis(node, hv10, sparse_blocks="1-2"), latent10(9), cond, steps=1)
+        sample(fis(hv10, sparse_blocks="1-2"), latent10(9), cond, steps=1)
         anchored = dict(seen)
         seen.clear()
-        sample(fis(node, hv10, sparse_blocks="1-2", anchor_frames=""), latent10(9), cond, steps=1)
+        sample(fis(hv10, sparse_blocks="1-2", anchor_frames=""), latent10(9), cond, steps=1)
     finally:
         for handle in handles:
             handle.remove()
@@ -137,12 +127,12 @@ def test_10_guiding_frame_modulation_follows_the_subset(node, hv10):
     (dict(sparse_blocks="3-1"), "runs backwards"),
     (dict(groups=0), "groups: must be at least 1"),
 ])
-def test_bad_input(node, hv10, widgets, message):
+def test_bad_input(hv10, widgets, message):
     with pytest.raises(ValueError, match=message):
-        fis(node, hv10, **widgets)
+        fis(hv10, **widgets)
 
 
-def test_10_attention_mask_follows_the_subset(node, hv10):
+def test_10_attention_mask_follows_the_subset(hv10):
     """A padded prompt gives an attention mask over text+image; sparse blocks get it cut to their tokens."""
     mask_lengths = {}
     dm = hv10.model.diffusion_model
@@ -154,7 +144,7 @@ def test_10_attention_mask_follows_the_subset(node, hv10):
     handles = [block.register_forward_pre_hook(hook(i), with_kwargs=True) for i, block in blocks(hv10).items()]
     cond = hunyuan_text(attention_mask=torch.tensor([[1, 1, 1, 1, 1, 1, 0, 0]]))
     try:
-        out = sample(fis(node, hv10, sparse_blocks="1-4"), latent10(9), cond, steps=1)
+        out = sample(fis(hv10, sparse_blocks="1-4"), latent10(9), cond, steps=1)
     finally:
         for handle in handles:
             handle.remove()

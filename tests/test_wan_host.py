@@ -4,25 +4,14 @@ import logging
 import pytest
 import torch
 
-from tiny_models import block_output_recorder, record_attention_tokens, relative_error, sample, text, tiny_wan
+from tiny_models import block_output_recorder, fis, record_attention_tokens, relative_error, sample, text, tiny_wan
 
 T = 16  # tokens per latent frame for an 8x8 latent with Wan's 2x2 patches
 
 
 @pytest.fixture(scope="module")
-def node(host):
-    from comfyui_fis.nodes import FrameInterleavedSparsity
-    return FrameInterleavedSparsity()
-
-
-@pytest.fixture(scope="module")
 def wan(host):
     return tiny_wan(num_layers=6)
-
-
-def fis(node, model, sparse_blocks="auto", groups=2, pattern="interleave", interpolation="linear",
-        anchor_frames="auto", start_percent=0.0, end_percent=1.0):
-    return node.patch(model, sparse_blocks, groups, pattern, interpolation, anchor_frames, start_percent, end_percent)[0]
 
 
 def self_attention(model):
@@ -36,19 +25,19 @@ def latent(frames=9, batch=1, channels=16, seed=3):
 # --- off means dense, and the input model is untouched ---------------------------------------------
 
 @pytest.mark.parametrize("settings", [dict(groups=1), dict(sparse_blocks=""), dict(start_percent=1.0, end_percent=1.0)])
-def test_off_is_bit_identical_to_the_unpatched_model(node, wan, settings):
+def test_off_is_bit_identical_to_the_unpatched_model(wan, settings):
     x = latent()
     dense = sample(wan, x, text(), cfg=2.0, negative=text(seed=2))
-    off = sample(fis(node, wan, **settings), x, text(), cfg=2.0, negative=text(seed=2))
+    off = sample(fis(wan, **settings), x, text(), cfg=2.0, negative=text(seed=2))
     assert torch.equal(dense, off)
 
 
-def test_the_input_model_is_unchanged(node, wan):
+def test_the_input_model_is_unchanged(wan):
     x = latent()
     before = sample(wan, x, text())
     options_before = repr(wan.model_options)
     wrappers_before = repr(wan.wrappers)
-    patched = fis(node, wan)
+    patched = fis(wan)
     assert patched is not wan
     assert repr(wan.model_options) == options_before and repr(wan.wrappers) == wrappers_before
     assert torch.equal(sample(wan, x, text()), before)
@@ -57,9 +46,9 @@ def test_the_input_model_is_unchanged(node, wan):
 
 # --- what each block computes ------------------------------------------------------------------------
 
-def test_each_sparse_block_processes_exactly_its_tokens(node, wan):
+def test_each_sparse_block_processes_exactly_its_tokens(wan):
     frames, groups = 9, 3
-    patched = fis(node, wan, sparse_blocks="1-4", groups=groups)
+    patched = fis(wan, sparse_blocks="1-4", groups=groups)
     with record_attention_tokens(self_attention(wan)) as calls:
         sample(patched, latent(frames), text(), steps=2)
     assert len(calls) == 2 * 6
@@ -76,17 +65,17 @@ def test_each_sparse_block_processes_exactly_its_tokens(node, wan):
         assert set().union(*sparse[start:start + groups]) == set(range(frames))
 
 
-def test_auto_blocks_are_all_but_first_and_last(node, wan):
+def test_auto_blocks_are_all_but_first_and_last(wan):
     with record_attention_tokens(self_attention(wan)) as calls:
-        sample(fis(node, wan), latent(9), text(), steps=1)
+        sample(fis(wan), latent(9), text(), steps=1)
     assert [tokens for _, tokens, _ in calls] == [9 * T, 5 * T, 4 * T, 5 * T, 4 * T, 9 * T]
 
 
 @pytest.mark.parametrize("start, end, expected", [(0.0, 0.4, [5, 5, 9, 9]), (0.45, 1.0, [9, 9, 5, 5])])
-def test_start_and_end_percent_limit_fis_to_part_of_the_schedule(node, wan, start, end, expected):
+def test_start_and_end_percent_limit_fis_to_part_of_the_schedule(wan, start, end, expected):
     # 4 'simple' steps of a shift-8 flow model run at sigma 1.0, 0.96, 0.89, 0.73; percent 0.4 is
     # sigma 0.92 and percent 0.45 sigma 0.91, as ComfyUI's percent_to_sigma converts them.
-    patched = fis(node, wan, sparse_blocks="2", start_percent=start, end_percent=end)
+    patched = fis(wan, sparse_blocks="2", start_percent=start, end_percent=end)
     with record_attention_tokens({2: wan.model.diffusion_model.blocks[2].self_attn}) as calls:
         sample(patched, latent(9), text(), steps=4)
     assert [tokens // T for _, tokens, _ in calls] == expected
@@ -99,9 +88,9 @@ def frames_of(tokens, frames):
 
 
 @pytest.mark.parametrize("interpolation", ["none", "linear", "nearest"])
-def test_skipped_frames_get_the_interpolated_update(node, wan, interpolation):
+def test_skipped_frames_get_the_interpolated_update(wan, interpolation):
     recorded, record = block_output_recorder(wan)
-    patched = fis(node, recorded, sparse_blocks="3", groups=2, interpolation=interpolation)
+    patched = fis(recorded, sparse_blocks="3", groups=2, interpolation=interpolation)
     sample(patched, latent(9), text(), steps=1)
     x_in, x_out = frames_of(record[0][2], 9), frames_of(record[0][3], 9)   # block 3 computes group 0
     update = x_out - x_in
@@ -130,7 +119,8 @@ def test_computed_frames_match_a_dense_block_on_the_same_frames(wan):
     freqs = model.rope_encode(9, 8, 8, device=x.device, dtype=x.dtype)
     options = {"grid_sizes": torch.Size((9, 4, 4))}
     runtime = FisRuntime(comfy_family(), FisSettings((1,), 2), 6)
-    call = FisCall(runtime, FisSchedule((1,), 2), FrameGrid(9, 4, 4))
+    computed = (0, 2, 4, 6, 8)
+    call = FisCall(runtime, FisSchedule((1,), 2), FrameGrid(9, 4, 4), {computed: runtime.plan(9, computed, "cpu")})
 
     def original(args):
         return {"img": block(args["img"], e=args["vec"], freqs=args["pe"], context=args["txt"], transformer_options=args["transformer_options"])}
@@ -149,28 +139,28 @@ def comfy_family():
 
 # --- deviation from dense is bounded -----------------------------------------------------------------
 
-def test_deviation_from_dense_is_bounded_and_grows_with_groups(node, wan):
+def test_deviation_from_dense_is_bounded_and_grows_with_groups(wan):
     x = latent(9)
     dense = sample(wan, x, text())
-    errors = {g: relative_error(sample(fis(node, wan, groups=g), x, text()), dense) for g in (2, 3)}
+    errors = {g: relative_error(sample(fis(wan, groups=g), x, text()), dense) for g in (2, 3)}
     assert 0 < errors[2] < 0.1 and 0 < errors[3] < 0.1
     assert errors[2] < errors[3]
 
 
 # --- models and inputs -------------------------------------------------------------------------------
 
-def test_batch_of_two_with_cfg(node, wan):
+def test_batch_of_two_with_cfg(wan):
     x = latent(9, batch=2)
     with record_attention_tokens({1: wan.model.diffusion_model.blocks[1].self_attn}) as calls:
-        out = sample(fis(node, wan), x, text(), negative=text(seed=2), cfg=3.0, steps=2)
+        out = sample(fis(wan), x, text(), negative=text(seed=2), cfg=3.0, steps=2)
     assert torch.isfinite(out).all()
     assert relative_error(out, sample(wan, x, text(), negative=text(seed=2), cfg=3.0, steps=2)) < 0.1
     assert [tokens for _, tokens, _ in calls] == [5 * T, 5 * T]
 
 
-def test_batch_entries_do_not_mix(node, wan):
+def test_batch_entries_do_not_mix(wan):
     """FIS computes the same frames for every sample in the batch: each one comes out as if sampled alone."""
-    patched = fis(node, wan)
+    patched = fis(wan)
     x = latent(9, batch=2)
     both = sample(patched, x, text(), steps=2)
     alone = sample(patched, x[:1], text(), steps=2)
@@ -178,10 +168,10 @@ def test_batch_entries_do_not_mix(node, wan):
 
 
 @pytest.mark.parametrize("frames", [7, 2, 1])
-def test_odd_and_short_frame_counts(node, wan, frames, caplog):
+def test_odd_and_short_frame_counts(wan, frames, caplog):
     x = latent(frames)
     with caplog.at_level(logging.WARNING), record_attention_tokens(self_attention(wan)) as calls:
-        out = sample(fis(node, wan, groups=3), x, text(), steps=1)
+        out = sample(fis(wan, groups=3), x, text(), steps=1)
     assert torch.isfinite(out).all()
     tokens = [t for _, t, _ in calls]
     if frames == 7:
@@ -193,7 +183,7 @@ def test_odd_and_short_frame_counts(node, wan, frames, caplog):
         assert tokens == [T] * 6
 
 
-def test_image_to_video_keeps_the_first_frame_in_every_sparse_block(node, host):
+def test_image_to_video_keeps_the_first_frame_in_every_sparse_block(host):
     model = tiny_wan(in_dim=36, num_layers=4)
     x = latent(9)
     image = torch.randn(1, 16, 9, 8, 8)
@@ -201,16 +191,16 @@ def test_image_to_video_keeps_the_first_frame_in_every_sparse_block(node, host):
     mask[:, :, 0] = 0.0   # ComfyUI's WanImageToVideo: 0 where a frame is given
     positive = text(concat_latent_image=image, concat_mask=mask)
     with record_attention_tokens(self_attention(model)) as calls:
-        out = sample(fis(node, model), x, positive, steps=2)
+        out = sample(fis(model), x, positive, steps=2)
     assert torch.isfinite(out).all()
     subsets = [s for _, _, s in calls if s is not None]
     assert subsets == [(0, 2, 4, 6, 8), (0, 1, 3, 5, 7)] * 2
     with record_attention_tokens(self_attention(model)) as calls:
-        sample(fis(node, model, anchor_frames=""), x, positive, steps=1)
+        sample(fis(model, anchor_frames=""), x, positive, steps=1)
     assert [s for _, _, s in calls if s is not None] == [(0, 2, 4, 6, 8), (1, 3, 5, 7)]
 
 
-def test_ti2v_5b_per_frame_timesteps_with_a_kept_first_frame(node, host):
+def test_ti2v_5b_per_frame_timesteps_with_a_kept_first_frame(host):
     model = tiny_wan(in_dim=48, out_dim=48, num_layers=4)
     assert type(model.model).__name__ == "WAN22"
     x = latent(9, channels=48)
@@ -221,7 +211,7 @@ def test_ti2v_5b_per_frame_timesteps_with_a_kept_first_frame(node, host):
     handle = block.register_forward_pre_hook(lambda m, a, k: vec_rows.append(k["e"].shape[1]), with_kwargs=True)
     try:
         with record_attention_tokens(self_attention(model)) as calls:
-            out = sample(fis(node, model), x, text(), steps=2, noise_mask=noise_mask)
+            out = sample(fis(model), x, text(), steps=2, noise_mask=noise_mask)
     finally:
         handle.remove()
     assert vec_rows == [5, 5]   # per-frame modulation cut to the 5 computed frames
@@ -231,13 +221,13 @@ def test_ti2v_5b_per_frame_timesteps_with_a_kept_first_frame(node, host):
     assert relative_error(out, dense) < 0.1
 
 
-def test_reference_image_tokens_stay_dense(node, host):
+def test_reference_image_tokens_stay_dense(host):
     model = tiny_wan(num_layers=4, ref_conv=True)
     reference = torch.randn(1, 16, 1, 8, 8)
     positive = text(reference_latents=[reference])
     x = latent(9)
     with record_attention_tokens(self_attention(model)) as calls:
-        out = sample(fis(node, model), x, positive, steps=1)
+        out = sample(fis(model), x, positive, steps=1)
     assert torch.isfinite(out).all()
     assert [t for _, t, _ in calls] == [T + 9 * T, T + 5 * T, T + 4 * T, T + 9 * T]
     assert relative_error(out, sample(model, x, positive, steps=1)) < 0.1
@@ -253,7 +243,7 @@ def test_reference_image_tokens_stay_dense(node, host):
     (dict(anchor_frames="first"), "anchor_frames: 'first' is not a number"),
     (dict(start_percent=0.8, end_percent=0.2), "start_percent/end_percent"),
 ])
-def test_bad_widget_values_fail_with_a_message_naming_the_widget(node, wan, widgets, message):
+def test_bad_widget_values_fail_with_a_message_naming_the_widget(wan, widgets, message):
     with pytest.raises(ValueError) as error:
-        fis(node, wan, **widgets)
+        fis(wan, **widgets)
     assert message in str(error.value)

@@ -1,6 +1,6 @@
 """Tiny real models, loaded through ComfyUI's own loader, and helpers to sample and observe them.
 
-Every model here is the host's own class (WanModel, HunyuanVideo) with random weights, detected from its
+Every model here is the host's own class (WanModel, HunyuanVideo, LTXVModel) with random weights, detected from its
 state dict by ``comfy.sd.load_diffusion_model_state_dict`` exactly as a checkpoint file would be.
 """
 from __future__ import annotations
@@ -10,11 +10,14 @@ from contextlib import contextmanager
 import torch
 
 
-def _load(module: torch.nn.Module, seed: int, scale: float = 0.05):
-    import comfy.sd
+def _random_weights(module: torch.nn.Module, seed: int, scale: float = 0.05) -> dict:
     generator = torch.Generator().manual_seed(seed)
-    state_dict = {k: torch.randn(v.shape, generator=generator) * scale for k, v in module.state_dict().items()}
-    model = comfy.sd.load_diffusion_model_state_dict(state_dict)
+    return {k: torch.randn(v.shape, generator=generator) * scale for k, v in module.state_dict().items()}
+
+
+def _load(module: torch.nn.Module, seed: int):
+    import comfy.sd
+    model = comfy.sd.load_diffusion_model_state_dict(_random_weights(module, seed))
     assert model is not None, "ComfyUI did not recognise the generated state dict"
     return model
 
@@ -80,6 +83,16 @@ def sample(model, latent, positive, negative=None, *, steps=4, cfg=1.0, seed=0, 
     return nodes.common_ksampler(model, seed, steps, cfg, sampler, "simple", positive, negative, latent_dict)[0]["samples"]
 
 
+NODE_DEFAULTS = dict(sparse_blocks="auto", groups=2, pattern="interleave", interpolation="linear",
+                     anchor_frames="auto", start_percent=0.0, end_percent=1.0)
+
+
+def fis(model, **widgets):
+    """``model`` through the FIS node: its widget defaults, overridden by ``widgets``."""
+    from comfyui_fis.nodes import FrameInterleavedSparsity
+    return FrameInterleavedSparsity().patch(model, **(NODE_DEFAULTS | widgets))[0]
+
+
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a.float() - b.float()).norm() / b.float().norm()).item()
 
@@ -117,3 +130,42 @@ def block_output_recorder(model):
     recorded = model.clone()
     recorded.set_model_patch(after_block, "double_block")
     return recorded, record
+
+
+def tiny_ltxv(*, layers=4, head_dim=4, seed=0):
+    """A ComfyUI LTX-Video model (128-channel latent, 1x1x1 patches, the 32 heads detection assumes) with
+    ``layers`` blocks."""
+    import comfy.ldm.lightricks.model
+    import comfy.ops
+    torch.manual_seed(seed)
+    module = comfy.ldm.lightricks.model.LTXVModel(
+        cross_attention_dim=32 * head_dim, attention_head_dim=head_dim, num_layers=layers,
+        operations=comfy.ops.disable_weight_init)
+    return _load(module, seed)
+
+
+def tiny_mochi(*, depth=4, seed=0):
+    """A ComfyUI Mochi 1 model (AsymmDiTJoint: 12-channel latent, 2x2 patches, 2 heads, 64-wide text) with
+    ``depth`` blocks.
+
+    Detection fixes Mochi's full 10B shape, so this shrinks the config that detection gives and then does what
+    ``load_diffusion_model_state_dict`` does after detecting: the host's model config builds the model, which
+    loads the generated weights. (The host asserts a 12288-wide MLP, hence the odd ``mlp_ratio_x``.)
+    """
+    import comfy.ldm.genmo.joint_model.asymm_models_joint
+    import comfy.model_detection
+    import comfy.model_management
+    import comfy.model_patcher
+    import comfy.ops
+    config = comfy.model_detection.detect_unet_config({"t5_yproj.weight": None}, "")
+    config.update(depth=depth, num_heads=2, hidden_size_x=128, hidden_size_y=64, mlp_ratio_x=12288 / 128, t5_feat_dim=64)
+    torch.manual_seed(seed)
+    module = comfy.ldm.genmo.joint_model.asymm_models_joint.AsymmDiTJoint(**config, operations=comfy.ops.disable_weight_init)
+    state_dict = _random_weights(module, seed)
+    model_config = comfy.model_detection.model_config_from_unet_config(config, state_dict)
+    model_config.set_inference_dtype(torch.float32, None)
+    model = model_config.get_model(state_dict, "")
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=comfy.model_management.get_torch_device(),
+                                               offload_device=comfy.model_management.unet_offload_device())
+    model.load_model_weights(state_dict, "", assign=patcher.is_dynamic())
+    return patcher

@@ -1,9 +1,11 @@
 """Model families FIS knows; :func:`find_family` picks the adapter for a diffusion model."""
 from .base import FamilyAdapter, FrameGrid
 from .hunyuan import HunyuanVideoFamily
+from .ltxv import LTXVideoFamily
+from .mochi import MochiFamily
 from .wan import WanFamily
 
-FAMILIES: tuple[FamilyAdapter, ...] = (WanFamily(), HunyuanVideoFamily())
+FAMILIES: tuple[FamilyAdapter, ...] = (WanFamily(), HunyuanVideoFamily(), LTXVideoFamily(), MochiFamily())
 
 
 def find_family(diffusion_model) -> FamilyAdapter | None:
@@ -11,4 +13,5 @@ def find_family(diffusion_model) -> FamilyAdapter | None:
     return next((f for f in FAMILIES if f.matches(diffusion_model)), None)
 
 
-__all__ = ["FAMILIES", "FamilyAdapter", "FrameGrid", "HunyuanVideoFamily", "WanFamily", "find_family"]
+__all__ = ["FAMILIES", "FamilyAdapter", "FrameGrid", "HunyuanVideoFamily", "LTXVideoFamily", "MochiFamily", "WanFamily",
+           "find_family"]

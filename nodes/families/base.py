@@ -1,16 +1,16 @@
 """The interface one model family implements so that FIS can run its blocks on a frame subset."""
 from __future__ import annotations
 
+import inspect
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
-from ...fis_core import FramePlan, FrameLayout, gather
+from ...fis_core import FramePlan, FrameLayout, gather, kept_before
 
 
-@dataclass(frozen=True)
-class FrameGrid:
+class FrameGrid(NamedTuple):
     """The latent video as the transformer sees it: ``frames`` x ``height`` x ``width`` tokens after
     patchifying, behind ``prefix`` non-frame image tokens (e.g. a reference image)."""
 
@@ -23,12 +23,12 @@ class FrameGrid:
     def tokens_per_frame(self) -> int:
         return self.height * self.width
 
-    @classmethod
-    def from_latent(cls, shape, patch_size, prefix: int = 0, extra_frames: int = 0) -> "FrameGrid":
+    @staticmethod
+    def from_latent(shape, patch_size, prefix: int = 0, extra_frames: int = 0) -> "FrameGrid":
         """The grid of a latent of ``shape`` [..., T, H, W] cut into ``patch_size`` (t, h, w) patches."""
         t, h, w = shape[-3:]
         pt, ph, pw = patch_size
-        return cls(math.ceil(t / pt) + extra_frames, math.ceil(h / ph), math.ceil(w / pw), prefix)
+        return FrameGrid(math.ceil(t / pt) + extra_frames, math.ceil(h / ph), math.ceil(w / pw), prefix)
 
 
 class FamilyAdapter:
@@ -40,11 +40,13 @@ class FamilyAdapter:
     """
 
     name = "base"
-    #: The block adds its result into its input tensor in place (so the gathered input is lost).
-    mutates_input = False
-
     def matches(self, diffusion_model: torch.nn.Module) -> bool:
         raise NotImplementedError
+
+    def takes_extra_kwargs(self, diffusion_model: torch.nn.Module) -> bool:
+        """Whether the model's forward passes unknown keyword arguments through (``**kwargs``)."""
+        parameters = inspect.signature(diffusion_model.forward).parameters.values()
+        return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
     def block_keys(self, diffusion_model: torch.nn.Module) -> list[tuple[str, int]]:
         """Keys of ``patches_replace["dit"]`` in execution order; a widget's block number indexes this list."""
@@ -66,9 +68,10 @@ class FamilyAdapter:
         """The frame layout of ``args["img"]`` for the block ``key``, or None if it does not match the grid."""
         raise NotImplementedError
 
-    def cut_args(self, key: tuple[str, int], args: dict, plan: FramePlan, cached) -> dict:
-        """The block's arguments for the tokens of ``plan``; ``cached(name, fn)`` shares a value across the
-        blocks of one model call (RoPE and modulation subsets are the same for every block of a group)."""
+    def cut_args(self, key: tuple[str, int], args: dict, layout: FrameLayout, plan: FramePlan, share) -> dict:
+        """The block's arguments for the computed frames of ``plan`` in the ``layout`` of ``args["img"]``.
+        ``share(name, make)`` keeps a value for the other blocks of the group in this model call (the
+        RoPE and modulation subsets, the token index)."""
         raise NotImplementedError
 
 
@@ -78,13 +81,13 @@ def conditioned_frames(mask: torch.Tensor) -> tuple[int, ...]:
     return tuple(int(i) for i in torch.nonzero(given).flatten().tolist())
 
 
-def cut_tokens(tensor: torch.Tensor, plan: FramePlan, dim: int = 1) -> torch.Tensor:
-    """``tensor`` cut to the tokens of ``plan`` along ``dim`` if it runs along the whole sequence there;
+def cut_tokens(tensor: torch.Tensor, index: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """``tensor`` cut to the tokens at ``index`` along ``dim`` if it runs along the whole sequence there;
     a size-1 (broadcast) axis stays as it is."""
-    return tensor if tensor.shape[dim] == 1 else gather(tensor, plan, dim)
+    return tensor if tensor.shape[dim] == 1 else gather(tensor, index, dim)
 
 
-def remap_ranges(ranges, plan: FramePlan):
+def remap_ranges(ranges, layout: FrameLayout, computed: tuple[int, ...]):
     """Token ranges ``[(start, end, value), ...]`` over the full sequence, mapped onto the gathered one.
 
     Used for HunyuanVideo's ``modulation_dims``; ``end`` None means the end of the sequence.
@@ -93,8 +96,8 @@ def remap_ranges(ranges, plan: FramePlan):
         return None
     out = []
     for start, end, value in ranges:
-        new_start = plan.kept_before(start)
-        new_end = None if end is None else plan.kept_before(end)
+        new_start = kept_before(layout, computed, start)
+        new_end = None if end is None else kept_before(layout, computed, end)
         if new_end is None or new_end > new_start:
             out.append((new_start, new_end, value))
     return out

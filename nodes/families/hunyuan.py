@@ -2,13 +2,12 @@
 blocks over text+image. The text stream is always whole; only the image tokens are cut to the frame subset."""
 from __future__ import annotations
 
-from ...fis_core import FrameLayout, FramePlan, gather
+from ...fis_core import FrameLayout, FramePlan, gather, token_index
 from .base import FamilyAdapter, FrameGrid, conditioned_frames, cut_tokens, remap_ranges
 
 
 class HunyuanVideoFamily(FamilyAdapter):
     name = "hunyuan_video"
-    mutates_input = True  # DoubleStreamBlock and SingleStreamBlock add into img in place
 
     def matches(self, diffusion_model) -> bool:
         import comfy.ldm.hunyuan_video.model
@@ -45,19 +44,19 @@ class HunyuanVideoFamily(FamilyAdapter):
             text_len = length - grid.prefix - grid.frames * grid.tokens_per_frame
         return FrameLayout.fit(length, text_len + grid.prefix, grid.frames, grid.tokens_per_frame)
 
-    def cut_args(self, key, args, plan: FramePlan, cached):
-        sub = {**args, "img": gather(args["img"], plan)}
+    def cut_args(self, key, args, layout: FrameLayout, plan: FramePlan, share):
+        index = share("tokens", lambda: token_index(layout, plan))
+        sub = {**args, "img": gather(args["img"], index)}
         if key[0] == "double_block":
             # RoPE and the attention mask run over cat(txt, img): cut them on the image part only.
             text_len = args["txt"].shape[1]
-            joint = cached("joint_plan", lambda: plan.shifted(text_len))
-            sub["pe"] = cached("pe", lambda: cut_tokens(args["pe"], joint, dim=2))
-            sub["modulation_dims_img"] = cached("mod_img", lambda: remap_ranges(args["modulation_dims_img"], plan))
+            joint = share("joint", lambda: token_index(layout.with_prefix(text_len), plan))
+            sub["modulation_dims_img"] = remap_ranges(args["modulation_dims_img"], layout, plan.computed)
         else:
-            joint = plan
-            sub["pe"] = cached("pe", lambda: cut_tokens(args["pe"], plan, dim=2))
-            sub["modulation_dims"] = cached("mod", lambda: remap_ranges(args["modulation_dims"], plan))
+            joint = index
+            sub["modulation_dims"] = remap_ranges(args["modulation_dims"], layout, plan.computed)
+        sub["pe"] = share("pe", lambda: cut_tokens(args["pe"], joint, dim=2))
         mask = args.get("attention_mask")
         if mask is not None:
-            sub["attention_mask"] = cached("mask", lambda: cut_tokens(mask, joint, dim=mask.ndim - 1))
+            sub["attention_mask"] = share("mask", lambda: cut_tokens(mask, joint, dim=mask.ndim - 1))
         return sub

@@ -1,7 +1,7 @@
 """Wan 2.1 / 2.2 (T2V, I2V, FLF2V, TI2V-5B, VACE, Fun, ...): every model run by ``WanModel.forward_orig``."""
 from __future__ import annotations
 
-from ...fis_core import FrameLayout, FramePlan, gather
+from ...fis_core import FrameLayout, FramePlan, gather, token_index
 from .base import FamilyAdapter, FrameGrid, conditioned_frames, cut_tokens
 
 #: WanModel subclasses whose forward does not go through ``patches_replace`` (autoregressive Wan).
@@ -44,14 +44,14 @@ class WanFamily(FamilyAdapter):
         frames, height, width = tuple(int(s) for s in sizes) if sizes is not None else (grid.frames, grid.height, grid.width)
         return FrameLayout.fit(args["img"].shape[1], grid.prefix, frames, height * width)
 
-    def cut_args(self, key, args, plan: FramePlan, cached):
+    def cut_args(self, key, args, layout: FrameLayout, plan: FramePlan, share):
+        index = share("tokens", lambda: token_index(layout, plan))
         vec = args["vec"]
-        layout = plan.layout
         if vec.ndim == 4 and vec.shape[1] == layout.frames:   # per-frame modulation (TI2V-5B, I2V)
-            vec = cached("vec", lambda: vec.index_select(1, plan.computed_index))
+            vec = share("vec", lambda: vec.index_select(1, plan.frame_index))
         elif vec.ndim == 4 and vec.shape[1] == layout.length:  # per-token modulation
-            vec = cached("vec", lambda: gather(vec, plan))
+            vec = share("vec", lambda: gather(vec, index))
         elif vec.ndim == 4 and vec.shape[1] != 1:
             raise ValueError(f"modulation of {vec.shape[1]} rows matches neither {layout.frames} frames nor {layout.length} tokens")
-        return {**args, "img": gather(args["img"], plan), "vec": vec,
-                "pe": cached("pe", lambda: cut_tokens(args["pe"], plan))}
+        return {**args, "img": gather(args["img"], index), "vec": vec,
+                "pe": share("pe", lambda: cut_tokens(args["pe"], index))}

@@ -1,0 +1,326 @@
+"""Speed of one model forward, dense and with FIS, on the host's real model classes at full size.
+
+Builds ComfyUI's own WanModel / HunyuanVideo at their published sizes with random weights (bf16; values
+do not change the cost), applies the FIS node as a user would, and times ``BaseModel.apply_model`` dense
+and with FIS in the same run (warm-up, CUDA events, median). Per block it also times the blocks
+themselves, so each row has the ideal time of its schedule (dense time minus the dense blocks plus the
+sparse blocks as they ran) and FIS's own overhead over it.
+
+    python bench/speed.py --models wan14b,wan5b,hv15 --res 480p,720p --out bench/out/speed.json
+    python bench/speed.py --tiny            # tiny models on the CPU in seconds: checks the script, no speed claims
+
+Needs a ComfyUI checkout: $COMFYUI_PATH, the ComfyUI this pack sits in, or ~/ComfyUI.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+PACK_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model as the benchmark builds it: the host's unet config and the shape of its inputs."""
+
+    name: str
+    unet_config: dict
+    latent_channels: int
+    concat_channels: int      # image-to-video channels the model takes by concatenation (zeros here)
+    spatial: int              # VAE spatial compression
+    temporal: int             # VAE temporal compression
+    video_frames: int
+    text_tokens: int
+    text_dim: int
+    resolutions: dict = field(default_factory=dict)   # name -> (width, height)
+
+    def latent_shape(self, resolution: str) -> tuple[int, ...]:
+        width, height = self.resolutions[resolution]
+        frames = (self.video_frames - 1) // self.temporal + 1
+        return (1, self.latent_channels, frames, height // self.spatial, width // self.spatial)
+
+
+_WAN = dict(image_model="wan2.1", model_type="t2v", patch_size=(1, 2, 2), freq_dim=256, window_size=(-1, -1),
+            qk_norm=True, cross_attn_norm=True, eps=1e-6)
+_HV15 = dict(image_model="hunyuan_video", in_channels=65, out_channels=32, vec_in_dim=None, mlp_ratio=4.0,
+             depth_single_blocks=0, axes_dim=[16, 56, 56], theta=256, patch_size=[1, 1, 1], qkv_bias=True,
+             guidance_embed=False, byt5=True, meanflow=False, use_cond_type_embedding=True, vision_in_dim=1152,
+             meanflow_sum=True)
+
+MODELS = {
+    # Wan2.2-A14B, one expert (the same shape as Wan 2.1 14B)
+    "wan14b": ModelSpec("Wan2.2-A14B expert", dict(_WAN, dim=5120, ffn_dim=13824, num_heads=40, num_layers=40, in_dim=16, out_dim=16),
+                        16, 0, 8, 4, 81, 512, 4096, {"480p": (832, 480), "720p": (1280, 720)}),
+    "wan5b": ModelSpec("Wan2.2-TI2V-5B", dict(_WAN, dim=3072, ffn_dim=14336, num_heads=24, num_layers=30, in_dim=48, out_dim=48),
+                       48, 0, 16, 4, 121, 512, 4096, {"480p": (832, 480), "720p": (1280, 704)}),
+    "hv15": ModelSpec("HunyuanVideo 1.5", dict(_HV15, hidden_size=2048, num_heads=16, depth=54, context_in_dim=3584),
+                      32, 33, 16, 4, 81, 512, 3584, {"480p": (848, 480), "720p": (1280, 720)}),
+}
+TINY_MODELS = {
+    "wan-tiny": ModelSpec("tiny Wan", dict(_WAN, dim=128, ffn_dim=256, num_heads=1, num_layers=6, in_dim=16, out_dim=16),
+                          16, 0, 8, 4, 33, 8, 4096, {"tiny": (64, 64)}),
+    "hv15-tiny": ModelSpec("tiny HunyuanVideo 1.5", dict(_HV15, hidden_size=128, num_heads=1, depth=6, context_in_dim=64),
+                           32, 33, 16, 4, 33, 8, 64, {"tiny": (64, 64)}),
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """FIS widget values for one benchmark row."""
+
+    name: str
+    groups: int
+    sparse_share: float | None = None   # None: the node's `auto` blocks; else this share of blocks, centred
+
+    def sparse_blocks(self, num_blocks: int) -> str:
+        if self.sparse_share is None:
+            return "auto"
+        count = round(self.sparse_share * num_blocks)
+        first = (num_blocks - count) // 2
+        return f"{first}-{first + count - 1}"
+
+
+DEFAULT = Setting("default", 2)
+SWEEP = [Setting("G3", 3), Setting("G4", 4), Setting("75%", 2, 0.75), Setting("50%", 2, 0.5)]
+
+
+def boot_host():
+    """Import the ComfyUI host and this pack (as package ``comfyui_fis``)."""
+    sys.path.insert(0, str(PACK_ROOT / "tests"))
+    from host_path import find_comfyui
+    host = find_comfyui()
+    if host is None:
+        sys.exit("No ComfyUI found: set COMFYUI_PATH (see README)")
+    sys.path.insert(0, str(host))
+    import comfy.cli_args
+    if not torch.cuda.is_available():
+        comfy.cli_args.args.cpu = True
+    spec = importlib.util.spec_from_file_location("comfyui_fis", PACK_ROOT / "__init__.py",
+                                                  submodule_search_locations=[str(PACK_ROOT)])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules["comfyui_fis"] = package
+    spec.loader.exec_module(package)
+    return host
+
+
+def build_model(spec: ModelSpec, device, dtype):
+    """The host's model class for ``spec``, on ``device``, random weights, in a ModelPatcher."""
+    import comfy.model_detection
+    import comfy.model_patcher
+    config = comfy.model_detection.model_config_from_unet_config(dict(spec.unet_config))
+    config.set_inference_dtype(dtype, None)
+    model = config.get_model({}, "", device=device)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.diffusion_model.parameters():
+            parameter.normal_(0.0, 0.02)
+    model.eval()
+    return comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=device)
+
+
+def torch_compile_model(model):
+    """What ComfyUI's TorchCompileModel node does (inductor), without importing the node module, which
+    needs PyAV through comfy_api.latest."""
+    from comfy_api.torch_helpers import set_torch_compile_wrapper
+    compiled = model.clone(disable_dynamic=True)
+    set_torch_compile_wrapper(model=compiled, backend="inductor", options={
+        "guard_filter_fn": lambda entries: [("transformer_options" not in entry.name) for entry in entries]})
+    return compiled
+
+
+def block_modules(diffusion_model) -> list[torch.nn.Module]:
+    if hasattr(diffusion_model, "double_blocks"):
+        return list(diffusion_model.double_blocks) + list(diffusion_model.single_blocks)
+    return list(diffusion_model.blocks)
+
+
+class Inputs:
+    """One forward's inputs for ``spec`` at ``resolution``."""
+
+    def __init__(self, spec: ModelSpec, resolution: str, device, dtype):
+        generator = torch.Generator(device=device).manual_seed(1)
+        shape = spec.latent_shape(resolution)
+        self.x = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        self.sigma = torch.tensor([0.9], device=device)
+        self.context = torch.randn(1, spec.text_tokens, spec.text_dim, generator=generator, device=device, dtype=dtype)
+        self.c_concat = (torch.zeros((1, spec.concat_channels) + shape[2:], device=device, dtype=dtype)
+                         if spec.concat_channels else None)
+
+    def run(self, model_patcher):
+        options = {**model_patcher.model_options["transformer_options"], "wrappers": model_patcher.wrappers,
+                   "sigmas": self.sigma}
+        with torch.no_grad():
+            return model_patcher.model.apply_model(self.x, self.sigma, c_concat=self.c_concat, c_crossattn=self.context,
+                                                   transformer_options=options)
+
+
+class Clock:
+    """Times on the GPU with CUDA events, on the CPU with the wall clock."""
+
+    def __init__(self, device):
+        self.cuda = torch.device(device).type == "cuda"
+
+    def mark(self):
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return time.perf_counter()
+
+    def elapsed_ms(self, start, end) -> float:
+        if self.cuda:
+            end.synchronize()
+            return start.elapsed_time(end)
+        return (end - start) * 1000.0
+
+    def median_ms(self, fn, reps: int, warmup: int) -> float:
+        for _ in range(warmup):
+            fn()
+        times = []
+        for _ in range(reps):
+            start = self.mark()
+            fn()
+            times.append(self.elapsed_ms(start, self.mark()))
+        return statistics.median(times)
+
+    def block_ms(self, fn, blocks) -> list[float]:
+        """Time of each block (all its calls summed) during one call of ``fn``."""
+        marks = {i: [] for i in range(len(blocks))}
+        handles = []
+        for i, block in enumerate(blocks):
+            handles.append(block.register_forward_pre_hook(lambda m, a, i=i: marks[i].append(self.mark())))
+            handles.append(block.register_forward_hook(lambda m, a, o, i=i: marks[i].append(self.mark())))
+        try:
+            fn()
+        finally:
+            for handle in handles:
+                handle.remove()
+        return [sum(self.elapsed_ms(s, e) for s, e in zip(m[0::2], m[1::2])) for m in marks.values()]
+
+
+def run_with_peak(device, fn):
+    """``fn()`` and the peak GPU memory it allocated, in GiB (0 on the CPU)."""
+    if torch.device(device).type != "cuda":
+        return fn(), 0.0
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    result = fn()
+    torch.cuda.synchronize()
+    return result, torch.cuda.max_memory_allocated() / 2**30
+
+
+def print_profile(fn):
+    """The kernels of one call of ``fn``, by GPU time: where FIS's own time goes."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        fn()
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=18, max_name_column_width=60), flush=True)
+
+
+def bench_model(key: str, spec: ModelSpec, resolutions, settings, device, dtype, reps: int, warmup: int,
+                compile_model: bool, profile: bool = False):
+    """Rows of results for one model: every resolution, every setting."""
+    from comfyui_fis.nodes import FrameInterleavedSparsity
+    node = FrameInterleavedSparsity()
+    clock = Clock(device)
+    dense_model = build_model(spec, device, dtype)
+    if compile_model:
+        dense_model = torch_compile_model(dense_model)
+    blocks = block_modules(dense_model.model.diffusion_model)
+    rows = []
+    for resolution in resolutions:
+        inputs = Inputs(spec, resolution, device, dtype)
+        dense_out, dense_peak = run_with_peak(device, lambda: inputs.run(dense_model))
+        dense_ms = clock.median_ms(lambda: inputs.run(dense_model), reps, warmup)
+        # block hooks would change a compiled graph: no ideal time for compiled rows
+        non_block_ms = None if compile_model else dense_ms - sum(clock.block_ms(lambda: inputs.run(dense_model), blocks))
+        for setting in settings:
+            fis_model = node.patch(dense_model, setting.sparse_blocks(len(blocks)), setting.groups, "interleave",
+                                   "linear", "auto", 0.0, 1.0)[0]
+            fis_out, fis_peak = run_with_peak(device, lambda: inputs.run(fis_model))
+            fis_ms = clock.median_ms(lambda: inputs.run(fis_model), reps, warmup)
+            ideal_ms = None if compile_model else non_block_ms + sum(clock.block_ms(lambda: inputs.run(fis_model), blocks))
+            rows.append(dict(
+                model=key, model_name=spec.name, resolution=resolution, latent=list(spec.latent_shape(resolution)),
+                tokens=int(dense_out.shape[2] * dense_out.shape[3] * dense_out.shape[4]
+                           // (spec.unet_config["patch_size"][1] * spec.unet_config["patch_size"][2])),
+                setting=setting.name, blocks=len(blocks), sparse_blocks=setting.sparse_blocks(len(blocks)), groups=setting.groups,
+                compiled=compile_model, dense_ms=round(dense_ms, 2), fis_ms=round(fis_ms, 2),
+                speedup=round(dense_ms / fis_ms, 3), ideal_ms=ideal_ms and round(ideal_ms, 2),
+                ideal_speedup=ideal_ms and round(dense_ms / ideal_ms, 3), overhead=ideal_ms and round(fis_ms / ideal_ms - 1.0, 4),
+                dense_peak_gib=round(dense_peak, 3),
+                fis_peak_gib=round(fis_peak, 3),
+                rel_err_random_weights=round(((fis_out - dense_out).float().norm() / dense_out.float().norm()).item(), 4)))
+            print(format_row(rows[-1]), flush=True)
+            if profile:
+                print_profile(lambda: inputs.run(fis_model))
+        del inputs, dense_out
+    return rows
+
+
+COLUMNS = [("model", "{}"), ("resolution", "{}"), ("setting", "{}"), ("dense_ms", "{:.1f}"), ("fis_ms", "{:.1f}"),
+           ("speedup", "{:.2f}x"), ("ideal_speedup", "{:.2f}x"), ("overhead", "{:+.1%}"), ("dense_peak_gib", "{:.2f}"),
+           ("fis_peak_gib", "{:.2f}")]
+
+
+def format_row(row: dict) -> str:
+    return " | ".join("-" if row[name] is None else fmt.format(row[name]) for name, fmt in COLUMNS)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="wan14b,wan5b,hv15", help=f"comma list of {', '.join(MODELS)}")
+    parser.add_argument("--res", default="480p,720p")
+    parser.add_argument("--settings", default="all", help="comma list of setting names (default, G3, G4, 75%%, 50%%) or 'all'")
+    parser.add_argument("--blocks", type=int, help="override the number of blocks (e.g. a shallower model for --compile)")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--compile", action="store_true", help="apply ComfyUI's TorchCompileModel (inductor) first")
+    parser.add_argument("--profile", action="store_true", help="print the top GPU kernels of one FIS forward per row")
+    parser.add_argument("--tiny", action="store_true", help="tiny models on the CPU: checks the script, no speed claims")
+    parser.add_argument("--out", default=str(PACK_ROOT / "bench" / "out" / "speed.json"))
+    args = parser.parse_args(argv)
+
+    host = boot_host()
+    device = "cuda" if torch.cuda.is_available() and not args.tiny else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    catalogue = TINY_MODELS if args.tiny else MODELS
+    keys = list(TINY_MODELS) if args.tiny else args.models.split(",")
+    resolutions = ["tiny"] if args.tiny else args.res.split(",")
+    settings = [s for s in [DEFAULT] + SWEEP if args.settings == "all" or s.name in args.settings.split(",")]
+    print(" | ".join(name for name, _ in COLUMNS), flush=True)
+    rows = []
+    for key in keys:
+        spec = catalogue[key]
+        if args.blocks:
+            depth_key = "num_layers" if "num_layers" in spec.unet_config else "depth"
+            spec = replace(spec, name=f"{spec.name}, {args.blocks} blocks", unet_config={**spec.unet_config, depth_key: args.blocks})
+        rows += bench_model(key, spec, resolutions, settings, device, dtype,
+                            1 if args.tiny else args.reps, 0 if args.tiny else args.warmup, args.compile, args.profile)
+        torch.cuda.empty_cache() if device == "cuda" else None
+    if args.compile:
+        from torch._dynamo.utils import counters
+        print(f"torch.compile: {counters['stats']['unique_graphs']} graphs, {sum(counters['graph_break'].values())} graph breaks")
+    import comfyui_version
+    report = dict(
+        what="One model forward (BaseModel.apply_model), dense and with FIS, random weights, batch 1, CFG 1",
+        date=datetime.date.today().isoformat(), device=torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        torch=torch.__version__, comfyui=getattr(comfyui_version, "__version__", "?"), comfyui_path=str(host),
+        dtype=str(dtype), reps=args.reps, tiny=args.tiny, compiled=args.compile, rows=rows)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    print(f"wrote {args.out}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""FIS under ComfyUI's TorchCompileModel: the node's own compile wrapper and guard filter, with dynamo's
+``eager`` backend (the same tracing, guards and recompiles as inductor, without a C++ build on the CI CPU)."""
+import pytest
+import torch
+
+from tiny_models import fis, relative_error, sample, text, tiny_wan
+
+
+@pytest.fixture
+def dynamo():
+    """Fresh dynamo caches and counters for one test."""
+    from torch._dynamo.utils import counters
+    torch._dynamo.reset()
+    counters.clear()
+    yield counters
+    torch._dynamo.reset()
+
+
+def compiled(model):
+    """What the TorchCompileModel node does, with the eager backend."""
+    from comfy_api.torch_helpers import set_torch_compile_wrapper
+    from comfy_extras.nodes_torch_compile import skip_torch_compile_dict
+    patched = model.clone(disable_dynamic=True)
+    set_torch_compile_wrapper(model=patched, backend="eager", options={"guard_filter_fn": skip_torch_compile_dict})
+    return patched
+
+
+@pytest.fixture(scope="module")
+def wan(host):
+    return tiny_wan(num_layers=6)
+
+
+def test_compiled_fis_is_one_graph_and_matches_eager(wan, dynamo):
+    x = torch.randn(1, 16, 9, 8, 8)
+    patched = fis(wan)
+    eager = sample(patched, x, text(), steps=3)
+    out = sample(compiled(patched), x, text(), steps=3)
+    torch.testing.assert_close(out, eager, rtol=1e-4, atol=1e-4)
+    assert dict(dynamo["graph_break"]) == {}
+    assert dynamo["stats"]["unique_graphs"] == 1
+    assert relative_error(out, sample(wan, x, text(), steps=3)) > 1e-3   # FIS really ran
+
+
+@pytest.mark.parametrize("order", ["fis-then-compile", "compile-then-fis"])
+def test_compiled_model_recompiles_once_when_fis_turns_off(wan, dynamo, order):
+    """FIS on for the first two steps only: the compiled model must not reuse the FIS graph for dense steps."""
+    x = torch.randn(1, 16, 9, 8, 8)
+    eager = sample(fis(wan, end_percent=0.4), x, text(), steps=4)
+    model = compiled(fis(wan, end_percent=0.4)) if order == "fis-then-compile" else fis(compiled(wan), end_percent=0.4)
+    out = sample(model, x, text(), steps=4)
+    torch.testing.assert_close(out, eager, rtol=1e-4, atol=1e-4)
+    assert dynamo["stats"]["unique_graphs"] == 2
+    sample(model, x, text(), steps=4)   # a second run compiles nothing new
+    assert dynamo["stats"]["unique_graphs"] == 2
+
+
+def test_fis_added_after_the_compiled_model_already_ran_dense(wan, dynamo):
+    """ComfyUI's compile guards ignore transformer_options; FIS must still replace the dense graph."""
+    x = torch.randn(1, 16, 9, 8, 8)
+    compiled_dense = compiled(wan)
+    dense = sample(compiled_dense, x, text(), steps=2)
+    out = sample(fis(compiled_dense), x, text(), steps=2)
+    torch.testing.assert_close(out, sample(fis(wan), x, text(), steps=2), rtol=1e-4, atol=1e-4)
+    assert relative_error(out, dense) > 1e-3
+    again = sample(compiled_dense, x, text(), steps=2)   # and the dense model is dense again
+    torch.testing.assert_close(again, dense, rtol=1e-4, atol=1e-4)
+    assert dynamo["stats"]["unique_graphs"] == 2

@@ -1,0 +1,122 @@
+"""FIS together with what users stack: other block replacements, a second FIS, weight patches (how LoRA
+applies), EasyCache, attention overrides, unsupported models, and ComfyUI's own custom-node loader."""
+import asyncio
+import logging
+
+import pytest
+import torch
+
+from conftest import ROOT
+from tiny_models import fis, record_attention_tokens, relative_error, sample, text, tiny_wan
+
+T = 16
+
+
+@pytest.fixture(scope="module")
+def wan(host):
+    return tiny_wan(num_layers=6)
+
+
+def latent(frames=9):
+    return torch.randn(1, 16, frames, 8, 8, generator=torch.Generator().manual_seed(3))
+
+
+def attention(model):
+    return {i: block.self_attn for i, block in enumerate(model.model.diffusion_model.blocks)}
+
+
+def test_another_nodes_block_replacement_is_wrapped_not_overwritten(wan):
+    seen = []
+
+    def other_node(args, extra):   # e.g. a node that edits block 2's output
+        seen.append(args["img"].shape[1])
+        out = extra["original_block"](args)
+        return {"img": out["img"] * 1.01}
+
+    other = wan.clone()
+    other.set_model_patch_replace(other_node, "dit", "double_block", 2)
+    x = latent()
+    with_other = sample(fis(other), x, text(), steps=1)
+    assert seen == [4 * T]    # it ran, inside FIS, on block 2's frames (the second sparse block: group 1)
+    assert relative_error(with_other, sample(fis(wan), x, text(), steps=1)) > 1e-4
+
+
+def test_a_second_fis_replaces_the_first(wan):
+    twice = fis(fis(wan, groups=2), groups=3)
+    assert len(twice.wrappers["apply_model"]) == 1
+    with record_attention_tokens(attention(wan)) as calls:
+        sample(twice, latent(), text(), steps=1)
+    assert [t // T for _, t, _ in calls] == [9, 3, 3, 3, 3, 9]
+    off = fis(fis(wan), groups=1)
+    assert "apply_model" not in off.wrappers or not off.wrappers["apply_model"]
+    assert torch.equal(sample(off, latent(), text(), steps=1), sample(wan, latent(), text(), steps=1))
+
+
+def test_weight_patches_apply_inside_sparse_blocks(wan):
+    """ComfyUI applies LoRA by weight patches on the model; FIS must run the patched weights."""
+    lora_like = wan.clone()
+    key = "diffusion_model.blocks.2.ffn.0.weight"
+    weight = wan.model.state_dict()[key]
+    lora_like.add_patches({key: (torch.randn_like(weight) * 0.5,)}, strength_patch=1.0)
+    x = latent()
+    plain = sample(fis(wan), x, text(), steps=1)
+    patched = sample(fis(lora_like), x, text(), steps=1)
+    assert relative_error(patched, plain) > 1e-3
+    assert torch.equal(sample(fis(wan), x, text(), steps=1), plain)   # the patch is gone again
+
+
+def test_easycache_and_fis_stack(wan):
+    from comfy_extras.nodes_easycache import EasyCacheNode
+    cached = EasyCacheNode.execute(wan, 0.2, 0.0, 1.0, False)[0]
+    both = fis(cached)
+    with record_attention_tokens({1: wan.model.diffusion_model.blocks[1].self_attn}) as calls:
+        out = sample(both, latent(), text(), steps=6)
+    assert torch.isfinite(out).all()
+    assert calls and all(t == 5 * T for _, t, _ in calls)   # every step it ran, block 1 ran sparse
+    assert len(calls) <= 6
+
+
+def test_attention_override_sees_the_sparse_frames(wan):
+    shapes = []
+
+    def override(func, *args, **kwargs):
+        options = kwargs.get("transformer_options", {})
+        if options.get("block_index") == 1 and args[1].shape[1] != 8:   # self-attention: keys are not the 8 text tokens
+            shapes.append((args[0].shape[1], options.get("fis_frames"), tuple(options.get("grid_sizes"))))
+        return func(*args, **kwargs)
+
+    overridden = wan.clone()
+    overridden.model_options["transformer_options"]["optimized_attention_override"] = override
+    sample(fis(overridden), latent(), text(), steps=1)
+    assert shapes == [(5 * T, (0, 2, 4, 6, 8), (5, 4, 4))]
+
+
+def test_unsupported_model_runs_dense_with_a_warning(host, caplog):
+    import comfy.ldm.hunyuan_video.model
+    import comfy.ops
+    from tiny_models import _load
+    torch.manual_seed(0)
+    image_model = comfy.ldm.hunyuan_video.model.HunyuanVideo(   # HunyuanImage 2.1: an image model, not video
+        in_channels=64, out_channels=64, vec_in_dim=None, context_in_dim=64, hidden_size=128, mlp_ratio=4.0,
+        num_heads=1, depth=2, depth_single_blocks=0, axes_dim=[64, 64], theta=256, patch_size=[1, 1], qkv_bias=True,
+        guidance_embed=False, byt5=False, meanflow=False, use_cond_type_embedding=False, vision_in_dim=None,
+        meanflow_sum=False, operations=comfy.ops.disable_weight_init)
+    model = _load(image_model, 0)
+    with caplog.at_level(logging.WARNING):
+        patched = fis(model)
+    assert "is not a supported model" in caplog.text and "runs dense" in caplog.text
+    x = torch.randn(1, 64, 8, 8)
+    cond = [[torch.randn(1, 8, 64), {"pooled_output": torch.randn(1, 768)}]]
+    assert torch.equal(sample(patched, x, cond, steps=1), sample(model, x, cond, steps=1))
+
+
+def test_comfyui_loads_the_pack_as_a_custom_node(host):
+    import nodes
+    assert asyncio.run(nodes.load_custom_node(str(ROOT)))
+    assert "FrameInterleavedSparsity" in nodes.NODE_CLASS_MAPPINGS
+    assert nodes.NODE_DISPLAY_NAME_MAPPINGS["FrameInterleavedSparsity"] == "Frame Interleaved Sparsity (FIS)"
+    node_class = nodes.NODE_CLASS_MAPPINGS["FrameInterleavedSparsity"]
+    inputs = node_class.INPUT_TYPES()["required"]
+    assert list(inputs) == ["model", "sparse_blocks", "groups", "pattern", "interpolation", "anchor_frames",
+                            "start_percent", "end_percent"]
+    assert all("tooltip" in options for _, options in inputs.values())

@@ -1,0 +1,204 @@
+"""The schedule view in a real browser: the host's own server (``main.py --cpu`` on 127.0.0.1) with this pack in
+its custom_nodes, the front end of the comfyui-frontend-package it serves, and headless Chromium (Debian's
+``chromium``) driven by Playwright. Saves tests/artifacts/schedule_view.png (the node) and schedule_page.png.
+
+Skips, saying why, when Chromium or Playwright is missing; ``FIS_REQUIRE_WEB_TOOLS=1`` (CI) makes that a failure.
+"""
+import json
+import os
+import shutil
+
+import pytest
+
+from comfy_server import ComfyServer
+from host_path import PACK_ROOT
+from workflow_api import to_api
+from comfyui_fis.fis_core import FisSchedule
+from comfyui_fis.fis_core.schedule_image import estimate_lines
+
+ARTIFACTS = PACK_ROOT / "tests" / "artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TINY_MODEL = "fis_test_tiny_wan.safetensors"
+VIEW = ".fis-schedule-view"
+WORKFLOWS = sorted((PACK_ROOT / "workflows").glob("*.json"))
+
+
+def browser_tools():
+    """Playwright's sync API, or a skip (a failure under FIS_REQUIRE_WEB_TOOLS) naming what is missing."""
+    missing = []
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing.append("the Python package playwright")
+    if CHROMIUM is None:
+        missing.append("Chromium (Debian package chromium)")
+    if missing:
+        reason = f"browser test not run: {' and '.join(missing)} not installed (scripts/dev_setup.py installs them)"
+        if os.environ.get("FIS_REQUIRE_WEB_TOOLS"):
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    return sync_playwright
+
+
+@pytest.fixture(scope="module")
+def sync_playwright():
+    return browser_tools()
+
+
+@pytest.fixture(scope="module")
+def server(host, sync_playwright, tmp_path_factory):
+    """The host's server with a tiny Wan model (6 blocks) in its diffusion_models folder."""
+    import safetensors.torch
+    from tiny_models import tiny_wan
+    base = tmp_path_factory.mktemp("comfy_base")
+    models = base / "models" / "diffusion_models"
+    models.mkdir(parents=True)
+    weights = tiny_wan(num_layers=6).model.diffusion_model.state_dict()
+    safetensors.torch.save_file({k: v.contiguous() for k, v in weights.items()}, models / TINY_MODEL)
+    with ComfyServer(host, base) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def page(server, sync_playwright):
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 950}, device_scale_factor=2)
+            page.set_default_timeout(30_000)
+            page.errors, page.console = [], []
+            page.on("pageerror", lambda error: page.errors.append(error))
+            page.on("console", lambda message: page.console.append(message.text))
+            page.goto(server.url)
+            page.wait_for_function("window.app?.vueAppReady && app.graph?._nodes?.length > 0", timeout=90_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def new_workflow(page):
+    """A new blank workflow, as the menu's New makes it."""
+    page.evaluate("app.extensionManager.command.execute('Comfy.NewBlankWorkflow')")
+    page.wait_for_function("app.graph._nodes.length === 0")
+
+
+def add_node_by_search(page, text: str, at=(520, 160)):
+    """Add a node as a user does: double-click the canvas, type, Enter."""
+    for _ in range(5):  # the first double-click can land before the canvas listens
+        page.mouse.dblclick(*at)
+        try:
+            page.wait_for_function("document.activeElement?.tagName === 'INPUT'", timeout=3000)
+            break
+        except Exception:
+            continue
+    page.keyboard.type(text, delay=20)
+    page.get_by_text("Frame Interleaved Sparsity (FIS)").first.wait_for()
+    page.keyboard.press("Enter")
+    page.wait_for_selector(VIEW)
+
+
+def node_geometry(page, widget: str) -> dict:
+    """Page coordinates of the right arrow of ``widget`` and the node's box, from the canvas transform."""
+    return page.evaluate("""(name) => {
+      const node = app.graph._nodes.find((n) => n.type === "FrameInterleavedSparsity");
+      const w = node.widgets.find((w) => w.name === name);
+      const rect = app.canvas.canvas.getBoundingClientRect();
+      const toPage = (x, y) => { const [cx, cy] = app.canvas.ds.convertOffsetToCanvas([x, y]);
+                                 return [rect.left + cx, rect.top + cy]; };
+      const arrow = toPage(node.pos[0] + node.size[0] - 22, node.pos[1] + w.y + 10);
+      const [x0, y0] = toPage(node.pos[0] - 8, node.pos[1] - 38);
+      const [x1, y1] = toPage(node.pos[0] + node.size[0] + 8, node.pos[1] + node.size[1] + 8);
+      return { arrow, box: { x: x0, y: y0, width: x1 - x0, height: y1 - y0 } };
+    }""", widget)
+
+
+def view_state(page) -> dict:
+    return page.evaluate("""(selector) => {
+      const view = document.querySelector(selector);
+      return { ...view.dataset, pixels: view.querySelector("canvas").toDataURL(),
+               groups: app.graph._nodes[0].widgets.find((w) => w.name === "groups").value };
+    }""", VIEW)
+
+
+def summary(blocks, groups, frames=21, anchors=()):
+    schedule = FisSchedule(tuple(range(1, blocks - 1)), groups, anchors=anchors)
+    return " | ".join(estimate_lines(schedule, blocks, frames))
+
+
+def test_the_view_redraws_when_groups_changes(page):
+    new_workflow(page)
+    add_node_by_search(page, "Frame Interleaved")
+    before = view_state(page)
+    assert (before["blocks"], before["frames"], before["source"], before["groups"]) == ("40", "21", "default", 2)
+    assert before["summary"] == summary(40, 2)
+
+    page.wait_for_timeout(1000)  # so that the click is not read as part of the double-click that added the node
+    page.mouse.click(*node_geometry(page, "groups")["arrow"])
+    page.wait_for_function("app.graph._nodes[0].widgets.find((w) => w.name === 'groups').value === 3")
+    page.mouse.move(1300, 600)  # empty canvas: no tooltip in the screenshots
+    page.wait_for_timeout(300)
+    after = view_state(page)
+    assert after["groups"] == 3
+    assert after["summary"] == summary(40, 3) != before["summary"]
+    assert after["pixels"] != before["pixels"]
+
+    # "i2v": anchor_frames "auto" stands for the given first frame, which every sparse block computes
+    page.locator(f"{VIEW} input[type=checkbox]").click()
+    page.wait_for_function(f"document.querySelector('{VIEW}').dataset.summary !== {after['summary']!r}")
+    anchored = view_state(page)
+    assert anchored["summary"] == summary(40, 3, anchors=(0,))
+    assert anchored["pixels"] != after["pixels"]
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "schedule_view.png", clip=node_geometry(page, "groups")["box"])
+    page.screenshot(path=ARTIFACTS / "schedule_page.png")
+    assert (ARTIFACTS / "schedule_view.png").stat().st_size > 10_000
+    assert not [e for e in page.errors if "fis" in str(e).lower()]
+
+
+def test_the_view_reads_the_connected_model(page):
+    """Loader -> LoRA -> FIS: the view follows the MODEL link to the file and asks the server for its blocks."""
+    new_workflow(page)
+    add_node_by_search(page, "Frame Interleaved")
+    page.evaluate("""(file) => {
+      const fis = app.graph._nodes[0];
+      const loader = LiteGraph.createNode("UNETLoader");
+      const lora = LiteGraph.createNode("LoraLoaderModelOnly");
+      app.graph.add(loader);
+      app.graph.add(lora);
+      loader.widgets.find((w) => w.name === "unet_name").value = file;
+      loader.connect(0, lora, 0);
+      lora.connect(0, fis, 0);
+    }""", TINY_MODEL)
+    page.wait_for_function("document.querySelector('.fis-schedule-view').dataset.source === 'connected'")
+    state = view_state(page)
+    assert (state["blocks"], state["frames"]) == ("6", "21")
+    assert state["summary"] == summary(6, 2)
+
+
+def test_the_template_browser_lists_and_opens_the_workflows(page, server):
+    names = sorted(p.stem for p in WORKFLOWS)
+    assert sorted(server.get_json("/workflow_templates")["ComfyUI-FIS"]) == names
+    new_workflow(page)
+    page.evaluate("app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+    page.get_by_text("ComfyUI-FIS", exact=True).first.click()
+    for name in names:
+        page.get_by_text(name, exact=True).first.wait_for()
+    page.get_by_text("wan22_a14b_t2v_4step_fis", exact=True).first.click()
+    page.wait_for_function("app.graph._nodes.filter((n) => n.type === 'FrameInterleavedSparsity').length === 2")
+    assert page.locator(VIEW).count() == 2
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_the_front_end_reads_each_workflow_as_the_tests_do(page, server, path):
+    """The front end loads the workflow without complaint, and its own API conversion (graphToPrompt, what Run
+    sends) is the prompt that tests/test_workflows_validate.py validates."""
+    workflow = json.loads(path.read_text())
+    page.console.clear()
+    output = page.evaluate("async (workflow) => { await app.loadGraphData(workflow); return (await app.graphToPrompt()).output; }",
+                           workflow)
+    assert not [m for m in page.console if "invalid workflow" in m.lower()]
+    assert {i: {k: v for k, v in node.items() if k != "_meta"} for i, node in output.items()} == \
+        to_api(workflow, server.get_json("/object_info"))

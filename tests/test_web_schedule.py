@@ -1,0 +1,112 @@
+"""The schedule view's JavaScript (web/fis_schedule.js, run with node) against the Python core it mirrors:
+FisSchedule and the widget parsers, the cost model, and the picture's cells, colours and text."""
+import itertools
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from host_path import PACK_ROOT
+from comfyui_fis.fis_core import BLOCK_MS, FisSchedule, estimated_speedup, parse_block_list, parse_frame_list
+from comfyui_fis.fis_core import schedule_image
+
+NODE = shutil.which("node")
+RUNNER = """
+import * as fis from "./fis_schedule.mjs";
+const cases = JSON.parse(await new Promise((done) => {
+  let text = ""; process.stdin.on("data", (d) => (text += d)); process.stdin.on("end", () => done(text));
+}));
+const results = cases.map(({ widgets, blocks, frames, autoAnchors }) => {
+  const view = fis.describeSchedule(widgets, blocks, frames, autoAnchors);
+  if (view.error) return { error: view.error };
+  return { cells: view.cells, lines: view.lines,
+           fraction: fis.computedFraction(view.schedule, blocks, frames),
+           speedup: ["720p", "480p"].map((r) => fis.estimatedSpeedup(view.schedule, blocks, frames, r)) };
+});
+const constants = { COLORS: fis.COLORS, LEGEND: fis.LEGEND, CELL_KINDS: fis.CELL_KINDS, BLOCK_MS: fis.BLOCK_MS,
+                    FAMILY_DEFAULTS: fis.FAMILY_DEFAULTS };
+process.stdout.write(JSON.stringify({ results, constants }));
+"""
+
+
+@pytest.fixture(scope="module")
+def run_js(tmp_path_factory):
+    """Run the view's schedule code on a list of cases; returns (results, constants)."""
+    if NODE is None:
+        reason = "node is not installed: the JavaScript schedule was not checked (scripts/dev_setup.py installs nodejs)"
+        if os.environ.get("FIS_REQUIRE_WEB_TOOLS"):
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    folder = tmp_path_factory.mktemp("js")
+    shutil.copy(PACK_ROOT / "web" / "fis_schedule.js", folder / "fis_schedule.mjs")
+    (folder / "run.mjs").write_text(RUNNER)
+
+    def run(cases):
+        done = subprocess.run([NODE, "run.mjs"], cwd=folder, input=json.dumps(cases), capture_output=True,
+                              text=True, timeout=120, check=True)
+        output = json.loads(done.stdout)
+        return output["results"], output["constants"]
+    return run
+
+
+def python_view(widgets, blocks, frames, auto_anchors):
+    """What the view must show, from the core: the node's reading of the widgets, then the picture module."""
+    try:
+        spec = widgets["sparse_blocks"].strip().lower()
+        sparse = tuple(range(1, blocks - 1)) if spec == "auto" and blocks > 2 else () if spec == "auto" \
+            else parse_block_list(spec, blocks)
+        anchor_spec = widgets["anchor_frames"].strip().lower()
+        anchors = tuple(auto_anchors) if anchor_spec == "auto" else parse_frame_list(anchor_spec)
+        schedule = FisSchedule(sparse, widgets["groups"], widgets["pattern"], anchors).fit_to(frames)
+    except ValueError as error:
+        return {"error": str(error)}
+    return {"cells": schedule_image.schedule_cells(schedule, blocks, frames),
+            "lines": schedule_image.estimate_lines(schedule, blocks, frames),
+            "fraction": schedule.computed_fraction(blocks, frames),
+            "speedup": [estimated_speedup(schedule, blocks, frames, r) for r in ("720p", "480p")]}
+
+
+SPECS = ["auto", "1-8", "0,2,5-9", "", " 3 , 1-2 ,3", "4-35", "3-12", "a-b", "1-", "-3", "40-10", "5-1"]
+ANCHORS = ["auto", "", "0", "0,-1", "-30", "5,x"]
+
+
+def test_js_schedule_matches_python_on_a_grid_of_settings(run_js):
+    cases = [{"widgets": {"sparse_blocks": spec, "groups": groups, "pattern": pattern, "anchor_frames": anchors},
+              "blocks": blocks, "frames": frames, "autoAnchors": auto}
+             for spec, groups, pattern, anchors, (blocks, frames), auto in itertools.product(
+                 SPECS, range(1, 9), ("interleave", "contiguous"), ANCHORS,
+                 [(10, 9), (40, 21), (30, 31), (60, 3), (12, 1)], ([], [0]))]
+    results, _ = run_js(cases)
+    assert len(results) == len(cases)
+    kinds = set()
+    for case, got in zip(cases, results):
+        expected = python_view(case["widgets"], case["blocks"], case["frames"], case["autoAnchors"])
+        assert got == expected, case
+        kinds.update(k for row in got.get("cells", []) for k in row)
+    assert kinds == set(schedule_image.CELL_KINDS)
+    assert sum("error" in r for r in results) > 1000 and sum("cells" in r for r in results) > 1000
+
+
+def test_js_constants_match_the_core(run_js):
+    _, constants = run_js([])
+    assert constants["COLORS"] == schedule_image.COLORS
+    assert constants["LEGEND"] == schedule_image.LEGEND
+    assert constants["CELL_KINDS"] == list(schedule_image.CELL_KINDS)
+    assert constants["BLOCK_MS"] == {res: {str(f): ms for f, ms in table.items()} for res, table in BLOCK_MS.items()}
+    assert {k: v["blocks"] for k, v in constants["FAMILY_DEFAULTS"].items()} == {
+        "wan14b": 40, "wan5b": 30, "hunyuan15": 54, "hunyuan10": 60}
+
+
+def test_a_changed_widget_changes_the_view(run_js):
+    base = {"sparse_blocks": "auto", "groups": 2, "pattern": "interleave", "anchor_frames": ""}
+    variants = [base, {**base, "groups": 3}, {**base, "pattern": "contiguous"}, {**base, "anchor_frames": "0"},
+                {**base, "sparse_blocks": "4-35"}, {**base, "groups": 1}]
+    results, _ = run_js([{"widgets": w, "blocks": 40, "frames": 21, "autoAnchors": []} for w in variants])
+    pictures = [json.dumps(r["cells"]) for r in results]
+    assert len(set(pictures)) == len(pictures)
+    off = results[-1]
+    assert off["lines"] == ["Estimate: 0% of the block compute saved",
+                            "blocks 1.00x faster at 720p, 1.00x at 480p (H100 envelope)"]
+    assert off["speedup"] == pytest.approx([1.0, 1.0])

@@ -1,0 +1,245 @@
+// The schedule view inside the "Frame Interleaved Sparsity (FIS)" node: a grid of blocks x latent frames for the
+// node's current widget values, with the estimated compute saved and speed-up (fis_schedule.js has the logic).
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+import { CELL_KINDS, COLORS, FAMILY_DEFAULTS, LEGEND, describeSchedule } from "./fis_schedule.js";
+
+const NODE_TYPE = "FrameInterleavedSparsity";
+const WIDGETS = ["sparse_blocks", "groups", "pattern", "anchor_frames"];
+// Loader widgets that name a model file, and the model folder the server looks in.
+const LOADER_WIDGETS = { unet_name: "diffusion_models", ckpt_name: "checkpoints" };
+const BACKGROUND = "#202225";
+const TEXT = "#d8dadf";
+const MUTED = "#8d93a0";
+const FONT = "11px sans-serif";
+const LINE = 15;
+
+const modelInfo = new Map(); // "folder/name" -> {state: "loading" | "done", info}
+
+// The file of the loader feeding the node's model input, following MODEL links upstream (LoRA, ModelSampling, ...).
+function upstreamModelFile(node) {
+  let current = node;
+  for (let depth = 0; depth < 32 && current; depth++) {
+    if (current !== node) {
+      const widget = current.widgets?.find((w) => w.name in LOADER_WIDGETS);
+      if (widget) return { folder: LOADER_WIDGETS[widget.name], name: String(widget.value) };
+    }
+    const slot = current.inputs?.findIndex((i) => i.type === "MODEL" || (current !== node && i.type === "*")) ?? -1;
+    current = slot >= 0 ? current.getInputNode(slot) : null;
+  }
+  return null;
+}
+
+// What the server read from the connected model file (family, blocks), or null while unknown.
+function connectedModel(file, onLoaded) {
+  if (!file) return null;
+  const key = `${file.folder}/${file.name}`;
+  let entry = modelInfo.get(key);
+  if (!entry) {
+    entry = { state: "loading", info: null };
+    modelInfo.set(key, entry);
+    const query = new URLSearchParams(file);
+    api.fetchApi(`/fis/model_info?${query}`)
+      .then((response) => (response.ok ? response.json() : null))
+      .catch(() => null)
+      .then((info) => {
+        entry.state = "done";
+        entry.info = info;
+        onLoaded();
+      });
+  }
+  return entry.info;
+}
+
+// The family default a file name suggests when the server cannot read the file (e.g. GGUF).
+function guessFamily(name = "") {
+  const lower = name.toLowerCase();
+  if (lower.includes("hunyuanvideo1.5") || lower.includes("hunyuanvideo15")) return "hunyuan15";
+  if (lower.includes("hunyuan")) return "hunyuan10";
+  if (lower.includes("5b")) return "wan5b";
+  return "wan14b";
+}
+
+function element(tag, attributes = {}, children = []) {
+  const el = document.createElement(tag);
+  Object.assign(el, attributes);
+  el.append(...children);
+  return el;
+}
+
+class ScheduleView {
+  constructor(node) {
+    this.node = node;
+    this.key = null;
+    this.select = element("select", { title: "Model the view assumes: the connected model where the server can read it, else a family default" });
+    this.frames = element("input", { type: "number", min: 1, max: 256, step: 1, title: "Latent frames: 21 for 81 video frames (Wan, HunyuanVideo), 31 for 121 (TI2V-5B)" });
+    this.firstFrame = element("input", { type: "checkbox", title: "anchor_frames 'auto' computes the frames the conditioning gives: the first frame of image-to-video" });
+    this.canvas = element("canvas");
+    this.canvas.style.cssText = "display:block;width:100%;flex:1 1 auto;min-height:0;border-radius:4px";
+    const controls = element("div", {}, [
+      this.select,
+      element("label", { title: this.frames.title }, [" frames ", this.frames]),
+      element("label", { title: this.firstFrame.title }, [this.firstFrame, " i2v"]),
+    ]);
+    controls.style.cssText = `display:flex;gap:6px;align-items:center;font:${FONT};color:${TEXT};margin-bottom:4px;pointer-events:auto`;
+    for (const control of [this.select, this.frames]) {
+      control.style.cssText = `font:${FONT};background:${BACKGROUND};color:${TEXT};border:1px solid #555;border-radius:3px`;
+    }
+    this.frames.style.width = "4em";
+    this.select.style.maxWidth = "60%";
+    this.root = element("div", { className: "fis-schedule-view" }, [controls, this.canvas]);
+    this.root.style.cssText = "display:flex;flex-direction:column;width:100%;height:100%;box-sizing:border-box;pointer-events:none";
+    this.select.addEventListener("change", () => this.setProperty("fis_view_model", this.select.value));
+    this.frames.addEventListener("change", () => this.setProperty("fis_view_frames", Number(this.frames.value)));
+    this.firstFrame.addEventListener("change", () => this.setProperty("fis_view_i2v", this.firstFrame.checked));
+    new ResizeObserver(() => this.refresh(true)).observe(this.canvas);
+  }
+
+  setProperty(name, value) {
+    this.node.properties[name] = value;
+    this.refresh();
+  }
+
+  // The model the view draws for: {label, blocks, frames, i2v, source}.
+  model() {
+    const props = this.node.properties ?? {};
+    const file = upstreamModelFile(this.node);
+    const info = connectedModel(file, () => this.refresh());
+    const choices = Object.entries(FAMILY_DEFAULTS).map(([key, d]) => [key, `${d.label}: ${d.blocks} blocks`]);
+    if (info) choices.unshift(["connected", `${info.label}: ${info.blocks} blocks (connected)`]);
+    const fallback = info ? "connected" : guessFamily(file?.name);
+    const choice = choices.some(([key]) => key === props.fis_view_model) ? props.fis_view_model : fallback;
+    const family = choice === "connected" ? null : FAMILY_DEFAULTS[choice];
+    const i2vDefault = Boolean(info?.image_to_video) || /i2v/i.test(file?.name ?? "");
+    return {
+      choices,
+      choice,
+      label: family ? family.label : info.label,
+      blocks: family ? family.blocks : info.blocks,
+      frames: Number(props.fis_view_frames) > 0 ? Number(props.fis_view_frames) : (family ?? info).frames,
+      i2v: typeof props.fis_view_i2v === "boolean" ? props.fis_view_i2v : i2vDefault,
+      source: choice === "connected" ? "connected" : "default",
+    };
+  }
+
+  // Redraw when anything the picture depends on changed (or always, with `force`).
+  refresh(force = false) {
+    const widgets = Object.fromEntries(this.node.widgets.filter((w) => WIDGETS.includes(w.name)).map((w) => [w.name, w.value]));
+    const model = this.model();
+    const key = JSON.stringify([widgets, model]);
+    if (key === this.key && !force) return;
+    this.key = key;
+    this.select.replaceChildren(...model.choices.map(([value, text]) => element("option", { value, textContent: text })));
+    this.select.value = model.choice;
+    this.frames.value = String(model.frames);
+    this.firstFrame.checked = model.i2v;
+    const view = describeSchedule(widgets, model.blocks, model.frames, model.i2v ? [0] : []);
+    Object.assign(this.root.dataset, {
+      blocks: model.blocks, frames: model.frames, source: model.source,
+      summary: view.error ? "" : view.lines.join(" | "), error: view.error ?? "",
+    });
+    this.draw(model, view);
+  }
+
+  draw(model, view) {
+    const ratio = window.devicePixelRatio || 1;
+    const width = this.canvas.clientWidth;
+    const height = this.canvas.clientHeight;
+    if (width < 10 || height < 10) return;
+    this.canvas.width = Math.round(width * ratio);
+    this.canvas.height = Math.round(height * ratio);
+    const ctx = this.canvas.getContext("2d");
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.fillStyle = BACKGROUND;
+    ctx.fillRect(0, 0, width, height);
+    ctx.font = FONT;
+    ctx.textBaseline = "middle";
+    const margin = 6;
+    if (view.error) {
+      ctx.fillStyle = "#ff7b72";
+      wrapText(ctx, view.error, margin, margin + LINE / 2, width - 2 * margin);
+      return;
+    }
+    const { cells } = view;
+    const blocks = cells.length;
+    const frames = model.frames;
+    ctx.fillStyle = MUTED;
+    ctx.textAlign = "left";
+    ctx.fillText(`${model.label}: blocks 0-${blocks - 1} (rows) x latent frames 0-${frames - 1}`, margin, margin + LINE / 2);
+    const labelWidth = ctx.measureText(String(blocks - 1)).width + 6;
+    const gridX = margin + labelWidth;
+    const gridY = margin + 2 * LINE;
+    const gridHeight = height - gridY - 3 * LINE - margin - 4;
+    const cw = Math.max(1, Math.floor((width - gridX - margin) / frames));
+    const ch = Math.max(1, gridHeight / blocks);
+    const gap = cw >= 5 && ch >= 4 ? 1 : 0;
+    const frameStep = frames <= 12 ? 1 : 5;
+    ctx.textAlign = "center";
+    for (let f = 0; f < frames; f += frameStep) ctx.fillText(String(f), gridX + f * cw + cw / 2, gridY - LINE / 2);
+    const blockStep = Math.max(1, Math.ceil(LINE / ch / 5) * 5);
+    ctx.textAlign = "right";
+    for (let b = 0; b < blocks; b++) {
+      if (b % blockStep === 0 || b === blocks - 1) ctx.fillText(String(b), gridX - 4, gridY + b * ch + ch / 2);
+      for (let f = 0; f < frames; f++) {
+        ctx.fillStyle = COLORS[cells[b][f]];
+        ctx.fillRect(gridX + f * cw, gridY + b * ch, cw - gap, Math.max(1, ch - gap));
+      }
+      ctx.fillStyle = MUTED;
+    }
+    let x = margin;
+    const legendY = gridY + blocks * ch + 4 + LINE / 2;
+    ctx.textAlign = "left";
+    for (const kind of CELL_KINDS) {
+      ctx.fillStyle = COLORS[kind];
+      ctx.fillRect(x, legendY - 5, 10, 10);
+      ctx.fillStyle = TEXT;
+      ctx.fillText(LEGEND[kind], x + 14, legendY);
+      x += ctx.measureText(LEGEND[kind]).width + 24;
+    }
+    view.lines.forEach((line, i) => ctx.fillText(line, margin, legendY + LINE * (i + 1)));
+  }
+}
+
+function wrapText(ctx, text, x, y, width) {
+  let line = "";
+  for (const word of text.split(" ")) {
+    if (line && ctx.measureText(`${line} ${word}`).width > width) {
+      ctx.fillText(line, x, y);
+      line = word;
+      y += LINE;
+    } else {
+      line = line ? `${line} ${word}` : word;
+    }
+  }
+  ctx.fillText(line, x, y);
+}
+
+// Call `hook` after the node's own handler of `name` (if any).
+function chain(node, name, hook) {
+  const original = node[name];
+  node[name] = function (...args) {
+    const result = original?.apply(this, args);
+    hook.apply(this, args);
+    return result;
+  };
+}
+
+app.registerExtension({
+  name: "ComfyUI-FIS.ScheduleView",
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (nodeData.name !== NODE_TYPE) return;
+    chain(nodeType.prototype, "onNodeCreated", function () {
+      const view = new ScheduleView(this);
+      const widget = this.addDOMWidget("fis_schedule_view", "fis-schedule-view", view.root, {
+        serialize: false, hideOnZoom: false,
+      });
+      widget.serialize = false;
+      widget.computeLayoutSize = () => ({ minHeight: 380, minWidth: 360 });
+      this.fisScheduleView = view;
+      this.setSize([Math.max(this.size[0], 420), Math.max(this.size[1], this.computeSize()[1])]);
+      for (const name of ["onWidgetChanged", "onConnectionsChange", "onConfigure", "onDrawForeground"]) {
+        chain(this, name, () => view.refresh());
+      }
+    });
+  },
+});
