@@ -17,7 +17,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from . import host, latent, scenes
-from .evaluate import fis_savings
+from .evaluate import savings
 from .metrics import psnr_per_frame, ssim_per_frame, temporal_error
 from .model import FEW_STEPS, MODELS_DIR
 
@@ -49,10 +49,12 @@ def side_by_side(clips: list[torch.Tensor], titles: list[str], path: Path, fps: 
     images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0, **options)
 
 
-def timed_sample(model, scene, seed, steps) -> tuple[torch.Tensor, float]:
+def timed_sample(model, scene, seed, steps) -> tuple[torch.Tensor, float, host.BlockWork]:
+    """The decoded clip, the seconds it took, and the block work it did."""
     started = time.perf_counter()
-    clip = latent.to_pixels(host.sample(model, [scene], seed, steps))
-    return clip, time.perf_counter() - started
+    with host.count_block_work(model) as work:
+        clip = latent.to_pixels(host.sample(model, [scene], seed, steps))
+    return clip, time.perf_counter() - started, work
 
 
 def main(argv=None):
@@ -67,20 +69,21 @@ def main(argv=None):
     scene = scenes.Scene.parse(args.prompt)
     host.boot(cpu=True)
     import comfy.utils
+    from comfyui_fis.fis_core import format_block_list
     comfy.utils.PROGRESS_BAR_ENABLED = False
     model = host.load_model(args.steps, args.models)
     fis_model = host.with_fis(model)
     host.sample(model, [scene], args.seed, 1)   # warm-up: the first call loads and patches the weights
-    dense, dense_seconds = timed_sample(model, scene, args.seed, args.steps)
-    fis, fis_seconds = timed_sample(fis_model, scene, args.seed, args.steps)
+    dense, dense_seconds, _ = timed_sample(model, scene, args.seed, args.steps)
+    fis, fis_seconds, fis_work = timed_sample(fis_model, scene, args.seed, args.steps)
     difference = ((fis - dense).abs() * DIFFERENCE_GAIN).clamp(0, 1)
     side_by_side([dense, fis, difference], ["dense", "FIS (defaults)", f"|difference| x{DIFFERENCE_GAIN}"], args.out)
 
     psnr = psnr_per_frame(fis, dense)[0]
-    saved = fis_savings(model, {})
+    saved = savings(model, fis_work, 1, args.steps)
     print(f"prompt: {scene.description} (seed {args.seed}, {args.steps} steps, {scenes.FRAMES} frames of "
           f"{scenes.SIZE}x{scenes.SIZE})")
-    print(f"FIS defaults: sparse blocks {saved['blocks']}, G=2, linear interpolation")
+    print(f"FIS defaults: sparse blocks {format_block_list(host.resolved_sparse_blocks(model))}, G=2, linear interpolation")
     print(f"fidelity of FIS against dense: PSNR {psnr.mean():.1f} dB (worst frame {psnr.min():.1f} dB), "
           f"SSIM {ssim_per_frame(fis, dense).mean():.4f}, temporal error {100 * temporal_error(fis, dense).item():.1f}%")
     print(f"compute saved: {100 * saved['compute_saved']:.0f}% of the transformer blocks' FLOPs "

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from . import host, latent, scenes
-from .metrics import fidelity, fis_flops_saved, pooled_psnr, summary
+from .metrics import block_flops, fidelity, pooled_psnr, summary
 from .model import BASE_FILE, FEW_STEPS, LORA_FILE, MODELS_DIR
 from .plot import Panel, Series, save_panels
 
@@ -55,23 +55,30 @@ class Setting:
 FIS_DEFAULT = Setting("FIS default (auto, G=2, linear)", "fis")
 
 
-def fis_settings(num_blocks: int) -> tuple[Setting, ...]:
+def fis_settings(num_blocks: int, steps: int) -> tuple[Setting, ...]:
     """The FIS settings measured: the default, more groups, fewer or more sparse blocks, other
-    interpolations and the contiguous pattern."""
+    interpolations, the contiguous pattern, and FIS active only in the later part of the schedule.
+    At many steps (five times the sampling work) the pattern and the variants that only lose are left out."""
     middle = f"{num_blocks // 4}-{num_blocks - num_blocks // 4 - 1}"
-    return (
+    settings = (
         FIS_DEFAULT,
         Setting("FIS G=3", "fis", {"groups": 3}),
         Setting("FIS G=4", "fis", {"groups": 4}),
         Setting(f"FIS middle half of the blocks ({middle})", "fis", {"sparse_blocks": middle}),
         Setting(f"FIS every block (0-{num_blocks - 1})", "fis", {"sparse_blocks": f"0-{num_blocks - 1}"}),
         Setting("FIS nearest", "fis", {"interpolation": "nearest"}),
+        Setting("FIS from 25% of the schedule", "fis", {"start_percent": 0.25}),
+    )
+    if steps != FEW_STEPS:
+        return settings
+    return settings + (
         Setting("FIS no interpolation", "fis", {"interpolation": "none"}),
         Setting("FIS contiguous groups", "fis", {"pattern": "contiguous"}),
+        Setting("FIS from 50% of the schedule", "fis", {"start_percent": 0.5}),
     )
 
 
-EASYCACHE_THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
+EASYCACHE_THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.5)
 EASYCACHE_SETTINGS = tuple(Setting(f"EasyCache {t}", "easycache", {"reuse_threshold": t}) for t in EASYCACHE_THRESHOLDS)
 
 
@@ -81,19 +88,20 @@ def prompts(count: int, seed: int = PROMPT_SEED) -> list[scenes.Scene]:
     return [scenes.random_scene(rng) for _ in range(count)]
 
 
-def fis_savings(model, widgets: dict) -> dict:
-    """The blocks a FIS setting (node widgets) makes sparse on ``model`` (a ModelPatcher), the share of
-    the blocks' FLOPs it skips per model call, and the share of block tokens (as the node logs it)."""
-    from comfyui_fis.fis_core import FisSchedule
+def dense_block_work(model, steps: int) -> tuple[float, int]:
+    """Block FLOPs and image tokens of one clip sampled dense in ``steps`` steps on ``model``."""
     diffusion_model = model.model.diffusion_model
-    num_blocks = len(diffusion_model.blocks)
-    blocks = host.resolved_sparse_blocks(model, widgets.get("sparse_blocks", "auto"))
-    schedule = FisSchedule(blocks, widgets.get("groups", 2), widgets.get("pattern", "interleave"))
-    tokens_per_frame = (scenes.SIZE // latent.PATCH // 2) ** 2
-    flops = fis_flops_saved(schedule, num_blocks, scenes.FRAMES, tokens_per_frame, diffusion_model.dim,
-                            diffusion_model.ffn_dim, scenes.TOKENS)
-    tokens = 1.0 - schedule.fit_to(scenes.FRAMES).computed_fraction(num_blocks, scenes.FRAMES)
-    return {"blocks": list(blocks), "compute_saved": flops, "tokens_skipped": tokens}
+    tokens = scenes.FRAMES * (scenes.SIZE // latent.PATCH // 2) ** 2
+    per_block = block_flops(tokens, diffusion_model.dim, diffusion_model.ffn_dim, scenes.TOKENS)
+    calls = steps * len(diffusion_model.blocks)
+    return calls * per_block, calls * tokens
+
+
+def savings(model, work: host.BlockWork, clips: int, steps: int) -> dict:
+    """The share of the block FLOPs and of the block tokens that ``work`` skipped, against ``clips`` dense
+    clips of ``steps`` steps."""
+    flops, tokens = dense_block_work(model, steps)
+    return {"compute_saved": 1.0 - work.flops / (clips * flops), "tokens_skipped": 1.0 - work.tokens / (clips * tokens)}
 
 
 class Runner:
@@ -105,11 +113,11 @@ class Runner:
         self.num_blocks = len(self.model.model.diffusion_model.blocks)
         self.dense = self.clips(self.model)
 
-    def clips(self, model, seed: int = NOISE_SEED) -> list[torch.Tensor]:
-        """Decoded pixels [1, 3, F, H, W] of every prompt sampled with ``model``, :data:`BATCH` at a time."""
+    def clips(self, model, seed: int = NOISE_SEED, batch: int = BATCH) -> list[torch.Tensor]:
+        """Decoded pixels [1, 3, F, H, W] of every prompt sampled with ``model``, ``batch`` at a time."""
         out = []
-        for start in range(0, len(self.prompts), BATCH):
-            chunk = self.prompts[start:start + BATCH]
+        for start in range(0, len(self.prompts), batch):
+            chunk = self.prompts[start:start + batch]
             latents = host.sample(model, chunk, seed, self.steps, batch_index=range(start, start + len(chunk)))
             out.extend(latent.to_pixels(latents).split(1))
         return out
@@ -120,21 +128,17 @@ class Runner:
         return host.with_easycache(self.model, **setting.widgets)
 
     def measure(self, setting: Setting) -> dict:
-        """Fidelity of ``setting`` against dense, per prompt and summarised, and the compute it saved."""
+        """Fidelity of ``setting`` against dense, per prompt and summarised, and the block compute it saved
+        (counted while sampling). EasyCache decides per batch, so it samples one prompt at a time."""
         model = self.patched(setting)
+        with host.count_block_work(model) as work:
+            clips = self.clips(model, batch=BATCH if setting.kind == "fis" else 1)
+        result = {"name": setting.name, "kind": setting.kind, "widgets": setting.widgets,
+                  **_fidelity_summary(clips, self.dense), **savings(self.model, work, len(clips), self.steps)}
         if setting.kind == "fis":
-            clips = self.clips(model)
+            result["blocks"] = list(host.resolved_sparse_blocks(self.model, setting.widgets.get("sparse_blocks", "auto")))
         else:
-            clips, saved = [], []
-            for index, scene in enumerate(self.prompts):
-                with host.count_transformer_runs(model) as runs:
-                    clips.append(latent.to_pixels(host.sample(model, [scene], NOISE_SEED, self.steps, batch_index=[index])))
-                saved.append(1.0 - runs[0] / self.steps)
-        result = {"name": setting.name, "kind": setting.kind, "widgets": setting.widgets, **_fidelity_summary(clips, self.dense)}
-        if setting.kind == "fis":
-            result.update(fis_savings(self.model, setting.widgets))
-        else:
-            result.update(compute_saved=statistics.mean(saved), steps_skipped_per_prompt=saved)
+            result["model_calls_skipped"] = 1.0 - work.runs / (len(clips) * self.steps)
         return result
 
 
@@ -196,7 +200,7 @@ def run(prompt_count: int, steps_list: list[int], models_dir: Path, log=print) -
         # scale: the same prompts with another seed (a different video of the same description)
         other = runner.clips(runner.model, seed=NOISE_SEED + 1)
         entry["another_seed"] = _fidelity_summary(other, runner.dense)
-        for setting in fis_settings(runner.num_blocks) + EASYCACHE_SETTINGS:
+        for setting in fis_settings(runner.num_blocks, steps) + EASYCACHE_SETTINGS:
             entry["settings"].append(runner.measure(setting))
             s = entry["settings"][-1]
             log(f"  {setting.name}: saved {100 * s['compute_saved']:.0f}%, PSNR {s['psnr']:.2f} dB "
@@ -275,7 +279,7 @@ def tables(results: dict) -> str:
             if s["kind"] == "fis":
                 saved = f"{100 * s['compute_saved']:.0f}% ({100 * s['tokens_skipped']:.0f}% of block tokens)"
             else:
-                saved = f"{100 * s['compute_saved']:.0f}% (model calls skipped)"
+                saved = f"{100 * s['compute_saved']:.0f}% ({100 * s['model_calls_skipped']:.0f}% of model calls)"
             lines.append(_row(s["name"], saved, s))
         lines.append(_row("*dense, another seed (a different video)*", "-", entry["another_seed"]))
         lines.append("")
@@ -340,6 +344,18 @@ def update_readme(text: str, readme: Path = README):
     readme.write_text(content[:start] + "\n" + text + "\n" + content[end:])
 
 
+def write_outputs(results: dict, out: Path, readme: bool):
+    """The results JSON, the curve, the tables and, with ``readme``, the README's measured section."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "quality_results.json").write_text(json.dumps(results, indent=1))
+    curve(results, out / "quality_curve.png")
+    markdown = findings(results) + "\n\n" + tables(results)
+    (out / "quality_tables.md").write_text(markdown + "\n")
+    if readme:
+        update_readme(markdown)
+    print(markdown)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prompts", type=int, default=32)
@@ -348,7 +364,13 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=DOCS)
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for the host's GPU")
     parser.add_argument("--readme", action="store_true", help="rewrite the README's measured section")
+    parser.add_argument("--redraw", action="store_true",
+                        help="sample nothing: redraw the curve and tables from OUT/quality_results.json")
     args = parser.parse_args(argv)
+    if args.redraw:
+        host.boot()
+        write_outputs(json.loads((args.out / "quality_results.json").read_text()), args.out, args.readme)
+        return
     host.boot(cpu=args.device == "cpu")
     import comfy.utils
     comfy.utils.PROGRESS_BAR_ENABLED = False
@@ -358,14 +380,7 @@ def main(argv=None):
         print(f"[{time.monotonic() - started:6.0f} s] {message}", flush=True)
 
     results = run(args.prompts, [int(s) for s in args.steps.split(",")], args.models, log)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "quality_results.json").write_text(json.dumps(results, indent=1))
-    curve(results, args.out / "quality_curve.png")
-    markdown = findings(results) + "\n\n" + tables(results)
-    (args.out / "quality_tables.md").write_text(markdown + "\n")
-    if args.readme:
-        update_readme(markdown)
-    print(markdown)
+    write_outputs(results, args.out, args.readme)
 
 
 if __name__ == "__main__":

@@ -140,13 +140,33 @@ def resolved_sparse_blocks(model, sparse_blocks: str = "auto") -> tuple[int, ...
     return settings_from_widgets(model, sparse_blocks, 2, "interleave", "linear", "auto", 0.0, 1.0).sparse_blocks
 
 
+class BlockWork:
+    """The transformer-block work done while counting: model calls that ran the blocks, and block FLOPs
+    and image tokens summed over calls, blocks and batch entries (see :func:`quality.metrics.block_flops`)."""
+
+    def __init__(self, diffusion_model):
+        self.dim, self.ffn_dim = diffusion_model.dim, diffusion_model.ffn_dim
+        self.runs, self.flops, self.tokens = 0, 0.0, 0
+
+    def record(self, block_index: int, x: torch.Tensor, context: torch.Tensor):
+        from .metrics import block_flops
+        batch, tokens = x.shape[0], x.shape[1]
+        self.runs += block_index == 0
+        self.flops += batch * block_flops(tokens, self.dim, self.ffn_dim, context.shape[1])
+        self.tokens += batch * tokens
+
+
 @contextmanager
-def count_transformer_runs(model):
-    """Count the model calls that really ran the transformer (EasyCache's skipped steps do not):
-    yields a one-element list holding the count."""
-    count = [0]
-    handle = model.model.diffusion_model.blocks[0].register_forward_pre_hook(lambda *_: count.__setitem__(0, count[0] + 1))
+def count_block_work(model):
+    """Count what the transformer blocks of ``model`` really compute (FIS's sparse blocks take fewer tokens,
+    EasyCache's skipped steps run none): yields a :class:`BlockWork` that fills while sampling."""
+    diffusion_model = model.model.diffusion_model
+    work = BlockWork(diffusion_model)
+    handles = [block.register_forward_pre_hook(
+        lambda module, args, kwargs, i=i: work.record(i, kwargs.get("x", args[0] if args else None), kwargs["context"]),
+        with_kwargs=True) for i, block in enumerate(diffusion_model.blocks)]
     try:
-        yield count
+        yield work
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()

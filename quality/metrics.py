@@ -1,5 +1,5 @@
 """Fidelity of a clip against a reference clip, on decoded pixels in [0, 1] ([B, 3, F, H, W]), and the
-compute a FIS schedule saves on this model."""
+FLOPs of one block of this model."""
 from __future__ import annotations
 
 import math
@@ -67,19 +67,6 @@ def block_flops(tokens: int, dim: int, ffn_dim: int, context_tokens: int) -> flo
     projections = 2 * tokens * (6 * dim * dim + 2 * dim * ffn_dim) + 2 * context_tokens * 2 * dim * dim
     attention = 4 * tokens * tokens * dim + 4 * tokens * context_tokens * dim
     return float(projections + attention)
-
-
-def fis_flops_saved(schedule, num_blocks: int, frames: int, tokens_per_frame: int, dim: int, ffn_dim: int,
-                    context_tokens: int) -> float:
-    """Share of the transformer blocks' FLOPs that ``schedule`` (a ``FisSchedule``) skips in one model call."""
-    schedule = schedule.fit_to(frames)
-    dense = num_blocks * block_flops(frames * tokens_per_frame, dim, ffn_dim, context_tokens)
-    fis = 0.0
-    for block in range(num_blocks):
-        subset = schedule.frames_for_block(block, frames)
-        computed = frames if subset is None else len(subset)
-        fis += block_flops(computed * tokens_per_frame, dim, ffn_dim, context_tokens)
-    return 1.0 - fis / dense
 
 
 def pooled_psnr(mse: list[float]) -> float:

@@ -118,8 +118,8 @@ def test_easycache_is_measured_without_the_hosts_fp32_aliasing_bug(quality, runn
     results = {}
     for name, model in (("plain", EasyCacheNode.execute(runner.model, 3.0, 0.15, 0.95, False)[0]),
                         ("copy", host.with_easycache(runner.model, 3.0))):
-        with host.count_transformer_runs(model) as runs:
+        with host.count_block_work(model) as work:
             clip = latent.to_pixels(host.sample(model, [scene], quality.NOISE_SEED, 4, batch_index=[0]))
-        results[name] = (runs[0], metrics.psnr_per_frame(clip, runner.dense[0]).mean().item())
+        results[name] = (work.runs, metrics.psnr_per_frame(clip, runner.dense[0]).mean().item())
     assert results["plain"][0] == results["copy"][0] < 4            # both skip the same steps
     assert results["copy"][1] > results["plain"][1] + 10

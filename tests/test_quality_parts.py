@@ -101,14 +101,13 @@ def test_metrics_on_known_cases(videos):
     assert metrics.pooled_psnr([0.01, 0.03]) == pytest.approx(10 * torch.log10(torch.tensor(50.0)).item())
 
 
-def test_flops_saved_counts_attention_quadratically():
-    from comfyui_fis.fis_core import FisSchedule
-    every_block = FisSchedule(tuple(range(8)), 2)
-    saved = metrics.fis_flops_saved(every_block, 8, 16, 64, 256, 512, 8)
-    tokens = 1 - every_block.computed_fraction(8, 16)
-    assert tokens == pytest.approx(0.5)
-    assert 0.5 < saved < 0.75                              # attention on half the tokens costs a quarter
-    assert metrics.fis_flops_saved(FisSchedule((), 2), 8, 16, 64, 256, 512, 8) == 0
+def test_block_flops_grow_linearly_in_projections_and_quadratically_in_attention():
+    tokens, dim, ffn, context = 1088, 256, 512, 8
+    full = metrics.block_flops(tokens, dim, ffn, context)
+    half = metrics.block_flops(tokens // 2, dim, ffn, context)
+    attention = 4 * tokens * tokens * dim
+    assert full - 2 * half == pytest.approx(attention / 2 - 2 * context * 2 * dim * dim)
+    assert 0.5 < 1 - half / full < 0.75                    # half the tokens: more than half the work saved
 
 
 def test_schedule_sigmas_are_the_shifted_simple_schedule():
