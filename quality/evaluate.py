@@ -1,0 +1,387 @@
+"""Measure FIS's quality cost on the model trained here, against dense sampling and ComfyUI's EasyCache.
+
+For each of ``--prompts`` scene descriptions (each with its own seed), the shipped model is sampled
+through ComfyUI (euler, simple, cfg 1): dense, with FIS settings, and with EasyCache at several
+thresholds, at 4 steps (base + 4-step LoRA) and at 20 steps (base). Every clip is compared with the
+dense clip of the same prompt and seed on decoded pixels: PSNR and SSIM per frame and the temporal
+error (see :mod:`quality.metrics`). Compute saved is the share of the transformer blocks' FLOPs skipped:
+for FIS from its schedule, for EasyCache the share of model calls it skipped (counted).
+
+At 4 steps it also measures each block's sensitivity (that block alone sparse), proposes the ``auto``
+blocks from it, and compares block choices at equal compute.
+
+    python -m quality.evaluate                 # 32 prompts, 4 and 20 steps: docs/quality_*
+    python -m quality.evaluate --readme        # also rewrites the README's measured section
+
+Writes ``docs/quality_results.json``, ``docs/quality_curve.png`` and ``docs/quality_tables.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import host, latent, scenes
+from .metrics import block_flops, fidelity, pooled_psnr, summary
+from .model import BASE_FILE, FEW_STEPS, LORA_FILE, MODELS_DIR
+from .plot import Panel, Series, save_panels
+
+PROMPT_SEED = 5
+#: every clip's noise: draw number i (its prompt's index) from this seed, as ComfyUI's batch_index gives it
+NOISE_SEED = 2026
+#: prompts per sampler call for dense and FIS runs (EasyCache runs one prompt at a time: it decides per batch)
+BATCH = 16
+DOCS = host.PACK_ROOT / "docs"
+README = host.PACK_ROOT / "README.md"
+README_BEGIN, README_END = "<!-- quality:begin -->", "<!-- quality:end -->"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One way of running the model: FIS with these node widgets, or EasyCache with these inputs."""
+
+    name: str
+    kind: str                       # "fis" or "easycache"
+    widgets: dict = field(default_factory=dict)
+
+
+FIS_DEFAULT = Setting("FIS default (auto, G=2, linear)", "fis")
+
+
+def fis_settings(num_blocks: int, steps: int) -> tuple[Setting, ...]:
+    """The FIS settings measured: the default, more groups, fewer or more sparse blocks, other
+    interpolations, the contiguous pattern, and FIS active only in the later part of the schedule.
+    At many steps (five times the sampling work) the pattern and the variants that only lose are left out."""
+    middle = f"{num_blocks // 4}-{num_blocks - num_blocks // 4 - 1}"
+    settings = (
+        FIS_DEFAULT,
+        Setting("FIS G=3", "fis", {"groups": 3}),
+        Setting("FIS G=4", "fis", {"groups": 4}),
+        Setting(f"FIS middle half of the blocks ({middle})", "fis", {"sparse_blocks": middle}),
+        Setting(f"FIS every block (0-{num_blocks - 1})", "fis", {"sparse_blocks": f"0-{num_blocks - 1}"}),
+        Setting("FIS nearest", "fis", {"interpolation": "nearest"}),
+        Setting("FIS from 25% of the schedule", "fis", {"start_percent": 0.25}),
+    )
+    if steps != FEW_STEPS:
+        return settings
+    return settings + (
+        Setting("FIS no interpolation", "fis", {"interpolation": "none"}),
+        Setting("FIS contiguous groups", "fis", {"pattern": "contiguous"}),
+        Setting("FIS from 50% of the schedule", "fis", {"start_percent": 0.5}),
+    )
+
+
+EASYCACHE_THRESHOLDS = (0.05, 0.1, 0.2, 0.3, 0.5)
+EASYCACHE_SETTINGS = tuple(Setting(f"EasyCache {t}", "easycache", {"reuse_threshold": t}) for t in EASYCACHE_THRESHOLDS)
+
+
+def prompts(count: int, seed: int = PROMPT_SEED) -> list[scenes.Scene]:
+    """``count`` random scenes, the same on every machine (Python's own RNG)."""
+    rng = random.Random(seed)
+    return [scenes.random_scene(rng) for _ in range(count)]
+
+
+def dense_block_work(model, steps: int) -> tuple[float, int]:
+    """Block FLOPs and image tokens of one clip sampled dense in ``steps`` steps on ``model``."""
+    diffusion_model = model.model.diffusion_model
+    tokens = scenes.FRAMES * (scenes.SIZE // latent.PATCH // 2) ** 2
+    per_block = block_flops(tokens, diffusion_model.dim, diffusion_model.ffn_dim, scenes.TOKENS)
+    calls = steps * len(diffusion_model.blocks)
+    return calls * per_block, calls * tokens
+
+
+def savings(model, work: host.BlockWork, clips: int, steps: int) -> dict:
+    """The share of the block FLOPs and of the block tokens that ``work`` skipped, against ``clips`` dense
+    clips of ``steps`` steps."""
+    flops, tokens = dense_block_work(model, steps)
+    return {"compute_saved": 1.0 - work.flops / (clips * flops), "tokens_skipped": 1.0 - work.tokens / (clips * tokens)}
+
+
+class Runner:
+    """Samples one prompt set at one step count and measures settings against its dense clips."""
+
+    def __init__(self, steps: int, prompt_set: list[scenes.Scene], models_dir: Path = MODELS_DIR):
+        self.steps, self.prompts = steps, prompt_set
+        self.model = host.load_model(steps, models_dir)
+        self.num_blocks = len(self.model.model.diffusion_model.blocks)
+        self.dense = self.clips(self.model)
+
+    def clips(self, model, seed: int = NOISE_SEED, batch: int = BATCH) -> list[torch.Tensor]:
+        """Decoded pixels [1, 3, F, H, W] of every prompt sampled with ``model``, ``batch`` at a time."""
+        out = []
+        for start in range(0, len(self.prompts), batch):
+            chunk = self.prompts[start:start + batch]
+            latents = host.sample(model, chunk, seed, self.steps, batch_index=range(start, start + len(chunk)))
+            out.extend(latent.to_pixels(latents).split(1))
+        return out
+
+    def patched(self, setting: Setting):
+        if setting.kind == "fis":
+            return host.with_fis(self.model, **setting.widgets)
+        return host.with_easycache(self.model, **setting.widgets)
+
+    def measure(self, setting: Setting) -> dict:
+        """Fidelity of ``setting`` against dense, per prompt and summarised, and the block compute it saved
+        (counted while sampling). EasyCache decides per batch, so it samples one prompt at a time."""
+        model = self.patched(setting)
+        with host.count_block_work(model) as work:
+            clips = self.clips(model, batch=BATCH if setting.kind == "fis" else 1)
+        result = {"name": setting.name, "kind": setting.kind, "widgets": setting.widgets,
+                  **_fidelity_summary(clips, self.dense), **savings(self.model, work, len(clips), self.steps)}
+        if setting.kind == "fis":
+            result["blocks"] = list(host.resolved_sparse_blocks(self.model, setting.widgets.get("sparse_blocks", "auto")))
+        else:
+            result["model_calls_skipped"] = 1.0 - work.runs / (len(clips) * self.steps)
+        return result
+
+
+def sensitivity_proposal(sensitivity: list[dict]) -> dict:
+    """The ``auto`` blocks the sensitivity suggests: a block stays dense when making it alone sparse
+    does more than twice the median block's damage (the mean squared error against dense)."""
+    damage = [s["summary"]["mse"]["mean"] for s in sensitivity]
+    median = statistics.median(damage)
+    dense = [b for b, d in enumerate(damage) if d > 2 * median]
+    return {"rule": "dense where single-block damage > 2x the median block's", "damage": damage,
+            "dense_blocks": dense, "sparse_blocks": [b for b in range(len(damage)) if b not in dense]}
+
+
+def block_studies(runner: Runner, log) -> dict:
+    """Block sensitivity, the proposal, and block choices of equal size compared."""
+    from comfyui_fis.fis_core import format_block_list
+    n = runner.num_blocks
+    sensitivity = []
+    for block in range(n):
+        sensitivity.append(runner.measure(Setting(f"block {block} alone", "fis", {"sparse_blocks": str(block)})))
+        log(f"  block {block} alone: {sensitivity[-1]['psnr']:.2f} dB")
+    proposal = sensitivity_proposal(sensitivity)
+    order = sorted(range(n), key=lambda b: proposal["damage"][b])   # least sensitive first
+    auto = host.resolved_sparse_blocks(runner.model)
+    comparisons, measured = [], {}
+    for k in sorted({len(auto), len(proposal["sparse_blocks"])}):
+        choices = {"least sensitive": tuple(sorted(order[:k])), "first blocks (naive)": tuple(range(k)),
+                   "last blocks": tuple(range(n - k, n))}
+        if k == len(auto):
+            choices["auto (current default)"] = auto
+        for label, blocks in choices.items():
+            spec = format_block_list(blocks)
+            if spec not in measured:
+                measured[spec] = runner.measure(Setting(spec, "fis", {"sparse_blocks": spec}))
+            result = {**measured[spec], "name": f"{label}: {spec}", "choice": label, "k": k}
+            comparisons.append(result)
+            log(f"  {k} blocks, {result['name']}: {result['psnr']:.2f} dB")
+    return {"sensitivity": sensitivity, "proposal": proposal, "equal_compute": comparisons}
+
+
+def checkpoint_hashes(models_dir: Path = MODELS_DIR) -> dict:
+    """SHA-256 of the checkpoint and the LoRA, so that results can be matched to the files they measured."""
+    return {name: hashlib.sha256((Path(models_dir) / name).read_bytes()).hexdigest() for name in (BASE_FILE, LORA_FILE)}
+
+
+def run(prompt_count: int, steps_list: list[int], models_dir: Path, log=print) -> dict:
+    """Every measurement; returns the results as written to ``quality_results.json``."""
+    prompt_set = prompts(prompt_count)
+    results = {"checkpoint_sha256": checkpoint_hashes(models_dir), "prompts": [s.description for s in prompt_set],
+               "noise_seed": NOISE_SEED, "frames": scenes.FRAMES, "size": scenes.SIZE, "torch": torch.__version__,
+               "date": time.strftime("%Y-%m-%d"), "steps": {}}
+    dense_by_steps = {}
+    for steps in steps_list:
+        started = time.monotonic()
+        runner = Runner(steps, prompt_set, models_dir)
+        dense_by_steps[steps] = runner.dense
+        log(f"{steps} steps: dense sampled ({time.monotonic() - started:.0f} s)")
+        entry = {"settings": [], "num_blocks": runner.num_blocks}
+        # scale: the same prompts with another seed (a different video of the same description)
+        other = runner.clips(runner.model, seed=NOISE_SEED + 1)
+        entry["another_seed"] = _fidelity_summary(other, runner.dense)
+        for setting in fis_settings(runner.num_blocks, steps) + EASYCACHE_SETTINGS:
+            entry["settings"].append(runner.measure(setting))
+            s = entry["settings"][-1]
+            log(f"  {setting.name}: saved {100 * s['compute_saved']:.0f}%, PSNR {s['psnr']:.2f} dB "
+                f"({time.monotonic() - started:.0f} s)")
+        if steps == FEW_STEPS:
+            results["blocks"] = block_studies(runner, log)
+        results["steps"][str(steps)] = entry
+    if len(dense_by_steps) > 1:
+        few, many = sorted(dense_by_steps)[:2]
+        results["few_vs_many_steps"] = _fidelity_summary(dense_by_steps[few], dense_by_steps[many])
+    return results
+
+
+def _fidelity_summary(clips: list[torch.Tensor], references: list[torch.Tensor]) -> dict:
+    """Fidelity of clips against references: pooled PSNR, per-prompt figures and their summaries."""
+    per_prompt = {}
+    for clip, reference in zip(clips, references):
+        for key, values in fidelity(clip, reference).items():
+            per_prompt.setdefault(key, []).extend(values)
+    return {"psnr": pooled_psnr(per_prompt["mse"]), "per_prompt": per_prompt,
+            "summary": {k: summary(v) for k, v in per_prompt.items()}}
+
+
+# --- outputs -------------------------------------------------------------------------------------
+
+_GROUP_SETTINGS = (FIS_DEFAULT.name, "FIS G=3", "FIS G=4")
+
+
+def curve(results: dict, path: Path):
+    """The speed-fidelity curve: PSNR against dense over compute saved, one panel per step count.
+    Settings that skipped nothing (identical to dense) are left out of the plot, not the table."""
+    panels = []
+    for steps, entry in results["steps"].items():
+        settings = [s for s in entry["settings"] if s["compute_saved"] > 0]
+        groups = [s for s in settings if s["name"] in _GROUP_SETTINGS]
+        variants = [s for s in settings if s["kind"] == "fis" and s["name"] not in _GROUP_SETTINGS]
+        caches = [s for s in settings if s["kind"] == "easycache"]
+        series = [
+            Series("FIS, auto blocks, G = 2, 3, 4", [100 * s["compute_saved"] for s in groups], [s["psnr"] for s in groups],
+                   labels=[f"G={s['widgets'].get('groups', 2)}" for s in groups]),
+            Series("FIS variants (G = 2)", [100 * s["compute_saved"] for s in variants], [s["psnr"] for s in variants],
+                   line=False, marker="s", labels=[_short(s["name"]) for s in variants]),
+        ]
+        if caches:
+            series.append(Series("EasyCache (reuse threshold)", [100 * s["compute_saved"] for s in caches],
+                                 [s["psnr"] for s in caches], marker="^",
+                                 labels=[str(s["widgets"]["reuse_threshold"]) for s in caches]))
+        title = f"{steps} steps ({'base + 4-step LoRA' if int(steps) == FEW_STEPS else 'base model'})"
+        panels.append(Panel(title, "compute saved (% of transformer-block FLOPs)", "PSNR vs dense (dB)", series))
+    save_panels(panels, path, panel_size=(640, 480))
+
+
+def _short(name: str) -> str:
+    """A point label for the plot: 'FIS middle half of the blocks (2-5)' -> 'blocks 2-5', 'FIS nearest' -> 'nearest'."""
+    if name.endswith(")") and " block" in name:
+        return "blocks " + name[name.rindex("(") + 1:-1]
+    return {"FIS no interpolation": "none", "FIS contiguous groups": "contiguous"}.get(name, name.removeprefix("FIS "))
+
+
+def _row(label: str, saved: str, result: dict) -> str:
+    summ = result["summary"]
+    return (f"| {label} | {saved} | {result['psnr']:.1f} | {summ['psnr_min_frame']['min']:.1f} | "
+            f"{summ['ssim']['mean']:.4f} | {100 * summ['temporal_error']['mean']:.1f}% |")
+
+
+def tables(results: dict) -> str:
+    """The README tables (markdown)."""
+    n = len(results["prompts"])
+    lines = []
+    header = ("| setting | compute saved | PSNR (dB) | worst frame (dB) | SSIM | temporal error |\n"
+              "| --- | --- | --- | --- | --- | --- |")
+    for steps, entry in results["steps"].items():
+        kind = "base model + 4-step LoRA" if int(steps) == FEW_STEPS else "base model"
+        lines += [f"**{steps} steps** ({kind}), {n} prompts, each against dense at the same seed:", "", header]
+        for s in entry["settings"]:
+            if s["kind"] == "fis":
+                saved = f"{100 * s['compute_saved']:.0f}% ({100 * s['tokens_skipped']:.0f}% of block tokens)"
+            else:
+                saved = f"{100 * s['compute_saved']:.0f}% ({100 * s['model_calls_skipped']:.0f}% of model calls)"
+            lines.append(_row(s["name"], saved, s))
+        lines.append(_row("*dense, another seed (a different video)*", "-", entry["another_seed"]))
+        lines.append("")
+    if "few_vs_many_steps" in results:
+        few = results["few_vs_many_steps"]
+        lines += [f"For scale: dense 4-step (LoRA) against dense 20-step (base) clips of the same prompt and seed: "
+                  f"{few['psnr']:.1f} dB, SSIM {few['summary']['ssim']['mean']:.4f}.", ""]
+    if "blocks" in results:
+        blocks = results["blocks"]
+        sens = blocks["sensitivity"]
+        lines += [f"**Block sensitivity** ({FEW_STEPS} steps, G=2, one block sparse at a time; PSNR against dense):", "",
+                  "| block | " + " | ".join(str(b) for b in range(len(sens))) + " |",
+                  "| --- |" + " --- |" * len(sens),
+                  "| PSNR (dB) | " + " | ".join(f"{s['psnr']:.1f}" for s in sens) + " |", ""]
+        proposal = blocks["proposal"]
+        lines += [f"Proposed `auto` ({proposal['rule']}): sparse blocks "
+                  f"{_blocks(proposal['sparse_blocks'])}, dense {_blocks(proposal['dense_blocks'])}.", "",
+                  f"**Equal compute** ({FEW_STEPS} steps, G=2): which blocks are sparse, at the same number of sparse blocks:", "",
+                  "| sparse blocks | compute saved | PSNR (dB) | worst frame (dB) | SSIM | temporal error |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for c in blocks["equal_compute"]:
+            lines.append(_row(c["name"], f"{100 * c['compute_saved']:.0f}%", c))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def findings(results: dict) -> str:
+    """The measured figures in sentences (markdown bullets), regenerated with the tables."""
+    lines = []
+    for steps, entry in results["steps"].items():
+        fis = next(s for s in entry["settings"] if s["name"] == FIS_DEFAULT.name)
+        caches = [s for s in entry["settings"] if s["kind"] == "easycache"]
+        cache_text = "; ".join(f"threshold {s['widgets']['reuse_threshold']}: {100 * s['compute_saved']:.0f}% at "
+                               f"{s['psnr']:.1f} dB" for s in caches)
+        lines.append(f"- **{steps} steps**: FIS at its defaults skips {100 * fis['compute_saved']:.0f}% of the block "
+                     f"FLOPs at {fis['psnr']:.1f} dB against dense (SSIM {fis['summary']['ssim']['mean']:.3f}, temporal "
+                     f"error {100 * fis['summary']['temporal_error']['mean']:.1f}%). EasyCache ({cache_text}). Another "
+                     f"seed of the same prompt is {entry['another_seed']['psnr']:.1f} dB away.")
+    if "blocks" in results:
+        blocks = results["blocks"]
+        sensitivity = [s["psnr"] for s in blocks["sensitivity"]]
+        worst = sorted(range(len(sensitivity)), key=lambda b: sensitivity[b])[:2]
+        lines.append(f"- **Blocks**: made sparse alone, block {worst[0]} costs most ({sensitivity[worst[0]]:.1f} dB), then "
+                     f"block {worst[1]} ({sensitivity[worst[1]]:.1f} dB); the median block {statistics.median(sensitivity):.1f} dB. "
+                     f"Proposed `auto`: sparse {_blocks(blocks['proposal']['sparse_blocks'])}.")
+        for k in sorted({c["k"] for c in blocks["equal_compute"]}):
+            row = {c["choice"]: c for c in blocks["equal_compute"] if c["k"] == k}
+            parts = ", ".join(f"{label} ({_blocks(c['blocks'])}) {c['psnr']:.1f} dB" for label, c in row.items())
+            lines.append(f"- **{k} sparse blocks** ({100 * next(iter(row.values()))['compute_saved']:.0f}% saved): {parts}.")
+    return "\n".join(lines)
+
+
+def _blocks(blocks: list[int]) -> str:
+    from comfyui_fis.fis_core import format_block_list
+    return format_block_list(tuple(blocks)) or "none"
+
+
+def update_readme(text: str, readme: Path = README):
+    """Replace what lies between the README's quality markers with ``text``."""
+    content = readme.read_text()
+    start, end = content.index(README_BEGIN) + len(README_BEGIN), content.index(README_END)
+    readme.write_text(content[:start] + "\n" + text + "\n" + content[end:])
+
+
+def write_outputs(results: dict, out: Path, readme: bool):
+    """The results JSON, the curve, the tables and, with ``readme``, the README's measured section."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "quality_results.json").write_text(json.dumps(results, indent=1))
+    curve(results, out / "quality_curve.png")
+    markdown = findings(results) + "\n\n" + tables(results)
+    (out / "quality_tables.md").write_text(markdown + "\n")
+    if readme:
+        update_readme(markdown)
+    print(markdown)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--steps", default="4,20", help="comma-separated step counts")
+    parser.add_argument("--models", type=Path, default=MODELS_DIR)
+    parser.add_argument("--out", type=Path, default=DOCS)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda for the host's GPU")
+    parser.add_argument("--readme", action="store_true", help="rewrite the README's measured section")
+    parser.add_argument("--redraw", action="store_true",
+                        help="sample nothing: redraw the curve and tables from OUT/quality_results.json")
+    args = parser.parse_args(argv)
+    if args.redraw:
+        host.boot()
+        write_outputs(json.loads((args.out / "quality_results.json").read_text()), args.out, args.readme)
+        return
+    host.boot(cpu=args.device == "cpu")
+    import comfy.utils
+    comfy.utils.PROGRESS_BAR_ENABLED = False
+    started = time.monotonic()
+
+    def log(message):
+        print(f"[{time.monotonic() - started:6.0f} s] {message}", flush=True)
+
+    results = run(args.prompts, [int(s) for s in args.steps.split(",")], args.models, log)
+    write_outputs(results, args.out, args.readme)
+
+
+if __name__ == "__main__":
+    main()

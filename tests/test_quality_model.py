@@ -1,0 +1,125 @@
+"""The model trained here, through ComfyUI: it loads as Wan 2.1 with its own loader, the 4-step LoRA
+applies, and FIS keeps fidelity to dense sampling on it.
+
+The PSNR bound is set from the measurements behind the README's "Quality: measured on a model trained
+here" (``docs/quality_results.json``, made by ``python -m quality.evaluate``): CI samples the first
+CI_PROMPTS of its 32 prompts with the same noise and requires the default FIS to stay within MARGIN_DB
+of the PSNR measured there for those prompts. The results file records the SHA-256 of the checkpoint
+files it measured; a checkpoint swapped without measuring it again fails here, saying so.
+"""
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "quality_results.json"
+CI_PROMPTS = 4
+MARGIN_DB = 1.0
+
+
+@pytest.fixture(scope="module")
+def quality(host):
+    from comfyui_fis.quality import evaluate
+    import comfy.utils
+    comfy.utils.PROGRESS_BAR_ENABLED = False
+    return evaluate
+
+
+@pytest.fixture(scope="module")
+def psnr_bound(quality):
+    """The measured PSNR of the default FIS on the first CI_PROMPTS prompts at 4 steps, minus MARGIN_DB."""
+    from comfyui_fis.quality import metrics
+    results = json.loads(RESULTS.read_text())
+    assert results["checkpoint_sha256"] == quality.checkpoint_hashes(), (
+        f"{RESULTS.name} was measured on other checkpoint files: run python -m quality.evaluate --readme")
+    assert results["prompts"][:CI_PROMPTS] == [s.description for s in quality.prompts(CI_PROMPTS)]
+    default = next(s for s in results["steps"]["4"]["settings"] if s["name"] == quality.FIS_DEFAULT.name)
+    return metrics.pooled_psnr(default["per_prompt"]["mse"][:CI_PROMPTS]) - MARGIN_DB
+
+
+@pytest.fixture(scope="module")
+def runner(quality):
+    """The first CI_PROMPTS evaluation prompts, sampled dense at 4 steps."""
+    return quality.Runner(4, quality.prompts(CI_PROMPTS))
+
+
+def test_the_checkpoint_is_small_and_loads_as_wan21_through_comfyui(quality):
+    from comfyui_fis.quality import host, model
+    for name, limit in ((model.BASE_FILE, 16 * 2 ** 20), (model.LORA_FILE, 8 * 2 ** 20)):
+        assert (model.MODELS_DIR / name).stat().st_size <= limit
+    patcher = host.load_model(20)
+    assert type(patcher.model).__name__ == "WAN21"
+    diffusion_model = patcher.model.diffusion_model
+    assert type(diffusion_model).__name__ == "WanModel"
+    assert model.config_of(diffusion_model) == model.CONFIG
+    assert not patcher.patches                                  # 20 steps: the base model alone
+
+
+def test_the_4_step_lora_loads_every_key(quality, caplog):
+    import comfy.lora
+    import comfy.utils
+    from comfyui_fis.quality import host, model
+    base = host.load_model(20)
+    lora = comfy.utils.load_torch_file(str(model.MODELS_DIR / model.LORA_FILE))
+    with caplog.at_level(logging.WARNING):
+        patches = comfy.lora.load_lora(lora, comfy.lora.model_lora_keys_unet(base.model, {}))
+    assert "lora key not loaded" not in caplog.text
+    blocks = model.CONFIG["num_layers"]
+    assert len(patches) == 10 * blocks + 2 == len(lora) // 3    # 10 linears per block, time projection, head
+    assert len(host.load_model(4).patches) == len(patches)
+
+
+def test_the_sampling_schedule_is_the_one_the_lora_was_distilled_for(quality):
+    import comfy.samplers
+    from comfyui_fis.quality import host, model
+    sampling = host.load_model(20).get_model_object("model_sampling")
+    for steps in (4, 20):
+        sigmas = comfy.samplers.calculate_sigmas(sampling, host.SCHEDULER, steps)
+        torch.testing.assert_close(sigmas, torch.tensor(model.schedule_sigmas(steps)), atol=1e-4, rtol=0)
+
+
+def test_a_clip_sampled_alone_gets_the_noise_it_gets_in_a_batch(quality):
+    """The evaluation samples FIS in batches and EasyCache one prompt at a time; both see the same noise."""
+    from comfyui_fis.quality import host
+    model = host.load_model(4)
+    scenes = quality.prompts(2)
+    both = host.sample(model, scenes, quality.NOISE_SEED, 4, batch_index=[0, 1])
+    alone = host.sample(model, scenes[1:], quality.NOISE_SEED, 4, batch_index=[1])
+    torch.testing.assert_close(alone, both[1:], atol=1e-3, rtol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def default_fis(quality, runner):
+    """The default FIS (``auto`` blocks, G=2, linear) on the CI prompts."""
+    return runner.measure(quality.FIS_DEFAULT)
+
+
+def test_default_fis_keeps_psnr_against_dense_above_the_measured_bound(default_fis, psnr_bound):
+    assert default_fis["compute_saved"] > 0.4
+    assert default_fis["psnr"] >= psnr_bound, default_fis["per_prompt"]["psnr"]
+
+
+def test_auto_beats_the_naive_choice_at_equal_compute(quality, runner, default_fis):
+    """``auto`` against the same number of sparse blocks taken from the front (0, 1, 2, ...)."""
+    naive = runner.measure(quality.Setting("naive", "fis", {"sparse_blocks": f"0-{len(default_fis['blocks']) - 1}"}))
+    assert default_fis["compute_saved"] == pytest.approx(naive["compute_saved"])
+    assert default_fis["psnr"] > naive["psnr"]
+
+
+def test_easycache_is_measured_without_the_hosts_fp32_aliasing_bug(quality, runner):
+    """On a skipped step EasyCache adds into the model's input tensor in place; in fp32 that tensor is
+    the one ComfyUI computes the denoised latent from. The evaluation hands EasyCache a copy (as a
+    bf16/fp16 cast does); the plain node in fp32 is shown corrupting its skipped steps."""
+    from comfy_extras.nodes_easycache import EasyCacheNode
+    from comfyui_fis.quality import host, latent, metrics
+    scene = runner.prompts[0]
+    results = {}
+    for name, model in (("plain", EasyCacheNode.execute(runner.model, 3.0, 0.15, 0.95, False)[0]),
+                        ("copy", host.with_easycache(runner.model, 3.0))):
+        with host.count_block_work(model) as work:
+            clip = latent.to_pixels(host.sample(model, [scene], quality.NOISE_SEED, 4, batch_index=[0]))
+        results[name] = (work.runs, metrics.psnr_per_frame(clip, runner.dense[0]).mean().item())
+    assert results["plain"][0] == results["copy"][0] < 4            # both skip the same steps
+    assert results["copy"][1] > results["plain"][1] + 10
