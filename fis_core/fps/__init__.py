@@ -11,3 +11,6 @@ __all__ = [
     "kept_per_row", "parse_tile", "pooled_scores", "quantize_tiles", "tile_attention_reference", "topk_pattern",
     "triton_reason", "window_pattern",
 ]
+from .steps import in_ranges, parse_percent_ranges  # noqa: E402
+
+__all__ += ["in_ranges", "parse_percent_ranges"]

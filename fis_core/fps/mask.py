@@ -11,8 +11,8 @@ and the attention sink of the clip), and the query tiles of the first frame keep
 * ``topk``: each query tile keeps the key tiles with the highest scores of mean-pooled queries and keys,
   per batch item and head (as Sparse VideoGen and SpargeAttention estimate block importance).
 
-Rows keep the same number of tiles ``max(ceil((1 - sparsity) * tiles), first-frame tiles)``, so the
-kernel's work is even across query tiles.
+Rows keep the same number of tiles ``max(ceil((1 - sparsity) * tiles), first-frame tiles + 1)`` (each
+tile keeps itself), so the kernel's work is even across query tiles.
 """
 from __future__ import annotations
 
@@ -26,10 +26,11 @@ PATTERNS = ("window", "topk")
 
 
 def kept_per_row(layout: TileLayout, sparsity: float) -> int:
-    """Key tiles each query tile keeps at ``sparsity`` (at least one, at least the first frame's tiles)."""
+    """Key tiles each query tile keeps at ``sparsity`` (at least the first frame's tiles and its own)."""
     if not 0.0 <= sparsity < 1.0:
         raise ValueError(f"sparsity: must be in [0, 1); got {sparsity}")
-    return max(math.ceil((1.0 - sparsity) * layout.num_tiles - 1e-9), int(first_frame_tiles(layout).sum()), 1)
+    return min(max(math.ceil((1.0 - sparsity) * layout.num_tiles - 1e-9), int(first_frame_tiles(layout).sum()) + 1),
+               layout.num_tiles)
 
 
 def first_frame_tiles(layout: TileLayout) -> torch.Tensor:
@@ -39,9 +40,10 @@ def first_frame_tiles(layout: TileLayout) -> torch.Tensor:
 
 def _keep_best(priority: torch.Tensor, layout: TileLayout, sparsity: float) -> torch.Tensor:
     """Keep, per row, the ``kept_per_row`` key tiles of highest ``priority`` [..., Tq, Tk], the first frame
-    forced in as keys for every row and as queries for every key."""
+    and the tile itself forced in as keys for every row, and the first frame as queries against every key."""
     first = first_frame_tiles(layout).to(priority.device)
-    priority = priority.masked_fill(first, float("inf"))
+    itself = torch.eye(layout.num_tiles, dtype=torch.bool, device=priority.device)
+    priority = priority.masked_fill(first | itself, float("inf"))
     k = kept_per_row(layout, sparsity)
     keep = torch.zeros(priority.shape, dtype=torch.bool, device=priority.device)
     keep.scatter_(-1, priority.topk(k, dim=-1).indices, True)
