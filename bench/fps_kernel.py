@@ -89,7 +89,7 @@ def median_ms(fn, reps=5, warmup=2) -> float:
     return statistics.median(times)
 
 
-SETTINGS = [("fp8", 0.0, "window"), ("bf16", 0.5, "window"), ("bf16", 0.75, "window"), ("bf16", 0.9, "window"),
+SETTINGS = [("fp8", 0.0, "window"), ("bf16", 0.0, "window"), ("bf16", 0.5, "window"), ("bf16", 0.75, "window"), ("bf16", 0.9, "window"),
             ("fp8", 0.5, "window"), ("fp8", 0.75, "window"), ("fp8", 0.9, "window"), ("fp8", 0.75, "topk"),
             ("bf16", 0.75, "topk")]
 
@@ -99,7 +99,14 @@ def check_against_reference(fps) -> list[dict]:
     rows = []
     grid = (5, 12, 20)                                   # rows pad (12 -> 16 with 1x8x16 tiles)
     q, k, v = video_qkv(grid, heads=2)
-    for precision, sparsity, pattern in SETTINGS + [("bf16", 0.0, "window")]:
+    from comfyui_fis.fis_core.fps.triton_kernel import quantize_to_tiles
+    layout = fps.TileLayout(*grid, (1, 8, 16))
+    fused = quantize_to_tiles(q, layout)
+    values, scale = fps.quantize_tiles(layout.to_tiles(q, 1), 128)
+    same = torch.equal(fused[1], scale) and torch.equal(fused[0].view(torch.uint8), values.view(torch.uint8))
+    print(f"fused quantisation kernel is bit-identical to quant.quantize_tiles: {same}")
+    rows.append(dict(check="fused quantisation", passed=same))
+    for precision, sparsity, pattern in SETTINGS:
         settings = fps.FpsSettings(precision, sparsity, pattern, (1, 8, 16))
         kernel = fps.fps_attention(q, k, v, grid, settings, backend="triton")
         reference = fps.fps_attention(q, k, v, grid, settings, backend="reference")
@@ -130,7 +137,11 @@ def accuracy_and_speed(fps, grid, heads) -> tuple[list[dict], dict]:
                          speedup=sdpa_ms / ms))
         print(f"{precision:5s} {pattern:6s} sparsity {sparsity:.2f}: rel. error {error:.4f}  {ms:7.1f} ms  "
               f"{sdpa_ms / ms:.2f}x over SDPA")
-    return rows, dict(sdpa_ms=sdpa_ms, tokens=q.shape[1], heads=heads)
+    from comfyui_fis.fis_core.fps.triton_kernel import quantize_to_tiles
+    layout = fps.FpsSettings().layout(grid)
+    quant_ms = median_ms(lambda: [quantize_to_tiles(x, layout, transposed=x is v) for x in (q, k, v)])
+    print(f"FP8 quantisation of Q, K, V (included above): {quant_ms:.1f} ms")
+    return rows, dict(sdpa_ms=sdpa_ms, tokens=q.shape[1], heads=heads, fp8_quantisation_ms=quant_ms)
 
 
 def main(argv=None):

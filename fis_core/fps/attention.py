@@ -56,6 +56,11 @@ def triton_reason(device: torch.device, precision: str) -> str | None:
 
 
 @lru_cache(maxsize=32)
+def _dense_lists(tiles: int, device: str):
+    return tuple(x.unsqueeze(0).to(device) for x in kept_lists(torch.ones(tiles, tiles, dtype=torch.bool)))
+
+
+@lru_cache(maxsize=32)
 def _window_lists(layout: TileLayout, sparsity: float, device: str):
     keep = window_pattern(layout, sparsity)
     return (keep.to(device),) + tuple(x.unsqueeze(0).to(device) for x in kept_lists(keep))
@@ -70,18 +75,17 @@ def fps_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid: tuple
         raise ValueError(f"{q.shape[1]} tokens do not fill the grid {grid}")
     if backend == "auto":
         backend = "triton" if triton_reason(q.device, settings.precision) is None else "reference"
-    qt, kt, vt = (layout.to_tiles(x, 1) for x in (q, k, v))
+    def tiled(x):
+        return layout.to_tiles(x, 1)
     if settings.sparsity == 0.0:
         keep = None
-        kv_list, kv_count = (x.unsqueeze(0).to(q.device) for x in kept_lists(torch.ones(layout.num_tiles, layout.num_tiles, dtype=torch.bool)))
+        kv_list, kv_count = _dense_lists(layout.num_tiles, str(q.device))
     elif settings.pattern == "window":
         keep, kv_list, kv_count = _window_lists(layout, settings.sparsity, str(q.device))
     else:
-        keep = topk_pattern(qt, kt, layout, settings.sparsity)
+        keep = topk_pattern(tiled(q), tiled(k), layout, settings.sparsity)
         kv_list, kv_count = (x.flatten(0, 1) for x in kept_lists(keep))
     if backend == "triton":
-        from .triton_kernel import tile_attention_triton
-        out = tile_attention_triton(qt, kt, vt, layout, kv_list, kv_count, settings.precision, scale)
-    else:
-        out = tile_attention_reference(qt, kt, vt, layout, keep, settings.precision, scale)
-    return layout.from_tiles(out, 1)
+        from .triton_kernel import attention_triton
+        return attention_triton(q, k, v, layout, kv_list, kv_count, settings.precision, scale)
+    return layout.from_tiles(tile_attention_reference(tiled(q), tiled(k), tiled(v), layout, keep, settings.precision, scale), 1)
