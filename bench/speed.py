@@ -111,11 +111,11 @@ def boot_host():
     import comfy.cli_args
     if not torch.cuda.is_available():
         comfy.cli_args.args.cpu = True
+    # The package without running its __init__: the nodes, not the web routes (which import the server,
+    # and with it the samplers' dependencies).
     spec = importlib.util.spec_from_file_location("comfyui_fis", PACK_ROOT / "__init__.py",
                                                   submodule_search_locations=[str(PACK_ROOT)])
-    package = importlib.util.module_from_spec(spec)
-    sys.modules["comfyui_fis"] = package
-    spec.loader.exec_module(package)
+    sys.modules["comfyui_fis"] = importlib.util.module_from_spec(spec)
     return host
 
 
