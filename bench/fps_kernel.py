@@ -125,12 +125,12 @@ def pick_kernel_variant(fps, q, k, v, grid) -> list[dict]:
     settings = fps.FpsSettings("fp8", 0.0)
     rows = []
     for mask_branch in (True, False):
-        for warp_specialize in (False, True):
-            options = dict(MASK_BRANCH=mask_branch, WARP_SPECIALIZE=warp_specialize)
+        for dense_loop in (False, True):
+            options = dict(MASK_BRANCH=mask_branch, DENSE_LOOP=dense_loop)
             triton_kernel.KERNEL_OPTIONS.update(options)
             try:
                 ms = median_ms(lambda: fps.fps_attention(q, k, v, grid, settings, backend="triton"), reps=3, warmup=1)
-            except Exception as error:           # e.g. no warp specialisation on this GPU or Triton
+            except Exception as error:           # a variant this GPU or Triton cannot compile
                 print(f"variant {options}: {type(error).__name__}: {str(error)[:200]}")
                 continue
             rows.append(dict(options, ms=ms))

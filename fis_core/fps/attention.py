@@ -87,5 +87,6 @@ def fps_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid: tuple
         kv_list, kv_count = (x.flatten(0, 1) for x in kept_lists(keep))
     if backend == "triton":
         from .triton_kernel import attention_triton
-        return attention_triton(q, k, v, layout, kv_list, kv_count, settings.precision, scale)
+        return attention_triton(q, k, v, layout, kv_list, kv_count, settings.precision, scale,
+                                dense=settings.sparsity == 0.0)
     return layout.from_tiles(tile_attention_reference(tiled(q), tiled(k), tiled(v), layout, keep, settings.precision, scale), 1)

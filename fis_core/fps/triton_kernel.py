@@ -5,9 +5,10 @@ pass (V transposed, [B, H, D, slots], the operand layout FP8 tensor-core matmuls
 ``_attention_kernel``: one program computes one query tile of one (batch item, head). It walks the kept
 key tiles of its row (a list, so skipped tile pairs cost nothing), with an online softmax in float32,
 and writes its rows straight to their token positions. With FP8 both matmuls run on e4m3 tensor cores
-(Hopper, Ada): S = (Q8 K8^T) * q_scale * k_scale, and P is quantised as P * 448 for the product with V8.
-The accumulator is kept in units of the current V tile's scale / 448, so a new tile's scale folds into
-the softmax rescaling and the product accumulates in place. Import this module only where Triton is.
+(Hopper, Ada): S = (Q8 K8^T) * q_scale * k_scale, and P is quantised as P * 448 (the 448 comes in through
+the exponent, and cancels against the row sum) for the product with V8. The accumulator is kept in units
+of the current V tile's scale, so a new tile's scale folds into the softmax rescaling and the product
+accumulates in place. Import this module only where Triton is.
 """
 from __future__ import annotations
 
@@ -39,24 +40,26 @@ def _quantize_kernel(X, SOURCE, OUT, SCALE, stride_xb, stride_xn, stride_xh, str
 
 
 #: Compile-time variants of the attention kernel (the GPU bench compares them): mask padding keys behind a
-#: branch taken only for partial tiles, or by a bias on every tile; software-pipelined or warp-specialised loop.
-KERNEL_OPTIONS = dict(MASK_BRANCH=False, WARP_SPECIALIZE=False)   # the fastest on an H100 (bench/results)
+#: branch taken only for partial tiles, or by a bias on every tile; at sparsity 0, walk all key tiles in
+#: order instead of reading the kept-tile list.
+KERNEL_OPTIONS = dict(MASK_BRANCH=False, DENSE_LOOP=True)   # the fastest on an H100 (bench/results)
+LOG2_FP8_MAX = math.log2(448.0)
 
 
 def _configs():
     return [triton.Config({}, num_warps=w, num_stages=s) for w, s in ((8, 2), (8, 3), (8, 4), (4, 3))]
 
 
-@triton.autotune(configs=_configs(), key=["SLOTS", "HEADS", "IS_FP8", "BLOCK", "HEAD_DIM", "MASK_BRANCH", "WARP_SPECIALIZE"])
+@triton.autotune(configs=_configs(), key=["SLOTS", "HEADS", "IS_FP8", "BLOCK", "HEAD_DIM", "MASK_BRANCH", "DENSE"])
 @triton.jit
 def _attention_kernel(Q, K, V, QS, KS, VS, KV_LIST, KV_COUNT, TILE_COUNT, SOURCE, OUT,
-                      sm_scale, list_bh_stride, list_width,
+                      sm_scale, p_shift, list_bh_stride, list_width,
                       stride_qb, stride_qn, stride_qh,
                       stride_kb, stride_kn, stride_kh,
                       stride_vb, stride_vh, stride_vn, stride_vd,
                       stride_ob, stride_on, stride_oh,
                       SLOTS, HEADS: tl.constexpr, IS_FP8: tl.constexpr, BLOCK: tl.constexpr,
-                      HEAD_DIM: tl.constexpr, MASK_BRANCH: tl.constexpr, WARP_SPECIALIZE: tl.constexpr):
+                      HEAD_DIM: tl.constexpr, MASK_BRANCH: tl.constexpr, DENSE: tl.constexpr):
     tile_m = tl.program_id(0)
     bh = tl.program_id(1)
     b = bh // HEADS
@@ -71,13 +74,19 @@ def _attention_kernel(Q, K, V, QS, KS, VS, KV_LIST, KV_COUNT, TILE_COUNT, SOURCE
     m_i = tl.full([BLOCK], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK], tl.float32)
     acc = tl.zeros([BLOCK, HEAD_DIM], tl.float32)
-    v_unit = sm_scale * 0.0 + 1.0                    # FP8: acc is in units of v_unit (a V tile scale / 448)
+    v_unit = sm_scale * 0.0 + 1.0                    # FP8: acc is in units of v_unit (a V tile scale)
     list_row = KV_LIST + bh * list_bh_stride + tile_m * list_width
-    count = tl.load(KV_COUNT + bh * (list_bh_stride // list_width) + tile_m)
+    if DENSE:
+        count = num_tiles
+    else:
+        count = tl.load(KV_COUNT + bh * (list_bh_stride // list_width) + tile_m)
     k_base = K + b * stride_kb + h * stride_kh + dims[:, None] + rows[None, :] * stride_kn       # K^T block
     v_base = V + b * stride_vb + h * stride_vh + rows[:, None] * stride_vn + dims[None, :] * stride_vd
-    for j in tl.range(0, count, warp_specialize=WARP_SPECIALIZE):
-        tile_n = tl.load(list_row + j).to(tl.int64)
+    for j in range(0, count):
+        if DENSE:
+            tile_n = j.to(tl.int64)
+        else:
+            tile_n = tl.load(list_row + j).to(tl.int64)
         kt = tl.load(k_base + tile_n * BLOCK * stride_kn)
         v = tl.load(v_base + tile_n * BLOCK * stride_vn)
         s = tl.dot(q, kt)
@@ -92,13 +101,13 @@ def _attention_kernel(Q, K, V, QS, KS, VS, KV_LIST, KV_COUNT, TILE_COUNT, SOURCE
         else:
             s = s + tl.where(rows < valid, 0.0, float("-inf"))[None, :]
         m_new = tl.maximum(m_i, tl.max(s, 1) * scale)
-        p = tl.math.exp2(s * scale - m_new[:, None])
+        p = tl.math.exp2(s * scale - (m_new - p_shift)[:, None])    # FP8: P * 448, by the exponent
         alpha = tl.math.exp2(m_i - m_new)
         l_i = l_i * alpha + tl.sum(p, 1)
         if IS_FP8:
-            v_tile = tl.load(VS + (b * num_tiles + tile_n) * HEADS + h) * (1.0 / 448.0)
+            v_tile = tl.load(VS + (b * num_tiles + tile_n) * HEADS + h)
             acc = acc * (alpha * (v_unit / v_tile))[:, None]
-            acc = tl.dot((p * 448.0).to(tl.float8e4nv), v, acc)
+            acc = tl.dot(p.to(tl.float8e4nv), v, acc)
             v_unit = v_tile
         else:
             acc = acc * alpha[:, None]
@@ -129,10 +138,10 @@ def quantize_to_tiles(x: torch.Tensor, layout: TileLayout, transposed: bool = Fa
 
 def attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: TileLayout,
                      kv_list: torch.Tensor, kv_count: torch.Tensor, precision: str,
-                     scale: float | None = None) -> torch.Tensor:
+                     scale: float | None = None, dense: bool = False) -> torch.Tensor:
     """Attention of ``q``, ``k``, ``v`` [B, tokens, H, D] (CUDA, tokens frames-first) over the kept key tiles
-    ``kv_list`` [1 or B*H, Tq, K] / ``kv_count`` [1 or B*H, Tq] (see ``mask.kept_lists``). Returns
-    [B, tokens, H, D] in ``q``'s dtype."""
+    ``kv_list`` [1 or B*H, Tq, K] / ``kv_count`` [1 or B*H, Tq] (see ``mask.kept_lists``; ``dense``: they
+    list every tile). Returns [B, tokens, H, D] in ``q``'s dtype."""
     b, n, h, d = q.shape
     block = layout.tile_tokens
     scale = 1.0 / math.sqrt(d) if scale is None else scale
@@ -149,8 +158,9 @@ def attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: 
     list_bh_stride = 0 if kv_list.shape[0] == 1 else kv_list.shape[1] * kv_list.shape[2]
     _attention_kernel[(layout.num_tiles, b * h)](
         q, k, v, qs, ks, vs, kv_list, kv_count, layout.counts(q.device), layout.source(q.device), out,
-        scale, list_bh_stride, kv_list.shape[2],
+        scale, LOG2_FP8_MAX if is_fp8 else 0.0, list_bh_stride, kv_list.shape[2],
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2), *stride_v,
         out.stride(0), out.stride(1), out.stride(2),
-        layout.slots, HEADS=h, IS_FP8=is_fp8, BLOCK=block, HEAD_DIM=d, **KERNEL_OPTIONS)
+        layout.slots, HEADS=h, IS_FP8=is_fp8, BLOCK=block, HEAD_DIM=d, MASK_BRANCH=KERNEL_OPTIONS["MASK_BRANCH"],
+        DENSE=KERNEL_OPTIONS["DENSE_LOOP"] and dense)
     return out
