@@ -119,31 +119,8 @@ def check_against_reference(fps) -> list[dict]:
     return rows
 
 
-def pick_kernel_variant(fps, q, k, v, grid) -> list[dict]:
-    """Time the kernel's compile-time variants on dense FP8 and keep the fastest for what follows."""
-    from comfyui_fis.fis_core.fps import triton_kernel
-    settings = fps.FpsSettings("fp8", 0.0)
-    rows = []
-    for mask_branch in (True, False):
-        for dense_loop in (False, True):
-            options = dict(MASK_BRANCH=mask_branch, DENSE_LOOP=dense_loop)
-            triton_kernel.KERNEL_OPTIONS.update(options)
-            try:
-                ms = median_ms(lambda: fps.fps_attention(q, k, v, grid, settings, backend="triton"), reps=3, warmup=1)
-            except Exception as error:           # a variant this GPU or Triton cannot compile
-                print(f"variant {options}: {type(error).__name__}: {str(error)[:200]}")
-                continue
-            rows.append(dict(options, ms=ms))
-            print(f"variant {options}: {ms:.1f} ms (FP8, dense)")
-    best = min(rows, key=lambda row: row["ms"])
-    triton_kernel.KERNEL_OPTIONS.update({key: best[key] for key in triton_kernel.KERNEL_OPTIONS})
-    print(f"using {triton_kernel.KERNEL_OPTIONS}")
-    return rows
-
-
 def accuracy_and_speed(fps, grid, heads) -> tuple[list[dict], dict]:
     q, k, v = video_qkv(grid, heads=heads)
-    variants = pick_kernel_variant(fps, q, k, v, grid)
     exact = sdpa(q, k, v)
     sdpa_ms = median_ms(lambda: sdpa(q, k, v))
     print(f"SDPA flash {q.shape[1]} tokens x {heads} heads: {sdpa_ms:.1f} ms")
@@ -164,8 +141,7 @@ def accuracy_and_speed(fps, grid, heads) -> tuple[list[dict], dict]:
     layout = fps.FpsSettings().layout(grid)
     quant_ms = median_ms(lambda: [quantize_to_tiles(x, layout, transposed=x is v) for x in (q, k, v)])
     print(f"FP8 quantisation of Q, K, V (included above): {quant_ms:.1f} ms")
-    return rows, dict(sdpa_ms=sdpa_ms, tokens=q.shape[1], heads=heads, fp8_quantisation_ms=quant_ms,
-                      kernel_variants=variants)
+    return rows, dict(sdpa_ms=sdpa_ms, tokens=q.shape[1], heads=heads, fp8_quantisation_ms=quant_ms)
 
 
 def main(argv=None):

@@ -39,10 +39,6 @@ def _quantize_kernel(X, SOURCE, OUT, SCALE, stride_xb, stride_xn, stride_xh, str
     tl.store(OUT + b * stride_ob + h * stride_oh + slots[:, None] * stride_on + dims[None, :] * stride_od, y)
 
 
-#: Compile-time variants of the attention kernel (the GPU bench compares them): mask padding keys behind a
-#: branch taken only for partial tiles, or by a bias on every tile; at sparsity 0, walk all key tiles in
-#: order instead of reading the kept-tile list.
-KERNEL_OPTIONS = dict(MASK_BRANCH=False, DENSE_LOOP=True)   # the fastest on an H100 (bench/results)
 LOG2_FP8_MAX = math.log2(448.0)
 
 
@@ -50,7 +46,7 @@ def _configs():
     return [triton.Config({}, num_warps=w, num_stages=s) for w, s in ((8, 2), (8, 3), (8, 4), (4, 3))]
 
 
-@triton.autotune(configs=_configs(), key=["SLOTS", "HEADS", "IS_FP8", "BLOCK", "HEAD_DIM", "MASK_BRANCH", "DENSE"])
+@triton.autotune(configs=_configs(), key=["SLOTS", "HEADS", "IS_FP8", "BLOCK", "HEAD_DIM", "DENSE"])
 @triton.jit
 def _attention_kernel(Q, K, V, QS, KS, VS, KV_LIST, KV_COUNT, TILE_COUNT, SOURCE, OUT,
                       sm_scale, p_shift, list_bh_stride, list_width,
@@ -59,7 +55,10 @@ def _attention_kernel(Q, K, V, QS, KS, VS, KV_LIST, KV_COUNT, TILE_COUNT, SOURCE
                       stride_vb, stride_vh, stride_vn, stride_vd,
                       stride_ob, stride_on, stride_oh,
                       SLOTS, HEADS: tl.constexpr, IS_FP8: tl.constexpr, BLOCK: tl.constexpr,
-                      HEAD_DIM: tl.constexpr, MASK_BRANCH: tl.constexpr, DENSE: tl.constexpr):
+                      HEAD_DIM: tl.constexpr, DENSE: tl.constexpr):
+    # DENSE walks every key tile in order; otherwise the kept-tile list. Padding keys are masked behind a
+    # branch taken for partial tiles only (dense) or by a bias on every tile (list): on an H100 each is the
+    # faster there (FP8, 720p: dense 213 against 222 ms; the list walk 257 against 288 ms at sparsity 0).
     tile_m = tl.program_id(0)
     bh = tl.program_id(1)
     b = bh // HEADS
@@ -95,7 +94,7 @@ def _attention_kernel(Q, K, V, QS, KS, VS, KV_LIST, KV_COUNT, TILE_COUNT, SOURCE
         else:
             scale = qk_scale
         valid = tl.load(TILE_COUNT + tile_n)
-        if MASK_BRANCH:
+        if DENSE:
             if valid < BLOCK:
                 s = tl.where(rows[None, :] < valid, s, float("-inf"))
         else:
@@ -161,6 +160,5 @@ def attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: 
         scale, LOG2_FP8_MAX if is_fp8 else 0.0, list_bh_stride, kv_list.shape[2],
         q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), k.stride(2), *stride_v,
         out.stride(0), out.stride(1), out.stride(2),
-        layout.slots, HEADS=h, IS_FP8=is_fp8, BLOCK=block, HEAD_DIM=d, MASK_BRANCH=KERNEL_OPTIONS["MASK_BRANCH"],
-        DENSE=KERNEL_OPTIONS["DENSE_LOOP"] and dense)
+        layout.slots, HEADS=h, IS_FP8=is_fp8, BLOCK=block, HEAD_DIM=d, DENSE=dense)
     return out
