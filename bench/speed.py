@@ -78,8 +78,9 @@ class Setting:
     """FIS widget values for one benchmark row."""
 
     name: str
-    groups: int
+    groups: int                         # 1: no FIS
     sparse_share: float | None = None   # None: the node's `auto` blocks; else this share of blocks, centred
+    fps_sparsity: float | None = None   # FP8 + sparse attention (the FPSAttention node, window pattern) first
 
     def sparse_blocks(self, num_blocks: int) -> str:
         if self.sparse_share is None:
@@ -91,6 +92,12 @@ class Setting:
 
 DEFAULT = Setting("default", 2)
 SWEEP = [Setting("G3", 3), Setting("G4", 4), Setting("75%", 2, 0.75), Setting("50%", 2, 0.5)]
+#: FPS attention alone and with FIS; only by name (--settings fps0,fps75+G2,...), not in 'all'.
+FPS_SETTINGS = [Setting("fps0", 1, fps_sparsity=0.0), Setting("fps50", 1, fps_sparsity=0.5),
+                Setting("fps75", 1, fps_sparsity=0.75), Setting("fps90", 1, fps_sparsity=0.9),
+                Setting("fps0+G2", 2, fps_sparsity=0.0), Setting("fps50+G2", 2, fps_sparsity=0.5),
+                Setting("fps75+G2", 2, fps_sparsity=0.75), Setting("fps75+G3", 3, fps_sparsity=0.75),
+                Setting("fps90+G2", 2, fps_sparsity=0.9)]
 
 
 def boot_host():
@@ -104,11 +111,11 @@ def boot_host():
     import comfy.cli_args
     if not torch.cuda.is_available():
         comfy.cli_args.args.cpu = True
+    # The package without running its __init__: the nodes, not the web routes (which import the server,
+    # and with it the samplers' dependencies).
     spec = importlib.util.spec_from_file_location("comfyui_fis", PACK_ROOT / "__init__.py",
                                                   submodule_search_locations=[str(PACK_ROOT)])
-    package = importlib.util.module_from_spec(spec)
-    sys.modules["comfyui_fis"] = package
-    spec.loader.exec_module(package)
+    sys.modules["comfyui_fis"] = importlib.util.module_from_spec(spec)
     return host
 
 
@@ -229,7 +236,7 @@ def print_profile(fn):
 def bench_model(key: str, spec: ModelSpec, resolutions, settings, device, dtype, reps: int, warmup: int,
                 compile_model: bool, profile: bool = False):
     """Rows of results for one model: every resolution, every setting."""
-    from comfyui_fis.nodes import FrameInterleavedSparsity
+    from comfyui_fis.nodes import FPSAttention, FrameInterleavedSparsity
     node = FrameInterleavedSparsity()
     clock = Clock(device)
     dense_model = build_model(spec, device, dtype)
@@ -244,7 +251,10 @@ def bench_model(key: str, spec: ModelSpec, resolutions, settings, device, dtype,
         # block hooks would change a compiled graph: no ideal time for compiled rows
         non_block_ms = None if compile_model else dense_ms - sum(clock.block_ms(lambda: inputs.run(dense_model), blocks))
         for setting in settings:
-            fis_model = node.patch(dense_model, setting.sparse_blocks(len(blocks)), setting.groups, "interleave",
+            fis_model = dense_model
+            if setting.fps_sparsity is not None:
+                fis_model = FPSAttention().patch(fis_model, "fp8", "auto", setting.fps_sparsity, "window", "")[0]
+            fis_model = node.patch(fis_model, setting.sparse_blocks(len(blocks)), setting.groups, "interleave",
                                    "linear", "auto", 0.0, 1.0)[0]
             fis_out, fis_peak = run_with_peak(device, lambda: inputs.run(fis_model))
             fis_ms = clock.median_ms(lambda: inputs.run(fis_model), reps, warmup)
@@ -280,7 +290,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="wan14b,wan5b,hv15", help=f"comma list of {', '.join(MODELS)}")
     parser.add_argument("--res", default="480p,720p")
-    parser.add_argument("--settings", default="all", help="comma list of setting names (default, G3, G4, 75%%, 50%%) or 'all'")
+    parser.add_argument("--settings", default="all", help="comma list of setting names (default, G3, G4, 75%%, 50%%; "
+                                                          "FPS attention: fps0, fps50, fps75, fps90, fps0+G2, fps50+G2, "
+                                                          "fps75+G2, fps75+G3, fps90+G2) or 'all' (the FIS ones)")
     parser.add_argument("--blocks", type=int, help="override the number of blocks (e.g. a shallower model for --compile)")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
@@ -296,7 +308,8 @@ def main(argv=None):
     catalogue = TINY_MODELS if args.tiny else MODELS
     keys = list(TINY_MODELS) if args.tiny else args.models.split(",")
     resolutions = ["tiny"] if args.tiny else args.res.split(",")
-    settings = [s for s in [DEFAULT] + SWEEP if args.settings == "all" or s.name in args.settings.split(",")]
+    settings = ([DEFAULT] + SWEEP if args.settings == "all" else
+                [s for s in [DEFAULT] + SWEEP + FPS_SETTINGS if s.name in args.settings.split(",")])
     print(" | ".join(name for name, _ in COLUMNS), flush=True)
     rows = []
     for key in keys:

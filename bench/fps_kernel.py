@@ -1,0 +1,171 @@
+"""FPS attention on the GPU: the Triton kernel against the reference path, its accuracy against BF16 SDPA,
+and its speed against PyTorch SDPA (flash backend) at Wan-14B 720p shapes.
+
+    python bench/fps_kernel.py --out bench/out/fps_kernel.json          # on a CUDA GPU with Triton (H100: ~2 min)
+    python bench/fps_kernel.py --check-only                             # only the kernel-vs-reference check
+
+Inputs are "video-like": a smooth random content field over (frames, rows, columns) shared by queries and
+keys (40% of their variance) plus noise, keys with a common offset, and Wan's 3D rotary embedding, so
+that attention is local as in a video DiT (plain Gaussian Q/K gives flat attention, where no sparse
+pattern can work). They are a stand-in for real activations, which need the real weights. Needs no ComfyUI.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.util
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+PACK_ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_core():
+    """``comfyui_fis.fis_core.fps`` without the pack's ``__init__`` (which needs ComfyUI)."""
+    if "comfyui_fis" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("comfyui_fis", PACK_ROOT / "__init__.py",
+                                                      submodule_search_locations=[str(PACK_ROOT)])
+        sys.modules["comfyui_fis"] = importlib.util.module_from_spec(spec)
+    import comfyui_fis.fis_core.fps as fps
+    return fps
+
+
+def rope(x: torch.Tensor, grid) -> torch.Tensor:
+    """Wan's 3D rotary embedding of x [B, L, H, D]: D/2 frequency pairs split over frames, rows, columns."""
+    d = x.shape[-1]
+    half = d // 2
+    splits = (half - 2 * (half // 3), half // 3, half // 3)
+    f, r, c = torch.meshgrid(*(torch.arange(n, device=x.device) for n in grid), indexing="ij")
+    angles = []
+    for pos, n in zip((f, r, c), splits):
+        freqs = 1.0 / (10000 ** (torch.arange(n, device=x.device, dtype=torch.float64) * 2 / (2 * n)))
+        angles.append(pos.reshape(-1, 1).double() * freqs)
+    angle = torch.cat(angles, -1).float()                          # [L, D/2]
+    xc = torch.view_as_complex(x.float().contiguous().view(*x.shape[:-1], half, 2))
+    return torch.view_as_real(xc * torch.polar(torch.ones_like(angle), angle)[None, :, None]).flatten(-2).to(x.dtype)
+
+
+def video_qkv(grid, heads=40, dim=128, seed=0, device="cuda", dtype=torch.bfloat16, shared=0.4):
+    g = torch.Generator(device=device).manual_seed(seed)
+    frames, rows, cols = grid
+    coarse = torch.randn(1, heads * dim, max(frames // 3, 2), max(rows // 4, 2), max(cols // 4, 2), generator=g, device=device)
+    content = F.interpolate(coarse, size=grid, mode="trilinear", align_corners=False)
+    content = content.view(1, heads, dim, -1).permute(0, 3, 1, 2)                    # [1, L, H, D]
+    content = content / content.std()
+    noise = lambda: torch.randn(content.shape, generator=g, device=device)
+    mix = lambda: shared ** 0.5 * content + (1 - shared) ** 0.5 * noise()
+    q = rope(mix(), grid)                      # unit variance per channel, as after Wan's RMS q/k norm
+    k = rope(mix() + 0.5, grid)                # keys share an offset (SageAttention's reason to smooth K)
+    v = torch.randn(content.shape, generator=g, device=device)
+    return q.to(dtype), k.to(dtype), v.to(dtype)
+
+
+def sdpa(q, k, v):
+    """ComfyUI's attention_pytorch on [B, L, H, D], flash backend."""
+    with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.FLASH_ATTENTION):
+        return F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+
+
+def relative_error(a, b) -> float:
+    return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+
+def median_ms(fn, reps=5, warmup=2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+SETTINGS = [("fp8", 0.0, "window"), ("bf16", 0.0, "window"), ("bf16", 0.5, "window"), ("bf16", 0.75, "window"), ("bf16", 0.9, "window"),
+            ("fp8", 0.5, "window"), ("fp8", 0.75, "window"), ("fp8", 0.9, "window"), ("fp8", 0.75, "topk"),
+            ("bf16", 0.75, "topk")]
+
+
+def check_against_reference(fps) -> list[dict]:
+    """The kernel and the reference path on the same inputs (a small grid, 2 heads): they must agree."""
+    rows = []
+    grid = (5, 12, 20)                                   # rows pad (12 -> 16 with 1x8x16 tiles)
+    q, k, v = video_qkv(grid, heads=2)
+    from comfyui_fis.fis_core.fps.triton_kernel import quantize_to_tiles
+    layout = fps.TileLayout(*grid, (1, 8, 16))
+    fused = quantize_to_tiles(q, layout)
+    values, scale = fps.quantize_tiles(layout.to_tiles(q, 1), 128)
+    same = torch.equal(fused[1], scale) and torch.equal(fused[0].view(torch.uint8), values.view(torch.uint8))
+    print(f"fused quantisation kernel is bit-identical to quant.quantize_tiles: {same}")
+    rows.append(dict(check="fused quantisation", passed=same))
+    for precision, sparsity, pattern in SETTINGS:
+        settings = fps.FpsSettings(precision, sparsity, pattern, (1, 8, 16))
+        kernel = fps.fps_attention(q, k, v, grid, settings, backend="triton")
+        reference = fps.fps_attention(q, k, v, grid, settings, backend="reference")
+        error = relative_error(kernel, reference)
+        limit = 2e-2 if precision == "fp8" else 1e-2   # FP8: P is quantised against the running max, not the row max
+        rows.append(dict(precision=precision, sparsity=sparsity, pattern=pattern, kernel_vs_reference=error,
+                         passed=error < limit))
+        print(f"kernel vs reference  {precision:5s} {pattern:6s} sparsity {sparsity:.2f}: rel. error {error:.2e} "
+              f"{'ok' if error < limit else 'FAILED'}")
+    return rows
+
+
+def accuracy_and_speed(fps, grid, heads) -> tuple[list[dict], dict]:
+    q, k, v = video_qkv(grid, heads=heads)
+    exact = sdpa(q, k, v)
+    sdpa_ms = median_ms(lambda: sdpa(q, k, v))
+    print(f"SDPA flash {q.shape[1]} tokens x {heads} heads: {sdpa_ms:.1f} ms")
+    rows = []
+    for precision, sparsity, pattern in SETTINGS:
+        settings = fps.FpsSettings(precision, sparsity, pattern)
+        call = lambda: fps.fps_attention(q, k, v, grid, settings, backend="triton")
+        error = relative_error(call(), exact)
+        ms = median_ms(call)
+        layout = settings.layout(grid)
+        kept = fps.kept_per_row(layout, sparsity) if sparsity else layout.num_tiles
+        rows.append(dict(precision=precision, sparsity=sparsity, pattern=pattern, tile="x".join(map(str, layout.tile)),
+                         kept_tiles_per_row=kept, tiles=layout.num_tiles, rel_error_vs_sdpa=error, ms=ms,
+                         speedup=sdpa_ms / ms))
+        print(f"{precision:5s} {pattern:6s} sparsity {sparsity:.2f}: rel. error {error:.4f}  {ms:7.1f} ms  "
+              f"{sdpa_ms / ms:.2f}x over SDPA")
+    from comfyui_fis.fis_core.fps.triton_kernel import quantize_to_tiles
+    layout = fps.FpsSettings().layout(grid)
+    quant_ms = median_ms(lambda: [quantize_to_tiles(x, layout, transposed=x is v) for x in (q, k, v)])
+    print(f"FP8 quantisation of Q, K, V (included above): {quant_ms:.1f} ms")
+    return rows, dict(sdpa_ms=sdpa_ms, tokens=q.shape[1], heads=heads, fp8_quantisation_ms=quant_ms)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--grid", default="21x45x80", help="frames x rows x columns in tokens (Wan 720p, 81 frames)")
+    parser.add_argument("--heads", type=int, default=40)
+    parser.add_argument("--check-only", action="store_true")
+    parser.add_argument("--out", default=str(PACK_ROOT / "bench" / "out" / "fps_kernel.json"))
+    args = parser.parse_args(argv)
+    fps = load_core()
+    reason = fps.triton_reason(torch.device("cuda"), "fp8") if torch.cuda.is_available() else "no CUDA GPU"
+    if reason:
+        sys.exit(f"cannot run the kernel: {reason}")
+    result = dict(device=torch.cuda.get_device_name(), torch=torch.__version__,
+                  date=datetime.date.today().isoformat(), check=check_against_reference(fps))
+    if not args.check_only:
+        grid = tuple(int(n) for n in args.grid.split("x"))
+        result["rows"], result["sdpa"] = accuracy_and_speed(fps, grid, args.heads)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print("wrote", args.out)
+    if not all(row["passed"] for row in result["check"]):
+        sys.exit("the kernel disagrees with the reference")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""FPS attention of video tokens: tile layout, pattern, and the kernel or the reference, in one call."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+from .mask import PATTERNS, kept_lists, topk_pattern, window_pattern
+from .reference import PRECISIONS, tile_attention_reference
+from .tiles import TileLayout, choose_tile
+
+BACKENDS = ("auto", "triton", "reference")
+
+
+@dataclass(frozen=True)
+class FpsSettings:
+    """``tile`` None picks the least-padding tile for each grid."""
+
+    precision: str = "fp8"
+    sparsity: float = 0.0
+    pattern: str = "window"
+    tile: tuple[int, int, int] | None = None
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision: '{self.precision}' is unknown; choose one of {', '.join(PRECISIONS)}")
+        if self.pattern not in PATTERNS:
+            raise ValueError(f"pattern: '{self.pattern}' is unknown; choose one of {', '.join(PATTERNS)}")
+        if not 0.0 <= self.sparsity < 1.0:
+            raise ValueError(f"sparsity: must be in [0, 1); got {self.sparsity}")
+
+    @property
+    def exact(self) -> bool:
+        """Dense BF16: nothing to do but the original attention."""
+        return self.precision == "bf16" and self.sparsity == 0.0
+
+    def layout(self, grid: tuple[int, int, int]) -> TileLayout:
+        return TileLayout(*grid, self.tile or choose_tile(*grid))
+
+
+def triton_reason(device: torch.device, precision: str) -> str | None:
+    """Why the Triton kernel cannot run on ``device`` at ``precision`` (None: it can)."""
+    if device.type != "cuda":
+        return f"the tensors are on {device.type}, not a CUDA GPU"
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return "Triton is not installed"
+    major, minor = torch.cuda.get_device_capability(device)
+    if precision == "fp8" and (major, minor) < (8, 9):
+        return f"FP8 tensor cores need compute capability 8.9 or newer (Ada, Hopper); this GPU is {major}.{minor}"
+    if major < 8:
+        return f"the kernel needs compute capability 8.0 or newer; this GPU is {major}.{minor}"
+    return None
+
+
+@lru_cache(maxsize=32)
+def _dense_lists(tiles: int, device: str):
+    return tuple(x.unsqueeze(0).to(device) for x in kept_lists(torch.ones(tiles, tiles, dtype=torch.bool)))
+
+
+@lru_cache(maxsize=32)
+def _window_lists(layout: TileLayout, sparsity: float, device: str):
+    keep = window_pattern(layout, sparsity)
+    return (keep.to(device),) + tuple(x.unsqueeze(0).to(device) for x in kept_lists(keep))
+
+
+def fps_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid: tuple[int, int, int],
+                  settings: FpsSettings, backend: str = "auto", scale: float | None = None) -> torch.Tensor:
+    """Self-attention of the video tokens ``q``, ``k``, ``v`` [B, tokens, H, D], tokens frames-first over
+    ``grid`` (frames, rows, columns). Returns [B, tokens, H, D]."""
+    layout = settings.layout(grid)
+    if layout.tokens != q.shape[1]:
+        raise ValueError(f"{q.shape[1]} tokens do not fill the grid {grid}")
+    if backend == "auto":
+        backend = "triton" if triton_reason(q.device, settings.precision) is None else "reference"
+    def tiled(x):
+        return layout.to_tiles(x, 1)
+    if settings.sparsity == 0.0:
+        keep = None
+        kv_list, kv_count = _dense_lists(layout.num_tiles, str(q.device))
+    elif settings.pattern == "window":
+        keep, kv_list, kv_count = _window_lists(layout, settings.sparsity, str(q.device))
+    else:
+        keep = topk_pattern(tiled(q), tiled(k), layout, settings.sparsity)
+        kv_list, kv_count = (x.flatten(0, 1) for x in kept_lists(keep))
+    if backend == "triton":
+        from .triton_kernel import attention_triton
+        return attention_triton(q, k, v, layout, kv_list, kv_count, settings.precision, scale,
+                                dense=settings.sparsity == 0.0)
+    return layout.from_tiles(tile_attention_reference(tiled(q), tiled(k), tiled(v), layout, keep, settings.precision, scale), 1)

@@ -1,0 +1,133 @@
+"""3D tiles of video tokens: a [frames x rows x columns] token grid cut into tiles of (tf, th, tw) tokens.
+
+Attention runs on the tokens in tile order: every tile is ``tf * th * tw`` consecutive slots, so one tile is
+one block of the kernel, one quantisation scale and one unit of the sparsity pattern. Where the grid does
+not divide into whole tiles, a tile's trailing slots are padding: they repeat a token of the same tile (so a
+tile's absolute maximum, and its FP8 scale, are unchanged), and the attention masks them as keys and drops
+them as queries. A tile's valid tokens always come first.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch
+
+#: Tokens per tile the kernel takes (its block size).
+TILE_TOKENS = 128
+
+
+def parse_tile(spec: str) -> tuple[int, int, int] | None:
+    """``"1x8x16"`` -> (1, 8, 16); ``"auto"`` -> None. A ValueError names the valid form."""
+    spec = spec.strip().lower()
+    if spec == "auto":
+        return None
+    try:
+        tile = tuple(int(part) for part in spec.split("x"))
+    except ValueError:
+        tile = ()
+    if len(tile) != 3 or min(tile) < 1:
+        raise ValueError(f"tile: '{spec}' is not 'auto' or frames x rows x columns such as '1x8x16'")
+    if math.prod(tile) not in (64, 128):
+        raise ValueError(f"tile: {spec} holds {math.prod(tile)} tokens; the kernel takes tiles of 64 or 128 tokens")
+    return tile
+
+
+def choose_tile(frames: int, rows: int, cols: int, tokens: int = TILE_TOKENS) -> tuple[int, int, int]:
+    """The tile of ``tokens`` tokens (powers of two per axis) that pads the grid least; ties go to one
+    frame deep, then to the squarest, then to the widest tile."""
+    best = None
+    for tf in (1, 2, 4):
+        for th in (2 ** i for i in range(8)):
+            tw = tokens // (tf * th)
+            if tf * th * tw != tokens or tw < 1:
+                continue
+            padded = math.ceil(frames / tf) * tf * math.ceil(rows / th) * th * math.ceil(cols / tw) * tw
+            key = (padded, tf, abs(math.log2(th / tw)), -tw)
+            if best is None or key < best[0]:
+                best = (key, (tf, th, tw))
+    return best[1]
+
+
+@dataclass(frozen=True)
+class TileLayout:
+    """The tiles of a ``frames x rows x cols`` token grid (frames first, row-major), tile ``(tf, th, tw)``."""
+
+    frames: int
+    rows: int
+    cols: int
+    tile: tuple[int, int, int]
+
+    @property
+    def tokens(self) -> int:
+        return self.frames * self.rows * self.cols
+
+    @property
+    def tile_tokens(self) -> int:
+        return math.prod(self.tile)
+
+    @property
+    def tiles_per_axis(self) -> tuple[int, int, int]:
+        return tuple(math.ceil(n / t) for n, t in zip((self.frames, self.rows, self.cols), self.tile))
+
+    @property
+    def num_tiles(self) -> int:
+        return math.prod(self.tiles_per_axis)
+
+    @property
+    def slots(self) -> int:
+        return self.num_tiles * self.tile_tokens
+
+    @cached_property
+    def _tables(self):
+        """(source token of each slot, valid tokens of each tile, slot of each token, tile coordinates)."""
+        tf, th, tw = self.tile
+        nt, nr, nc = self.tiles_per_axis
+        f = torch.arange(nt * tf).view(nt, tf, 1, 1, 1, 1)
+        r = torch.arange(nr * th).view(1, 1, nr, th, 1, 1)
+        c = torch.arange(nc * tw).view(1, 1, 1, 1, nc, tw)
+        valid = (f < self.frames) & (r < self.rows) & (c < self.cols)
+        source = f * (self.rows * self.cols) + r * self.cols + c
+        # [tile (nt, nr, nc), slot (tf, th, tw)]
+        valid = valid.permute(0, 2, 4, 1, 3, 5).reshape(self.num_tiles, self.tile_tokens)
+        source = source.permute(0, 2, 4, 1, 3, 5).reshape(self.num_tiles, self.tile_tokens)
+        order = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)   # valid slots first
+        valid = valid.gather(1, order)
+        source = source.gather(1, order)
+        counts = valid.sum(1)
+        source = torch.where(valid, source, source[:, :1])                     # padding repeats the tile's first token
+        slot_of_token = torch.empty(self.tokens, dtype=torch.long)
+        slot_of_token[source[valid]] = torch.arange(self.slots).view(self.num_tiles, -1)[valid]
+        coords = torch.stack(torch.meshgrid(torch.arange(nt), torch.arange(nr), torch.arange(nc), indexing="ij"), -1)
+        return source.reshape(-1), counts.to(torch.int32), slot_of_token, coords.reshape(-1, 3)
+
+    def source(self, device) -> torch.Tensor:
+        """[slots] token index of each slot (padding repeats a token of its tile)."""
+        return self._tables[0].to(device)
+
+    def counts(self, device) -> torch.Tensor:
+        """[tiles] int32: valid tokens of each tile (its first slots)."""
+        return self._tables[1].to(device)
+
+    def slot_of_token(self, device) -> torch.Tensor:
+        """[tokens] the slot that holds each token."""
+        return self._tables[2].to(device)
+
+    @property
+    def coords(self) -> torch.Tensor:
+        """[tiles, 3] (frame, row, column) of each tile, in tiles."""
+        return self._tables[3]
+
+    def key_valid(self, device) -> torch.Tensor:
+        """[slots] bool: slots that hold a token (False for padding)."""
+        counts = self.counts(device).long()
+        return (torch.arange(self.tile_tokens, device=device)[None, :] < counts[:, None]).reshape(-1)
+
+    def to_tiles(self, x: torch.Tensor, dim: int) -> torch.Tensor:
+        """``x`` with its ``dim`` axis (the tokens) in tile order: [..., tokens, ...] -> [..., slots, ...]."""
+        return x.index_select(dim, self.source(x.device))
+
+    def from_tiles(self, x: torch.Tensor, dim: int) -> torch.Tensor:
+        """Back from tile order: [..., slots, ...] -> [..., tokens, ...] (padding dropped)."""
+        return x.index_select(dim, self.slot_of_token(x.device))

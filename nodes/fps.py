@@ -1,0 +1,116 @@
+"""Applies FPS attention to a ComfyUI ModelPatcher through ``transformer_options["optimized_attention_override"]``.
+
+The host calls the override for every attention with the original function. :class:`FpsOverride` takes
+the video self-attention (no mask, queries, keys and values all of the ``grid_sizes`` token count the Wan
+model puts into ``transformer_options``) and passes everything else (text and image cross-attention,
+masked attention) to the override it replaced, or the original function. Inside FIS's sparse blocks
+``grid_sizes`` counts the frames the block computes, so the tiles follow FIS in either order. An
+``APPLY_MODEL`` wrapper marks the model calls whose sigma lies in ``dense_steps``; they run exact.
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+import comfy.patcher_extension
+
+from ..fis_core.fps import FpsSettings, fps_attention, in_ranges, triton_reason
+from .families import WanFamily
+
+WRAPPER_KEY = "fps_attention"
+EXACT_KEY = "fps_exact"
+LOG = logging.getLogger("ComfyUI-FIS")
+
+
+class FpsOverride:
+    """The ``optimized_attention_override`` of a patched model; ``previous`` is the override it replaced."""
+
+    def __init__(self, settings: FpsSettings, dense_ranges, previous=None):
+        self.settings = settings
+        self.dense_ranges = dense_ranges
+        self.previous = previous
+        self.calls = 0
+        self._said: set = set()
+
+    def say_once(self, key: str, message: str, level=logging.INFO):
+        if key not in self._said:
+            self._said.add(key)
+            LOG.log(level, "FPS attention: %s", message)
+
+    def passthrough(self, func, *args, **kwargs):
+        if self.previous is not None:
+            return self.previous(func, *args, **kwargs)
+        return func(*args, **kwargs)
+
+    def __call__(self, func, q, k, v, heads, *args, **kwargs):
+        options = kwargs.get("transformer_options") or {}
+        grid = _grid(options.get("grid_sizes"))
+        skip_reshape = kwargs.get("skip_reshape", False)
+        token_axis = 2 if skip_reshape else 1
+        self_attention = q.shape[token_axis] == k.shape[token_axis] and not args and kwargs.get("mask") is None
+        if self.settings.exact or options.get(EXACT_KEY) or grid is None or not self_attention:
+            return self.passthrough(func, q, k, v, heads, *args, **kwargs)
+        if skip_reshape:                                   # [B, H, L, D]
+            q4, k4, v4 = (x.transpose(1, 2) for x in (q, k, v))
+        else:                                              # [B, L, H * D]
+            q4, k4, v4 = (x.view(x.shape[0], x.shape[1], heads, -1) for x in (q, k, v))
+        if q4.shape[1] != math.prod(grid) or v4.shape[1] != q4.shape[1]:
+            self.say_once(f"fit{q4.shape[1]}", f"self-attention of {q4.shape[1]} tokens does not fit the frame grid "
+                                                f"{grid}; it runs the original attention", logging.WARNING)
+            return self.passthrough(func, q, k, v, heads, *args, **kwargs)
+        self._say_backend(q, grid)
+        out = fps_attention(q4, k4, v4, grid, self.settings, scale=kwargs.get("scale"))
+        self.calls += 1
+        if kwargs.get("skip_output_reshape"):
+            return out.transpose(1, 2)
+        return out.reshape(out.shape[0], out.shape[1], -1)
+
+    def _say_backend(self, q, grid):
+        reason = triton_reason(q.device, self.settings.precision)
+        layout = self.settings.layout(grid)
+        what = (f"{self.settings.precision}, tile {'x'.join(map(str, layout.tile))}, "
+                f"{100 * self.settings.sparsity:.0f}% of tile pairs skipped ({self.settings.pattern})")
+        if reason is None:
+            self.say_once("backend", f"video self-attention runs the Triton kernel: {what}")
+        else:
+            self.say_once("backend", f"video self-attention runs the PyTorch reference path ({reason}; it saves no "
+                                     f"time, it only reproduces the kernel's arithmetic): {what}", logging.WARNING)
+
+    def apply_model_wrapper(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
+        """Marks the model calls in ``dense_steps`` as exact."""
+        sampling = executor.class_obj.model_sampling
+        exact = in_ranges(float(t.max()), self.dense_ranges, sampling.percent_to_sigma)
+        transformer_options = {**transformer_options, EXACT_KEY: exact}
+        return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+
+
+def _grid(sizes) -> tuple[int, int, int] | None:
+    if sizes is None or len(sizes) != 3:
+        return None
+    return tuple(int(s) for s in sizes)
+
+
+def apply_fps(model, settings: FpsSettings, dense_ranges):
+    """A clone of ``model`` (a ModelPatcher) whose video self-attention runs FPS attention. An earlier FPS
+    on the same model is replaced; a model other than Wan comes back unpatched, with a warning."""
+    patched = model.clone()
+    diffusion_model = patched.get_model_object("diffusion_model")
+    if not WanFamily().matches(diffusion_model):
+        LOG.warning("FPS attention: %s is not supported (Wan 2.1/2.2 models are); it runs its own attention",
+                    type(diffusion_model).__name__)
+        return patched
+    options = patched.model_options["transformer_options"]
+    previous = options.get("optimized_attention_override")
+    if isinstance(previous, FpsOverride):
+        previous = previous.previous
+    patched.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, WRAPPER_KEY)
+    if settings.exact:
+        if previous is None:
+            options.pop("optimized_attention_override", None)
+        else:
+            options["optimized_attention_override"] = previous
+        return patched
+    override = FpsOverride(settings, dense_ranges, previous)
+    options["optimized_attention_override"] = override
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, WRAPPER_KEY, override.apply_model_wrapper)
+    return patched
