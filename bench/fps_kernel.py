@@ -106,15 +106,17 @@ def check_against_reference(fps) -> list[dict]:
     same = torch.equal(fused[1], scale) and torch.equal(fused[0].view(torch.uint8), values.view(torch.uint8))
     print(f"fused quantisation kernel is bit-identical to quant.quantize_tiles: {same}")
     rows.append(dict(check="fused quantisation", passed=same))
-    for precision, sparsity, pattern in SETTINGS:
-        settings = fps.FpsSettings(precision, sparsity, pattern, (1, 8, 16))
+    checks = [(precision, sparsity, pattern, (1, 8, 16)) for precision, sparsity, pattern in SETTINGS]
+    checks.append(("fp8", 0.0, "window", None))          # auto at sparsity 0: runs of 128 tokens
+    for precision, sparsity, pattern, tile in checks:
+        settings = fps.FpsSettings(precision, sparsity, pattern, tile)
         kernel = fps.fps_attention(q, k, v, grid, settings, backend="triton")
         reference = fps.fps_attention(q, k, v, grid, settings, backend="reference")
         error = relative_error(kernel, reference)
         limit = 2e-2 if precision == "fp8" else 1e-2   # FP8: P is quantised against the running max, not the row max
-        rows.append(dict(precision=precision, sparsity=sparsity, pattern=pattern, kernel_vs_reference=error,
-                         passed=error < limit))
-        print(f"kernel vs reference  {precision:5s} {pattern:6s} sparsity {sparsity:.2f}: rel. error {error:.2e} "
+        rows.append(dict(precision=precision, sparsity=sparsity, pattern=pattern, tile=settings.layout(grid).describe(),
+                         kernel_vs_reference=error, passed=error < limit))
+        print(f"kernel vs reference  {precision:5s} {pattern:6s} sparsity {sparsity:.2f} tile {settings.layout(grid).describe()}: rel. error {error:.2e} "
               f"{'ok' if error < limit else 'FAILED'}")
     return rows
 
@@ -132,7 +134,7 @@ def accuracy_and_speed(fps, grid, heads) -> tuple[list[dict], dict]:
         ms = median_ms(call)
         layout = settings.layout(grid)
         kept = fps.kept_per_row(layout, sparsity) if sparsity else layout.num_tiles
-        rows.append(dict(precision=precision, sparsity=sparsity, pattern=pattern, tile="x".join(map(str, layout.tile)),
+        rows.append(dict(precision=precision, sparsity=sparsity, pattern=pattern, tile=layout.describe(),
                          kept_tiles_per_row=kept, tiles=layout.num_tiles, rel_error_vs_sdpa=error, ms=ms,
                          speedup=sdpa_ms / ms))
         print(f"{precision:5s} {pattern:6s} sparsity {sparsity:.2f}: rel. error {error:.4f}  {ms:7.1f} ms  "

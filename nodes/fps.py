@@ -68,7 +68,7 @@ class FpsOverride:
     def _say_backend(self, q, grid):
         reason = triton_reason(q.device, self.settings.precision)
         layout = self.settings.layout(grid)
-        what = (f"{self.settings.precision}, tile {'x'.join(map(str, layout.tile))}, "
+        what = (f"{self.settings.precision}, tile {layout.describe()}, "
                 f"{100 * self.settings.sparsity:.0f}% of tile pairs skipped ({self.settings.pattern})")
         if reason is None:
             self.say_once("backend", f"video self-attention runs the Triton kernel: {what}")

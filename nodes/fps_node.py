@@ -29,11 +29,13 @@ class FPSAttention:
                 "0 is the original attention, bit for bit."}),
             "tile": ("STRING", {"default": "auto", "tooltip":
                 "3D tile of tokens, frames x rows x columns, 128 (or 64) tokens, e.g. '1x8x16': the unit of the "
-                "FP8 scales and of the sparsity pattern. 'auto': the tile that pads the frame grid least "
-                "(1x8x16 for Wan at 720p, 1x32x4 at 480p)."}),
-            "sparsity": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 0.95, "step": 0.05, "tooltip":
-                "Fraction of tile pairs skipped. 0 is dense. The tiles of the first frame are always kept (as keys "
-                "for every query, and as queries against every key), so the first frame is never starved."}),
+                "FP8 scales and of the sparsity pattern. 'auto': at sparsity 0, runs of 128 consecutive tokens; "
+                "otherwise the tile that pads the frame grid least (1x8x16 for Wan at 720p, 1x32x4 at 480p)."}),
+            "sparsity": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.95, "step": 0.05, "tooltip":
+                "Fraction of tile pairs skipped. 0 (the default) is FP8 alone, close to lossless; sparsity is "
+                "faster (Wan-14B 720p attention: 2.7x over BF16 at 0.5, 4.8x at 0.75) but costs more, training-free: "
+                "raise it while comparing outputs. The tiles of the first frame are always kept (as keys for every "
+                "query, and as queries against every key), so the first frame is never starved."}),
             "pattern": (list(PATTERNS), {"default": "window", "tooltip":
                 "window: each tile keeps its nearest tiles in time and space (a box shaped like the video), fixed "
                 "per shape. topk: per head, the tiles with the highest mean-pooled query-key scores."}),

@@ -48,7 +48,7 @@ class Setting:
     """One way of running the model: FIS with these node widgets, or EasyCache with these inputs."""
 
     name: str
-    kind: str                       # "fis" or "easycache"
+    kind: str                       # "fis", "easycache" or "fps" (widgets {"fps": ..., optionally "fis": ...})
     widgets: dict = field(default_factory=dict)
 
 
@@ -125,6 +125,9 @@ class Runner:
     def patched(self, setting: Setting):
         if setting.kind == "fis":
             return host.with_fis(self.model, **setting.widgets)
+        if setting.kind == "fps":                  # FPS attention, under FIS where widgets has "fis"
+            model = host.with_fps(self.model, **setting.widgets["fps"])
+            return host.with_fis(model, **setting.widgets["fis"]) if "fis" in setting.widgets else model
         return host.with_easycache(self.model, **setting.widgets)
 
     def measure(self, setting: Setting) -> dict:
@@ -132,12 +135,12 @@ class Runner:
         (counted while sampling). EasyCache decides per batch, so it samples one prompt at a time."""
         model = self.patched(setting)
         with host.count_block_work(model) as work:
-            clips = self.clips(model, batch=BATCH if setting.kind == "fis" else 1)
+            clips = self.clips(model, batch=1 if setting.kind == "easycache" else BATCH)
         result = {"name": setting.name, "kind": setting.kind, "widgets": setting.widgets,
                   **_fidelity_summary(clips, self.dense), **savings(self.model, work, len(clips), self.steps)}
         if setting.kind == "fis":
             result["blocks"] = list(host.resolved_sparse_blocks(self.model, setting.widgets.get("sparse_blocks", "auto")))
-        else:
+        elif setting.kind == "easycache":
             result["model_calls_skipped"] = 1.0 - work.runs / (len(clips) * self.steps)
         return result
 

@@ -113,6 +113,12 @@ def with_fis(model, sparse_blocks="auto", groups=2, pattern="interleave", interp
                                             start_percent, end_percent)[0]
 
 
+def with_fps(model, precision="fp8", tile="auto", sparsity=0.5, pattern="window", dense_steps="40-60"):
+    """``model`` through this pack's FPS attention node (on the CPU: its PyTorch reference path)."""
+    from comfyui_fis.nodes.fps_node import FPSAttention
+    return FPSAttention().patch(model, precision, tile, sparsity, pattern, dense_steps)[0]
+
+
 def _input_copy(executor, x, *args, **kwargs):
     """Hand the diffusion model a copy of its input (see :func:`with_easycache`)."""
     return executor(x.clone(), *args, **kwargs)

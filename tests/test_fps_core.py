@@ -122,6 +122,21 @@ def test_fp8_reference_is_attention_of_the_quantised_tensors():
     assert relative_error(out, sdpa(*fake)) < 0.03                          # what is left: P in e4m3
 
 
+def test_auto_tiles_at_sparsity_zero_are_runs_of_tokens_that_barely_pad():
+    grid = (21, 45, 80)                                                   # Wan 720p: 3D tiles pad rows 45 -> 48
+    runs = FpsSettings("fp8", 0.0).layout(grid)
+    assert runs.is_runs and runs.tile_tokens == 128 and runs.describe() == "runs of 128 tokens"
+    assert runs.num_tiles == math.ceil(21 * 45 * 80 / 128) and runs.slots - runs.tokens < 128
+    assert FpsSettings("fp8", 0.0).layout(grid).num_tiles < TileLayout(*grid, choose_tile(*grid)).num_tiles
+    assert FpsSettings("fp8", 0.5).layout(grid).tile == (1, 8, 16)        # a pattern needs 3D neighbours
+    assert FpsSettings("fp8", 0.0, tile=(1, 8, 16)).layout(grid).tile == (1, 8, 16)   # a typed tile is kept
+    q, k, v = qkv()
+    small = FpsSettings("fp8", 0.0).layout((3, 5, 6))
+    assert small.num_tiles == 1 and small.counts("cpu").tolist() == [90]
+    out = fps_attention(q, k, v, (3, 5, 6), FpsSettings("fp8", 0.0))
+    assert 0.005 < relative_error(out, sdpa(q, k, v)) < 0.08               # quantised, and close
+
+
 def test_reference_chunks_do_not_change_the_result():
     q, k, v = (LAYOUT.to_tiles(x, 1) for x in qkv())
     keep = window_pattern(LAYOUT, 0.5)

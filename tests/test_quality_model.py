@@ -123,3 +123,21 @@ def test_easycache_is_measured_without_the_hosts_fp32_aliasing_bug(quality, runn
         results[name] = (work.runs, metrics.psnr_per_frame(clip, runner.dense[0]).mean().item())
     assert results["plain"][0] == results["copy"][0] < 4            # both skip the same steps
     assert results["copy"][1] > results["plain"][1] + 10
+
+
+FPS_RESULTS = RESULTS.parent / "fps_quality.json"
+
+
+@pytest.mark.parametrize("name", ["FP8, no sparsity", "FP8, 50% window, exact 40-60% (node default)"])
+def test_fps_attention_keeps_the_measured_fidelity_end_to_end(quality, runner, name):
+    """FPS (its reference path: the kernel's arithmetic) on the model trained here, against the figures of
+    ``docs/fps_quality.json`` (``python -m quality.fps_eval``) for the CI prompts. FP8 alone is close to
+    dense; sparsity costs more, and costs something."""
+    from comfyui_fis.quality import metrics
+    measured = next(s for s in json.loads(FPS_RESULTS.read_text())["settings"] if s["name"] == name)
+    bound = metrics.pooled_psnr(measured["per_prompt"]["mse"][:CI_PROMPTS]) - MARGIN_DB
+    result = runner.measure(quality.Setting(name, "fps", {"fps": measured["widgets"]["fps"]}))
+    assert result["psnr"] >= bound, result["per_prompt"]["psnr"]
+    assert result["psnr"] < 60                                      # it did change the attention
+    if measured["widgets"]["fps"]["sparsity"] == 0.0:
+        assert result["psnr"] > 33

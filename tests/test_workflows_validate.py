@@ -32,6 +32,7 @@ FILE_WIDGETS = {
 EXPECTED = {
     "wan22_a14b_t2v_4step_fis": ("wan", 2),
     "wan22_a14b_i2v_4step_fis": ("wan", 2),
+    "wan22_a14b_t2v_4step_fis_fps": ("wan", 2),
     "wan22_ti2v_5b_fis": ("wan", 1),
     "hunyuanvideo15_t2v_4step_fis": ("hunyuan_video", 1),
     "hunyuanvideo15_i2v_step_distilled_fis": ("hunyuan_video", 1),

@@ -1,6 +1,7 @@
 """FPS attention of video tokens: tile layout, pattern, and the kernel or the reference, in one call."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -36,6 +37,11 @@ class FpsSettings:
         return self.precision == "bf16" and self.sparsity == 0.0
 
     def layout(self, grid: tuple[int, int, int]) -> TileLayout:
+        """The tiles of ``grid``. With ``tile`` auto and sparsity 0 (no pattern, so nothing needs 3D
+        neighbours) they are runs of 128 consecutive tokens: the grid pads by less than one tile, where 3D
+        tiles pad every frame's rows (Wan 720p: 13.8% more tile pairs)."""
+        if self.tile is None and self.sparsity == 0.0:
+            return TileLayout.runs(math.prod(grid))
         return TileLayout(*grid, self.tile or choose_tile(*grid))
 
 

@@ -59,6 +59,19 @@ class TileLayout:
     cols: int
     tile: tuple[int, int, int]
 
+    @classmethod
+    def runs(cls, tokens: int, tile_tokens: int = TILE_TOKENS) -> "TileLayout":
+        """Tiles that are runs of ``tile_tokens`` consecutive tokens (the grid seen as one row)."""
+        return cls(1, 1, tokens, (1, 1, tile_tokens))
+
+    @property
+    def is_runs(self) -> bool:
+        return self.frames == 1 and self.rows == 1 and self.tile[:2] == (1, 1)
+
+    def describe(self) -> str:
+        """The tile as the log and the benchmark name it: ``1x8x16`` or ``runs of 128 tokens``."""
+        return f"runs of {self.tile_tokens} tokens" if self.is_runs else "x".join(map(str, self.tile))
+
     @property
     def tokens(self) -> int:
         return self.frames * self.rows * self.cols

@@ -46,7 +46,7 @@ def _configs():
     return [triton.Config({}, num_warps=w, num_stages=s) for w, s in ((8, 2), (8, 3), (8, 4), (4, 3))]
 
 
-@triton.autotune(configs=_configs(), key=["SLOTS", "HEADS", "IS_FP8", "BLOCK", "HEAD_DIM", "DENSE"])
+@triton.autotune(configs=_configs(), key=["SLOTS", "list_width", "HEADS", "IS_FP8", "BLOCK", "HEAD_DIM", "DENSE"])
 @triton.jit
 def _attention_kernel(Q, K, V, QS, KS, VS, KV_LIST, KV_COUNT, TILE_COUNT, SOURCE, OUT,
                       sm_scale, p_shift, list_bh_stride, list_width,
