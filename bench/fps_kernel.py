@@ -108,15 +108,20 @@ def check_against_reference(fps) -> list[dict]:
     rows.append(dict(check="fused quantisation", passed=same))
     checks = [(precision, sparsity, pattern, (1, 8, 16)) for precision, sparsity, pattern in SETTINGS]
     checks.append(("fp8", 0.0, "window", None))          # auto at sparsity 0: runs of 128 tokens
+    checks += [("fp8", 0.5, "window", "text"), ("bf16", 0.5, "window", "text")]   # HunyuanVideo: text tiles first
+    text = [torch.randn(1, 200, 2, 128, device="cuda", dtype=q.dtype) for _ in range(3)]
     for precision, sparsity, pattern, tile in checks:
-        settings = fps.FpsSettings(precision, sparsity, pattern, tile)
-        kernel = fps.fps_attention(q, k, v, grid, settings, backend="triton")
-        reference = fps.fps_attention(q, k, v, grid, settings, backend="reference")
+        prefix = 200 if tile == "text" else 0
+        settings = fps.FpsSettings(precision, sparsity, pattern, (1, 8, 16) if tile == "text" else tile)
+        inputs = [torch.cat([t, x], 1) for t, x in zip(text, (q, k, v))] if prefix else (q, k, v)
+        kernel = fps.fps_attention(*inputs, grid, settings, backend="triton", prefix=prefix)
+        reference = fps.fps_attention(*inputs, grid, settings, backend="reference", prefix=prefix)
         error = relative_error(kernel, reference)
         limit = 2e-2 if precision == "fp8" else 1e-2   # FP8: P is quantised against the running max, not the row max
-        rows.append(dict(precision=precision, sparsity=sparsity, pattern=pattern, tile=settings.layout(grid).describe(),
+        what = settings.layout(grid).describe() + (f" + {prefix} text tokens" if prefix else "")
+        rows.append(dict(precision=precision, sparsity=sparsity, pattern=pattern, tile=what,
                          kernel_vs_reference=error, passed=error < limit))
-        print(f"kernel vs reference  {precision:5s} {pattern:6s} sparsity {sparsity:.2f} tile {settings.layout(grid).describe()}: rel. error {error:.2e} "
+        print(f"kernel vs reference  {precision:5s} {pattern:6s} sparsity {sparsity:.2f} tile {what}: rel. error {error:.2e} "
               f"{'ok' if error < limit else 'FAILED'}")
     return rows
 

@@ -1,11 +1,18 @@
 """Applies FPS attention to a ComfyUI ModelPatcher through ``transformer_options["optimized_attention_override"]``.
 
 The host calls the override for every attention with the original function. :class:`FpsOverride` takes
-the video self-attention (no mask, queries, keys and values all of the ``grid_sizes`` token count the Wan
-model puts into ``transformer_options``) and passes everything else (text and image cross-attention,
-masked attention) to the override it replaced, or the original function. Inside FIS's sparse blocks
-``grid_sizes`` counts the frames the block computes, so the tiles follow FIS in either order. An
-``APPLY_MODEL`` wrapper marks the model calls whose sigma lies in ``dense_steps``; they run exact.
+the video self-attention and passes everything else (text and image cross-attention, masked attention) to
+the override it replaced, or the original function:
+
+* Wan: self-attention whose queries, keys and values are all the ``grid_sizes`` tokens the model puts into
+  ``transformer_options``. Inside FIS's sparse blocks ``grid_sizes`` counts the frames the block computes.
+* HunyuanVideo (1.5 and 1.0): the joint attention over text and image tokens, text first. The host gives
+  no grid, so the ``APPLY_MODEL`` wrapper records the latent's, and FIS's sparse blocks name their frames
+  (``fis_frames``); the text tokens become tiles that every query attends to. Attention with a text mask
+  (a padded prompt) runs the original attention.
+
+The tiles follow FIS in either order. The same wrapper marks the model calls whose sigma lies in
+``dense_steps``; they run exact.
 """
 from __future__ import annotations
 
@@ -15,18 +22,22 @@ import math
 import comfy.patcher_extension
 
 from ..fis_core.fps import FpsSettings, fps_attention, in_ranges, triton_reason
-from .families import WanFamily
+from .families import HunyuanVideoFamily, WanFamily
+from .families.base import FrameGrid
 
 WRAPPER_KEY = "fps_attention"
 EXACT_KEY = "fps_exact"
+#: transformer_options key of the latent's token grid (frames, rows, columns), for families whose host sets none
+GRID_KEY = "fps_grid"
 LOG = logging.getLogger("ComfyUI-FIS")
 
 
 class FpsOverride:
     """The ``optimized_attention_override`` of a patched model; ``previous`` is the override it replaced."""
 
-    def __init__(self, settings: FpsSettings, dense_ranges, previous=None):
+    def __init__(self, settings: FpsSettings, dense_ranges, previous=None, patch_size=None):
         self.settings = settings
+        self.patch_size = patch_size          # HunyuanVideo: the wrapper records the grid of each latent
         self.dense_ranges = dense_ranges
         self.previous = previous
         self.calls = 0
@@ -44,30 +55,38 @@ class FpsOverride:
 
     def __call__(self, func, q, k, v, heads, *args, **kwargs):
         options = kwargs.get("transformer_options") or {}
-        grid = _grid(options.get("grid_sizes"))
+        grid, text_first = _video_grid(options)
         skip_reshape = kwargs.get("skip_reshape", False)
         token_axis = 2 if skip_reshape else 1
-        self_attention = q.shape[token_axis] == k.shape[token_axis] and not args and kwargs.get("mask") is None
+        self_attention = q.shape[token_axis] == k.shape[token_axis] == v.shape[token_axis] and not args
         if self.settings.exact or options.get(EXACT_KEY) or grid is None or not self_attention:
+            return self.passthrough(func, q, k, v, heads, *args, **kwargs)
+        if kwargs.get("mask") is not None:
+            if text_first:
+                self.say_once("mask", "attention with a text mask (a padded prompt) runs the original attention")
+            return self.passthrough(func, q, k, v, heads, *args, **kwargs)
+        tokens, video = q.shape[token_axis], math.prod(grid)
+        if text_first and tokens < video:                  # text alone (HunyuanVideo's token refiner)
+            return self.passthrough(func, q, k, v, heads, *args, **kwargs)
+        prefix = tokens - video if text_first else 0
+        if tokens != prefix + video:
+            self.say_once(f"fit{tokens}", f"self-attention of {tokens} tokens does not fit the frame grid {grid}; "
+                                          f"it runs the original attention", logging.WARNING)
             return self.passthrough(func, q, k, v, heads, *args, **kwargs)
         if skip_reshape:                                   # [B, H, L, D]
             q4, k4, v4 = (x.transpose(1, 2) for x in (q, k, v))
         else:                                              # [B, L, H * D]
             q4, k4, v4 = (x.view(x.shape[0], x.shape[1], heads, -1) for x in (q, k, v))
-        if q4.shape[1] != math.prod(grid) or v4.shape[1] != q4.shape[1]:
-            self.say_once(f"fit{q4.shape[1]}", f"self-attention of {q4.shape[1]} tokens does not fit the frame grid "
-                                                f"{grid}; it runs the original attention", logging.WARNING)
-            return self.passthrough(func, q, k, v, heads, *args, **kwargs)
-        self._say_backend(q, grid)
-        out = fps_attention(q4, k4, v4, grid, self.settings, scale=kwargs.get("scale"))
+        self._say_backend(q, grid, prefix)
+        out = fps_attention(q4, k4, v4, grid, self.settings, scale=kwargs.get("scale"), prefix=prefix)
         self.calls += 1
         if kwargs.get("skip_output_reshape"):
             return out.transpose(1, 2)
         return out.reshape(out.shape[0], out.shape[1], -1)
 
-    def _say_backend(self, q, grid):
+    def _say_backend(self, q, grid, prefix):
         reason = triton_reason(q.device, self.settings.precision)
-        layout = self.settings.layout(grid)
+        layout = self.settings.layout(grid, prefix)
         what = (f"{self.settings.precision}, tile {layout.describe()}, "
                 f"{100 * self.settings.sparsity:.0f}% of tile pairs skipped ({self.settings.pattern})")
         if reason is None:
@@ -77,27 +96,40 @@ class FpsOverride:
                                      f"time, it only reproduces the kernel's arithmetic): {what}", logging.WARNING)
 
     def apply_model_wrapper(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
-        """Marks the model calls in ``dense_steps`` as exact."""
+        """Marks the model calls in ``dense_steps`` as exact; records the token grid where the host does not."""
         sampling = executor.class_obj.model_sampling
         exact = in_ranges(float(t.max()), self.dense_ranges, sampling.percent_to_sigma)
         transformer_options = {**transformer_options, EXACT_KEY: exact}
+        if self.patch_size is not None:
+            transformer_options[GRID_KEY] = tuple(FrameGrid.from_latent(x.shape, self.patch_size)[:3])
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
 
 
-def _grid(sizes) -> tuple[int, int, int] | None:
+def _video_grid(options: dict) -> tuple[tuple[int, int, int] | None, bool]:
+    """(the token grid of the frames this attention sees, whether non-frame tokens come first)."""
+    recorded = options.get(GRID_KEY)
+    if recorded is not None:                         # HunyuanVideo: text first, FIS names its frames
+        frames = options.get("fis_frames")
+        return ((len(frames) if frames is not None else recorded[0], *recorded[1:]), True)
+    sizes = options.get("grid_sizes")                # Wan: the host's grid, which FIS cuts to its frames
     if sizes is None or len(sizes) != 3:
-        return None
-    return tuple(int(s) for s in sizes)
+        return None, False
+    return tuple(int(s) for s in sizes), False
 
 
 def apply_fps(model, settings: FpsSettings, dense_ranges):
     """A clone of ``model`` (a ModelPatcher) whose video self-attention runs FPS attention. An earlier FPS
-    on the same model is replaced; a model other than Wan comes back unpatched, with a warning."""
+    on the same model is replaced; a model other than Wan and HunyuanVideo comes back unpatched, with a
+    warning."""
     patched = model.clone()
     diffusion_model = patched.get_model_object("diffusion_model")
-    if not WanFamily().matches(diffusion_model):
-        LOG.warning("FPS attention: %s is not supported (Wan 2.1/2.2 models are); it runs its own attention",
-                    type(diffusion_model).__name__)
+    if WanFamily().matches(diffusion_model):
+        patch_size = None
+    elif HunyuanVideoFamily().matches(diffusion_model):
+        patch_size = tuple(diffusion_model.patch_size)
+    else:
+        LOG.warning("FPS attention: %s is not supported (Wan 2.1/2.2 and HunyuanVideo 1.0/1.5 are); it runs its "
+                    "own attention", type(diffusion_model).__name__)
         return patched
     options = patched.model_options["transformer_options"]
     previous = options.get("optimized_attention_override")
@@ -110,7 +142,7 @@ def apply_fps(model, settings: FpsSettings, dense_ranges):
         else:
             options["optimized_attention_override"] = previous
         return patched
-    override = FpsOverride(settings, dense_ranges, previous)
+    override = FpsOverride(settings, dense_ranges, previous, patch_size)
     options["optimized_attention_override"] = override
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, WRAPPER_KEY, override.apply_model_wrapper)
     return patched

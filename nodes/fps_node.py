@@ -6,11 +6,11 @@ from .fps import apply_fps
 
 
 class FPSAttention:
-    """Run the video self-attention of a Wan model through per-tile FP8 and 3D-tile sparse attention."""
+    """Run the video self-attention of a Wan or HunyuanVideo model through per-tile FP8 and 3D-tile sparse attention."""
 
     DESCRIPTION = ("FPSAttention, inference side: video self-attention in FP8 (a scale per 3D tile of tokens) and "
                    "only between kept tile pairs (local windows in time and space plus the first frame, or the "
-                   "top-k by pooled scores), with a Triton kernel on the GPU. Text cross-attention is untouched. "
+                   "top-k by pooled scores), with a Triton kernel on the GPU. Wan and HunyuanVideo; text cross-attention is untouched. "
                    "Stacks with Frame Interleaved Sparsity in either order. Training-free here: the quality cost "
                    "grows with sparsity; see the README's table.")
     CATEGORY = "model_patches/FIS"
@@ -21,7 +21,7 @@ class FPSAttention:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": ("MODEL", {"tooltip": "A Wan 2.1/2.2 model (for Wan 2.2 A14B, one node on each expert). "
+            "model": ("MODEL", {"tooltip": "A Wan 2.1/2.2 (for Wan 2.2 A14B, one node on each expert) or HunyuanVideo 1.5/1.0 model. "
                                            "Other models pass through unchanged, with a warning."}),
             "precision": (list(PRECISIONS), {"default": "fp8", "tooltip":
                 "fp8: Q, K, V quantised to e4m3 with one scale per tile, and the softmax probabilities with a fixed "

@@ -137,6 +137,24 @@ def test_auto_tiles_at_sparsity_zero_are_runs_of_tokens_that_barely_pad():
     assert 0.005 < relative_error(out, sdpa(q, k, v)) < 0.08               # quantised, and close
 
 
+def test_a_text_prefix_gets_its_own_tiles_kept_by_every_query_and_attending_to_all():
+    layout = TileLayout(3, 5, 6, (1, 4, 4), prefix=20)                  # 20 text tokens, then the grid
+    assert layout.tokens == 110 and layout.prefix_tiles == 2 and layout.num_tiles == 14
+    x = torch.arange(layout.tokens)
+    tiled = layout.to_tiles(x, 0).view(layout.num_tiles, layout.tile_tokens)
+    assert torch.equal(layout.from_tiles(tiled.reshape(-1), 0), x)
+    assert tiled[0].tolist() == list(range(16)) and tiled[1, :4].tolist() == [16, 17, 18, 19]
+    assert layout.counts("cpu").tolist()[:3] == [16, 4, 16] and tiled[2, 0] == 20   # grid tiles start after it
+    keep = window_pattern(layout, 0.6)
+    assert keep[:, :2].all() and keep[:2].all()
+    q, k, v = qkv(layout)
+    out = fps_attention(q, k, v, (3, 5, 6), FpsSettings("bf16", 0.6, tile=(1, 4, 4)), prefix=20)
+    tile_of = layout.from_tiles(torch.arange(layout.slots) // layout.tile_tokens, 0)
+    assert torch.allclose(out, sdpa(q, k, v, keep[tile_of][:, tile_of]), atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="prefix"):
+        fps_attention(q, k, v, (3, 5, 6), FpsSettings("bf16", 0.6, tile=(1, 4, 4)), prefix=19)
+
+
 def test_reference_chunks_do_not_change_the_result():
     q, k, v = (LAYOUT.to_tiles(x, 1) for x in qkv())
     keep = window_pattern(LAYOUT, 0.5)

@@ -1,11 +1,11 @@
-"""The FPSAttention node on a tiny real Wan model in the host: off is bit-identical, only video
-self-attention changes, dense_steps, composition with FIS in either order, unsupported models."""
+"""The FPSAttention node on tiny real Wan and HunyuanVideo 1.5 models in the host: off is bit-identical,
+only video self-attention changes, dense_steps, composition with FIS in either order, unsupported models."""
 import logging
 
 import pytest
 import torch
 
-from tiny_models import fis, relative_error, sample, text, tiny_hunyuan_video, tiny_wan
+from tiny_models import fis, hunyuan_text, relative_error, sample, text, tiny_hunyuan_video, tiny_mochi, tiny_wan
 
 FRAMES, SIZE = 5, 16            # latent 5 x 16 x 16: a grid of 5 x 8 x 8 tokens (patch 2x2)
 
@@ -99,11 +99,65 @@ def test_a_second_fps_replaces_the_first_and_bad_widgets_name_themselves(wan):
 
 
 def test_unsupported_models_pass_through_with_one_warning(host, caplog):
-    model = tiny_hunyuan_video("1.5")
+    model = tiny_mochi()
     with caplog.at_level(logging.WARNING, logger="ComfyUI-FIS"):
         patched = fps(model)
     assert "optimized_attention_override" not in patched.model_options["transformer_options"]
     assert sum("not supported" in r.getMessage() for r in caplog.records) == 1
+
+
+class JointRecorder:
+    """Records (query tokens, key tokens, mask given) of every attention under FPS, and passes it on."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, func, q, k, v, heads, **kwargs):
+        self.calls.append((q.shape[2], k.shape[2], kwargs.get("mask") is not None))
+        return func(q, k, v, heads, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def hv15(host):
+    return tiny_hunyuan_video("1.5", depth=3)
+
+
+def hv_latent(frames=5):
+    return torch.randn(1, 32, frames, 8, 8, generator=torch.Generator().manual_seed(4))   # 64 tokens a frame
+
+
+def test_hunyuan_video_joint_attention_runs_fps_with_the_text_kept(hv15):
+    """HunyuanVideo 1.5's double blocks attend over text then image tokens: FPS takes those (the text as
+    tiles every query keeps), the text-only token refiner passes through, and off is bit-identical."""
+    x, cond = hv_latent(), hunyuan_text(tokens=8, byt5_tokens=4)
+    dense = sample(hv15, x, cond, steps=1)
+    assert torch.equal(sample(fps(hv15, precision="bf16", sparsity=0.0), x, cond, steps=1), dense)
+    recorded = hv15.clone()
+    recorder = recorded.model_options["transformer_options"]["optimized_attention_override"] = JointRecorder()
+    patched = fps(recorded, tile="1x8x8", sparsity=0.5)
+    out = sample(patched, x, cond, steps=1)
+    override = patched.model_options["transformer_options"]["optimized_attention_override"]
+    joint = 8 + 4 + 5 * 64
+    assert override.calls == 3                                   # the three double blocks
+    assert all(q != joint for q, _, _ in recorder.calls)         # none of the joint attention went through
+    assert any(q == 8 for q, _, _ in recorder.calls)             # the token refiner (text alone) did
+    assert 1e-4 < relative_error(out, dense) < 0.5
+
+
+def test_hunyuan_video_fps_follows_fis_frames_and_leaves_masked_text_alone(hv15, caplog):
+    x = hv_latent()
+    cond = hunyuan_text(tokens=8)
+    recorded = hv15.clone()
+    recorded.model_options["transformer_options"]["optimized_attention_override"] = JointRecorder()
+    patched = fis(fps(recorded, tile="1x8x8"), sparse_blocks="1", groups=2)
+    override = patched.model_options["transformer_options"]["optimized_attention_override"]
+    sample(patched, x, cond, steps=1)
+    assert override.calls == 3                                   # block 1 saw 3 of the 5 frames, and fit
+    masked = hunyuan_text(tokens=8, attention_mask=torch.tensor([[1] * 6 + [0] * 2]))
+    with caplog.at_level(logging.INFO, logger="ComfyUI-FIS"):
+        sample(fps(hv15), x, masked, steps=1)
+    assert any("text mask" in r.getMessage() for r in caplog.records)
+    assert not any("does not fit" in r.getMessage() for r in caplog.records)
 
 
 def test_the_node_says_which_path_it_uses(wan, caplog):

@@ -36,13 +36,13 @@ class FpsSettings:
         """Dense BF16: nothing to do but the original attention."""
         return self.precision == "bf16" and self.sparsity == 0.0
 
-    def layout(self, grid: tuple[int, int, int]) -> TileLayout:
-        """The tiles of ``grid``. With ``tile`` auto and sparsity 0 (no pattern, so nothing needs 3D
-        neighbours) they are runs of 128 consecutive tokens: the grid pads by less than one tile, where 3D
-        tiles pad every frame's rows (Wan 720p: 13.8% more tile pairs)."""
+    def layout(self, grid: tuple[int, int, int], prefix: int = 0) -> TileLayout:
+        """The tiles of ``grid`` behind ``prefix`` non-frame tokens. With ``tile`` auto and sparsity 0 (no
+        pattern, so nothing needs 3D neighbours) they are runs of 128 consecutive tokens: the grid pads by
+        less than one tile, where 3D tiles pad every frame's rows (Wan 720p: 13.8% more tile pairs)."""
         if self.tile is None and self.sparsity == 0.0:
-            return TileLayout.runs(math.prod(grid))
-        return TileLayout(*grid, self.tile or choose_tile(*grid))
+            return TileLayout.runs(prefix + math.prod(grid))
+        return TileLayout(*grid, self.tile or choose_tile(*grid), prefix)
 
 
 def triton_reason(device: torch.device, precision: str) -> str | None:
@@ -73,12 +73,14 @@ def _window_lists(layout: TileLayout, sparsity: float, device: str):
 
 
 def fps_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid: tuple[int, int, int],
-                  settings: FpsSettings, backend: str = "auto", scale: float | None = None) -> torch.Tensor:
+                  settings: FpsSettings, backend: str = "auto", scale: float | None = None,
+                  prefix: int = 0) -> torch.Tensor:
     """Self-attention of the video tokens ``q``, ``k``, ``v`` [B, tokens, H, D], tokens frames-first over
-    ``grid`` (frames, rows, columns). Returns [B, tokens, H, D]."""
-    layout = settings.layout(grid)
+    ``grid`` (frames, rows, columns) behind ``prefix`` other tokens (text), which every query attends to and
+    which attend to everything. Returns [B, tokens, H, D]."""
+    layout = settings.layout(grid, prefix)
     if layout.tokens != q.shape[1]:
-        raise ValueError(f"{q.shape[1]} tokens do not fill the grid {grid}")
+        raise ValueError(f"{q.shape[1]} tokens are not {prefix} prefix tokens and the grid {grid}")
     if backend == "auto":
         backend = "triton" if triton_reason(q.device, settings.precision) is None else "reference"
     def tiled(x):

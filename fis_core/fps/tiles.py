@@ -52,12 +52,16 @@ def choose_tile(frames: int, rows: int, cols: int, tokens: int = TILE_TOKENS) ->
 
 @dataclass(frozen=True)
 class TileLayout:
-    """The tiles of a ``frames x rows x cols`` token grid (frames first, row-major), tile ``(tf, th, tw)``."""
+    """The tiles of a ``frames x rows x cols`` token grid (frames first, row-major), tile ``(tf, th, tw)``,
+    behind ``prefix`` tokens that are not frames (HunyuanVideo's text, which its blocks put first). The
+    prefix comes first in tile order, cut into runs of ``tile_tokens``; its tiles count as first-frame
+    tiles (frame 0), so every pattern keeps them as keys for every query and lets them attend to all."""
 
     frames: int
     rows: int
     cols: int
     tile: tuple[int, int, int]
+    prefix: int = 0
 
     @classmethod
     def runs(cls, tokens: int, tile_tokens: int = TILE_TOKENS) -> "TileLayout":
@@ -74,7 +78,11 @@ class TileLayout:
 
     @property
     def tokens(self) -> int:
-        return self.frames * self.rows * self.cols
+        return self.prefix + self.frames * self.rows * self.cols
+
+    @property
+    def prefix_tiles(self) -> int:
+        return math.ceil(self.prefix / self.tile_tokens)
 
     @property
     def tile_tokens(self) -> int:
@@ -86,7 +94,7 @@ class TileLayout:
 
     @property
     def num_tiles(self) -> int:
-        return math.prod(self.tiles_per_axis)
+        return self.prefix_tiles + math.prod(self.tiles_per_axis)
 
     @property
     def slots(self) -> int:
@@ -101,10 +109,13 @@ class TileLayout:
         r = torch.arange(nr * th).view(1, 1, nr, th, 1, 1)
         c = torch.arange(nc * tw).view(1, 1, 1, 1, nc, tw)
         valid = (f < self.frames) & (r < self.rows) & (c < self.cols)
-        source = f * (self.rows * self.cols) + r * self.cols + c
-        # [tile (nt, nr, nc), slot (tf, th, tw)]
-        valid = valid.permute(0, 2, 4, 1, 3, 5).reshape(self.num_tiles, self.tile_tokens)
-        source = source.permute(0, 2, 4, 1, 3, 5).reshape(self.num_tiles, self.tile_tokens)
+        source = self.prefix + f * (self.rows * self.cols) + r * self.cols + c
+        # [tile (nt, nr, nc), slot (tf, th, tw)], behind the prefix's runs
+        grid_tiles = nt * nr * nc
+        prefix_slots = torch.arange(self.prefix_tiles * self.tile_tokens).view(-1, self.tile_tokens)
+        valid = torch.cat([prefix_slots < self.prefix,
+                           valid.permute(0, 2, 4, 1, 3, 5).reshape(grid_tiles, self.tile_tokens)])
+        source = torch.cat([prefix_slots, source.permute(0, 2, 4, 1, 3, 5).reshape(grid_tiles, self.tile_tokens)])
         order = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)   # valid slots first
         valid = valid.gather(1, order)
         source = source.gather(1, order)
@@ -113,7 +124,8 @@ class TileLayout:
         slot_of_token = torch.empty(self.tokens, dtype=torch.long)
         slot_of_token[source[valid]] = torch.arange(self.slots).view(self.num_tiles, -1)[valid]
         coords = torch.stack(torch.meshgrid(torch.arange(nt), torch.arange(nr), torch.arange(nc), indexing="ij"), -1)
-        return source.reshape(-1), counts.to(torch.int32), slot_of_token, coords.reshape(-1, 3)
+        coords = torch.cat([torch.zeros(self.prefix_tiles, 3, dtype=torch.long), coords.reshape(-1, 3)])
+        return source.reshape(-1), counts.to(torch.int32), slot_of_token, coords
 
     def source(self, device) -> torch.Tensor:
         """[slots] token index of each slot (padding repeats a token of its tile)."""
@@ -129,7 +141,7 @@ class TileLayout:
 
     @property
     def coords(self) -> torch.Tensor:
-        """[tiles, 3] (frame, row, column) of each tile, in tiles."""
+        """[tiles, 3] (frame, row, column) of each tile, in tiles; (0, 0, 0) for the prefix's tiles."""
         return self._tables[3]
 
     def key_valid(self, device) -> torch.Tensor:
