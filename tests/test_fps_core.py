@@ -130,6 +130,8 @@ def test_auto_tiles_at_sparsity_zero_are_runs_of_tokens_that_barely_pad():
     assert FpsSettings("fp8", 0.0).layout(grid).num_tiles < TileLayout(*grid, choose_tile(*grid)).num_tiles
     assert FpsSettings("fp8", 0.5).layout(grid).tile == (1, 8, 16)        # a pattern needs 3D neighbours
     assert FpsSettings("fp8", 0.0, tile=(1, 8, 16)).layout(grid).tile == (1, 8, 16)   # a typed tile is kept
+    again = FpsSettings("fp8", 0.0).layout(grid)                          # one layout per shape, tables made once
+    assert again is runs and again.source("cpu") is runs.source("cpu")
     q, k, v = qkv()
     small = FpsSettings("fp8", 0.0).layout((3, 5, 6))
     assert small.num_tiles == 1 and small.counts("cpu").tolist() == [90]

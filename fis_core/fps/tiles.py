@@ -127,17 +127,28 @@ class TileLayout:
         coords = torch.cat([torch.zeros(self.prefix_tiles, 3, dtype=torch.long), coords.reshape(-1, 3)])
         return source.reshape(-1), counts.to(torch.int32), slot_of_token, coords
 
+    @cached_property
+    def _device_tables(self) -> dict:
+        return {}
+
+    def _table(self, index: int, device) -> torch.Tensor:
+        """Table ``index`` of ``_tables`` on ``device``, copied there once (a copy per call would wait for the GPU)."""
+        key = (index, str(device))
+        if key not in self._device_tables:
+            self._device_tables[key] = self._tables[index].to(device)
+        return self._device_tables[key]
+
     def source(self, device) -> torch.Tensor:
         """[slots] token index of each slot (padding repeats a token of its tile)."""
-        return self._tables[0].to(device)
+        return self._table(0, device)
 
     def counts(self, device) -> torch.Tensor:
         """[tiles] int32: valid tokens of each tile (its first slots)."""
-        return self._tables[1].to(device)
+        return self._table(1, device)
 
     def slot_of_token(self, device) -> torch.Tensor:
         """[tokens] the slot that holds each token."""
-        return self._tables[2].to(device)
+        return self._table(2, device)
 
     @property
     def coords(self) -> torch.Tensor:
