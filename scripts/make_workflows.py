@@ -220,7 +220,7 @@ def wan22_a14b(definitions, kind: str, prompt: str, fps: bool = False):
         extra = ("**FPS** (FP8 + Sparse Attention) follows each FIS node and runs the video self-attention in FP8 "
                  "(exact in the middle of the schedule, `dense_steps` 40-60): with FIS about 4x per step on an H100. "
                  "It needs an Ada or Hopper GPU with Triton for its speed (elsewhere it runs a slow reference path and "
-                 "says so in the log). Raise `sparsity` (0.5: about 4.8x with FIS) while comparing by eye.")
+                 "says so in the log). Raise `sparsity` (0.5: about 5x with FIS) while comparing by eye.")
     w.models_note((1660, 700), extra)
     return w
 
