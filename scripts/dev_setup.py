@@ -1,6 +1,7 @@
 """Set up this Python for the pack's tests: pytest, the requirements of the ComfyUI host that the tests will use
-(found as the tests find it: $COMFYUI_PATH, the ComfyUI this pack sits in, ~/ComfyUI), and the tools of the web
-tests: Playwright (PyPI), and node and Chromium (Debian packages nodejs and chromium, installed as root).
+(found as the tests find it: $COMFYUI_PATH, the ComfyUI this pack sits in, ~/ComfyUI), the ``gguf`` package where
+the host has the ComfyUI-GGUF pack, and the tools of the web tests: Playwright (PyPI), and node and Chromium
+(Debian packages nodejs and chromium, installed as root).
 
 It installs packages only; it never downloads or installs ComfyUI itself, nor Playwright's own browsers. Where
 torch is already installed (a ComfyUI environment), pip keeps it. What is already there is not installed again.
@@ -21,6 +22,8 @@ from host_path import PACK_ROOT, find_comfyui  # noqa: E402
 SYSTEM_PACKAGES = {"node": "nodejs", "chromium": "chromium"}
 #: Python modules of the browser test -> the PyPI package.
 BROWSER_TEST_PACKAGES = {"playwright": "playwright"}
+#: Node packs in the host's custom_nodes that composition tests load -> the Python modules they need.
+COMPOSITION_PACKS = {"ComfyUI-GGUF": {"gguf": "gguf"}}
 
 
 def run(command: list[str], **kwargs):
@@ -57,6 +60,10 @@ def main():
         return
     print(f"ComfyUI host: {host}")
     pip_install("-r", str(host / "requirements.txt"))
+    for pack, modules in COMPOSITION_PACKS.items():
+        missing = [package for module, package in modules.items() if importlib.util.find_spec(module) is None]
+        if (host / "custom_nodes" / pack).is_dir() and missing:
+            pip_install(*missing)
 
 
 if __name__ == "__main__":
