@@ -20,16 +20,21 @@ import logging
 import math
 
 import comfy.patcher_extension
+import torch
 
-from ..fis_core.fps import FpsSettings, fps_attention, in_ranges, triton_reason
+from ..fis_core.fps import FpsSettings, fps_attention_op, in_ranges, triton_reason
 from .families import HunyuanVideoFamily, WanFamily
 from .families.base import FrameGrid
 
 WRAPPER_KEY = "fps_attention"
-EXACT_KEY = "fps_exact"
 #: transformer_options key of the latent's token grid (frames, rows, columns), for families whose host sets none
 GRID_KEY = "fps_grid"
+#: the model keyword argument that carries the FPS state of a call (see ``apply_model_wrapper``)
+CALL_KWARG = "fps_call"
 LOG = logging.getLogger("ComfyUI-FIS")
+
+#: Whether the model call in progress lies in ``dense_steps`` (set by the wrapper, read by the override).
+_exact_call = False
 
 
 class FpsOverride:
@@ -44,6 +49,9 @@ class FpsOverride:
         self._said: set = set()
 
     def say_once(self, key: str, message: str, level=logging.INFO):
+        """Log ``message`` once per patched model; never from inside a torch.compile trace (a graph break)."""
+        if torch.compiler.is_compiling():
+            return
         if key not in self._said:
             self._said.add(key)
             LOG.log(level, "FPS attention: %s", message)
@@ -59,7 +67,7 @@ class FpsOverride:
         skip_reshape = kwargs.get("skip_reshape", False)
         token_axis = 2 if skip_reshape else 1
         self_attention = q.shape[token_axis] == k.shape[token_axis] == v.shape[token_axis] and not args
-        if self.settings.exact or options.get(EXACT_KEY) or grid is None or not self_attention:
+        if self.settings.exact or _exact_call or grid is None or not self_attention:
             return self.passthrough(func, q, k, v, heads, *args, **kwargs)
         if kwargs.get("mask") is not None:
             if text_first:
@@ -77,16 +85,15 @@ class FpsOverride:
             q4, k4, v4 = (x.transpose(1, 2) for x in (q, k, v))
         else:                                              # [B, L, H * D]
             q4, k4, v4 = (x.view(x.shape[0], x.shape[1], heads, -1) for x in (q, k, v))
-        self._say_backend(q, grid, prefix)
-        out = fps_attention(q4, k4, v4, grid, self.settings, scale=kwargs.get("scale"), prefix=prefix)
+        out = fps_attention_op(q4, k4, v4, grid, self.settings, scale=kwargs.get("scale"), prefix=prefix)
         self.calls += 1
         if kwargs.get("skip_output_reshape"):
             return out.transpose(1, 2)
         return out.reshape(out.shape[0], out.shape[1], -1)
 
-    def _say_backend(self, q, grid, prefix):
-        reason = triton_reason(q.device, self.settings.precision)
-        layout = self.settings.layout(grid, prefix)
+    def _say_backend(self, device, grid):
+        reason = triton_reason(device, self.settings.precision)
+        layout = self.settings.layout(grid)
         what = (f"{self.settings.precision}, tile {layout.describe()}, "
                 f"{100 * self.settings.sparsity:.0f}% of tile pairs skipped ({self.settings.pattern})")
         if reason is None:
@@ -96,13 +103,34 @@ class FpsOverride:
                                      f"time, it only reproduces the kernel's arithmetic): {what}", logging.WARNING)
 
     def apply_model_wrapper(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
-        """Marks the model calls in ``dense_steps`` as exact; records the token grid where the host does not."""
+        """Marks the model calls in ``dense_steps`` as exact (:data:`_exact_call`); records the token grid where
+        the host does not.
+
+        ComfyUI's ``TorchCompileModel`` drops every compile guard on ``transformer_options``. A module global
+        and the model's inputs are guarded, so the exact flag is a global the override reads, and the FPS
+        state also goes to the model as a keyword argument (both families pass unknown ones on): a compiled
+        model recompiles when FPS turns on, off or exact, instead of reusing a graph traced without it."""
+        global _exact_call
         sampling = executor.class_obj.model_sampling
         exact = in_ranges(float(t.max()), self.dense_ranges, sampling.percent_to_sigma)
-        transformer_options = {**transformer_options, EXACT_KEY: exact}
         if self.patch_size is not None:
-            transformer_options[GRID_KEY] = tuple(FrameGrid.from_latent(x.shape, self.patch_size)[:3])
-        return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+            transformer_options = {**transformer_options,
+                                   GRID_KEY: tuple(FrameGrid.from_latent(x.shape, self.patch_size)[:3])}
+        kwargs = {**kwargs, CALL_KWARG: (exact, *self.signature)}
+        if not exact:
+            patch_size = self.patch_size or executor.class_obj.diffusion_model.patch_size
+            self._say_backend(x.device, tuple(FrameGrid.from_latent(x.shape, patch_size)[:3]))
+        outer, _exact_call = _exact_call, exact
+        try:
+            return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+        finally:
+            _exact_call = outer
+
+    @property
+    def signature(self) -> tuple:
+        """The settings as plain values, for compile guards."""
+        s = self.settings
+        return (s.precision, s.sparsity, s.pattern, s.tile)
 
 
 def _video_grid(options: dict) -> tuple[tuple[int, int, int] | None, bool]:

@@ -65,3 +65,32 @@ def test_fis_added_after_the_compiled_model_already_ran_dense(wan, dynamo):
     again = sample(compiled_dense, x, text(), steps=2)   # and the dense model is dense again
     torch.testing.assert_close(again, dense, rtol=1e-4, atol=1e-4)
     assert dynamo["stats"]["unique_graphs"] == 2
+
+
+def fps(model, sparsity=0.5, dense_steps=""):
+    from comfyui_fis.nodes import FPSAttention
+    return FPSAttention().patch(model, "fp8", "auto", sparsity, "window", dense_steps)[0]
+
+
+def test_compiled_fps_is_one_graph_around_its_op_and_matches_eager(wan, dynamo):
+    """FPS attention is one registered op, so the compiled model stays one graph (with FIS, one per FIS state)."""
+    x = torch.randn(1, 16, 5, 16, 16)
+    out = sample(compiled(fps(wan)), x, text(), steps=2)
+    torch.testing.assert_close(out, sample(fps(wan), x, text(), steps=2), rtol=1e-4, atol=1e-4)
+    assert dict(dynamo["graph_break"]) == {}
+    assert dynamo["stats"]["unique_graphs"] == 1
+    assert relative_error(out, sample(wan, x, text(), steps=2)) > 1e-4          # FPS really ran
+
+
+def test_compiled_fps_keeps_its_dense_steps_and_applies_after_a_dense_run(wan, dynamo):
+    """ComfyUI's compile guards ignore transformer_options: the exact steps, and FPS added to a model that was
+    already compiled dense, must still get their own graphs."""
+    x = torch.randn(1, 16, 5, 16, 16)
+    out = sample(compiled(fps(wan, dense_steps="0-50")), x, text(), steps=4)
+    torch.testing.assert_close(out, sample(fps(wan, dense_steps="0-50"), x, text(), steps=4), rtol=1e-4, atol=1e-4)
+    assert dynamo["stats"]["unique_graphs"] == 2
+    torch._dynamo.reset()
+    compiled_dense = compiled(wan)
+    sample(compiled_dense, x, text(), steps=2)
+    out = sample(fps(compiled_dense), x, text(), steps=2)
+    torch.testing.assert_close(out, sample(fps(wan), x, text(), steps=2), rtol=1e-4, atol=1e-4)

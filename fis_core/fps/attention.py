@@ -104,3 +104,36 @@ def fps_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid: tuple
         return attention_triton(q, k, v, layout, kv_list, kv_count, settings.precision, scale,
                                 dense=settings.sparsity == 0.0)
     return layout.from_tiles(tile_attention_reference(tiled(q), tiled(k), tiled(v), layout, keep, settings.precision, scale), 1)
+
+
+OP_NAME = "comfyui_fis::fps_attention"
+
+
+def _register_op():
+    """The ``comfyui_fis::fps_attention`` op: FPS attention as one opaque call, so that ``torch.compile``
+    (ComfyUI's TorchCompileModel) keeps the model one graph around it (registered once per process)."""
+    namespace, name = OP_NAME.split("::")
+    if hasattr(getattr(torch.ops, namespace), name):
+        return getattr(getattr(torch.ops, namespace), name)
+
+    @torch.library.custom_op(OP_NAME, mutates_args=())
+    def op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid: list[int], precision: str, sparsity: float,
+           pattern: str, tile: list[int] | None, prefix: int, scale: float | None) -> torch.Tensor:
+        settings = FpsSettings(precision, sparsity, pattern, None if tile is None else tuple(tile))
+        return fps_attention(q, k, v, tuple(grid), settings, scale=scale, prefix=prefix)
+
+    @op.register_fake
+    def _(q, k, v, grid, precision, sparsity, pattern, tile, prefix, scale):
+        return torch.empty(q.shape, dtype=q.dtype, device=q.device)
+
+    return getattr(getattr(torch.ops, namespace), name)
+
+
+_OP = _register_op()
+
+
+def fps_attention_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid: tuple[int, int, int],
+                     settings: FpsSettings, scale: float | None = None, prefix: int = 0) -> torch.Tensor:
+    """:func:`fps_attention` (backend ``auto``) through the registered op: what the node calls."""
+    tile = None if settings.tile is None else list(settings.tile)
+    return _OP(q, k, v, list(grid), settings.precision, settings.sparsity, settings.pattern, tile, prefix, scale)
