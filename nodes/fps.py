@@ -4,8 +4,9 @@ The host calls the override for every attention with the original function. :cla
 the video self-attention and passes everything else (text and image cross-attention, masked attention) to
 the override it replaced, or the original function:
 
-* Wan: self-attention whose queries, keys and values are all the ``grid_sizes`` tokens the model puts into
-  ``transformer_options``. Inside FIS's sparse blocks ``grid_sizes`` counts the frames the block computes.
+* Wan: self-attention whose queries, keys and values are the ``grid_sizes`` tokens the model puts into
+  ``transformer_options``, behind a reference image's tokens where one is given (kept like the first frame).
+  Inside FIS's sparse blocks ``grid_sizes`` counts the frames the block computes.
 * HunyuanVideo (1.5 and 1.0): the joint attention over text and image tokens, text first. The host gives
   no grid, so the ``APPLY_MODEL`` wrapper records the latent's, and FIS's sparse blocks name their frames
   (``fis_frames``); the text tokens become tiles that every query attends to. Attention with a text mask
@@ -29,6 +30,8 @@ from .families.base import FrameGrid
 WRAPPER_KEY = "fps_attention"
 #: transformer_options key of the latent's token grid (frames, rows, columns), for families whose host sets none
 GRID_KEY = "fps_grid"
+#: transformer_options key of the number of non-frame tokens in front of Wan's frames (a reference image)
+PREFIX_KEY = "fps_prefix"
 #: the model keyword argument that carries the FPS state of a call (see ``apply_model_wrapper``)
 CALL_KWARG = "fps_call"
 LOG = logging.getLogger("ComfyUI-FIS")
@@ -63,20 +66,21 @@ class FpsOverride:
 
     def __call__(self, func, q, k, v, heads, *args, **kwargs):
         options = kwargs.get("transformer_options") or {}
-        grid, text_first = _video_grid(options)
+        grid, prefix = _video_grid(options)
         skip_reshape = kwargs.get("skip_reshape", False)
         token_axis = 2 if skip_reshape else 1
         self_attention = q.shape[token_axis] == k.shape[token_axis] == v.shape[token_axis] and not args
         if self.settings.exact or _exact_call or grid is None or not self_attention:
             return self.passthrough(func, q, k, v, heads, *args, **kwargs)
         if kwargs.get("mask") is not None:
-            if text_first:
+            if prefix is None:
                 self.say_once("mask", "attention with a text mask (a padded prompt) runs the original attention")
             return self.passthrough(func, q, k, v, heads, *args, **kwargs)
         tokens, video = q.shape[token_axis], math.prod(grid)
-        if text_first and tokens < video:                  # text alone (HunyuanVideo's token refiner)
-            return self.passthrough(func, q, k, v, heads, *args, **kwargs)
-        prefix = tokens - video if text_first else 0
+        if prefix is None:                                 # HunyuanVideo: the text comes first, whatever its length
+            if tokens < video:                             # text alone (the token refiner)
+                return self.passthrough(func, q, k, v, heads, *args, **kwargs)
+            prefix = tokens - video
         if tokens != prefix + video:
             self.say_once(f"fit{tokens}", f"self-attention of {tokens} tokens does not fit the frame grid {grid}; "
                                           f"it runs the original attention", logging.WARNING)
@@ -116,6 +120,9 @@ class FpsOverride:
         if self.patch_size is not None:
             transformer_options = {**transformer_options,
                                    GRID_KEY: tuple(FrameGrid.from_latent(x.shape, self.patch_size)[:3])}
+        else:                                              # Wan: a reference image's tokens come first
+            prefix = WanFamily().frame_grid(executor.class_obj.diffusion_model, x, kwargs).prefix
+            transformer_options = {**transformer_options, PREFIX_KEY: prefix}
         kwargs = {**kwargs, CALL_KWARG: (exact, *self.signature)}
         if not exact:
             patch_size = self.patch_size or executor.class_obj.diffusion_model.patch_size
@@ -133,16 +140,17 @@ class FpsOverride:
         return (s.precision, s.sparsity, s.pattern, s.tile)
 
 
-def _video_grid(options: dict) -> tuple[tuple[int, int, int] | None, bool]:
-    """(the token grid of the frames this attention sees, whether non-frame tokens come first)."""
+def _video_grid(options: dict) -> tuple[tuple[int, int, int] | None, int | None]:
+    """(the token grid of the frames this attention sees, the number of tokens in front of them: None for
+    HunyuanVideo, whose text in front varies from one attention to the next)."""
     recorded = options.get(GRID_KEY)
     if recorded is not None:                         # HunyuanVideo: text first, FIS names its frames
         frames = options.get("fis_frames")
-        return ((len(frames) if frames is not None else recorded[0], *recorded[1:]), True)
+        return (len(frames) if frames is not None else recorded[0], *recorded[1:]), None
     sizes = options.get("grid_sizes")                # Wan: the host's grid, which FIS cuts to its frames
     if sizes is None or len(sizes) != 3:
-        return None, False
-    return tuple(int(s) for s in sizes), False
+        return None, 0
+    return tuple(int(s) for s in sizes), options.get(PREFIX_KEY, 0)
 
 
 def apply_fps(model, settings: FpsSettings, dense_ranges):

@@ -88,6 +88,18 @@ def test_composes_with_fis_in_either_order(wan):
     assert relative_error(out, sample(fis(wan), x, text(), steps=1)) < 0.5
 
 
+def test_a_wan_reference_image_in_front_of_the_frames_is_kept_like_the_first_frame(host, caplog):
+    model = tiny_wan(num_layers=4, ref_conv=True)
+    positive = text(reference_latents=[torch.randn(1, 16, 1, SIZE, SIZE)])   # 64 tokens in front of the frames
+    x = latent()
+    with caplog.at_level(logging.WARNING, logger="ComfyUI-FIS"):
+        for patched, calls in ((fps(model), 4), (fis(fps(model)), 4)):
+            out = sample(patched, x, positive, steps=1)
+            assert patched.model_options["transformer_options"]["optimized_attention_override"].calls == calls
+            assert 1e-4 < relative_error(out, sample(model, x, positive, steps=1)) < 0.5
+    assert not any("does not fit" in r.getMessage() for r in caplog.records)
+
+
 def test_a_second_fps_replaces_the_first_and_bad_widgets_name_themselves(wan):
     twice = fps(fps(wan, sparsity=0.75), sparsity=0.25)
     override = twice.model_options["transformer_options"]["optimized_attention_override"]
