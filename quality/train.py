@@ -145,16 +145,21 @@ def train_base(model, batches: Batches, clock: Clock, args, device) -> dict:
             group["lr"] = learning_rate(args.lr, step, (clock.elapsed() - start) / (deadline - start), args.warmup)
         with autocast(device):
             loss = torch.nn.functional.mse_loss(velocity(model, x, sigma, context), noise - x0)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        ema.update()
+        optimizer_step(loss, optimizer, params, ema)
         log.add(step, clock.elapsed() - start, loss)
         step += 1
     ema.copy_to(params)
     return {"steps": step, "samples": step * args.batch, "seconds": round(clock.elapsed() - start, 1),
             "loss": log.points}
+
+
+def optimizer_step(loss: torch.Tensor, optimizer, params: list, ema: Ema):
+    """One step on ``loss``: gradients clipped to norm 1, then the EMA weights follow."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    ema.update()
 
 
 @torch.no_grad()
@@ -198,11 +203,7 @@ def distil_lora(teacher, batches: Batches, clock: Clock, args, device) -> tuple[
             group["lr"] = learning_rate(args.lora_lr, step, (clock.elapsed() - start) / (deadline - start), warmup=20)
         with autocast(device):
             loss = torch.nn.functional.mse_loss(velocity(student, x, sigma, context.repeat(len(sigmas) - 1, 1, 1)), target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        ema.update()
+        optimizer_step(loss, optimizer, params, ema)
         log.add(step, clock.elapsed() - start, loss)
         step += 1
     ema.copy_to(params)
