@@ -28,14 +28,15 @@ FILE_WIDGETS = {
     ("VAELoader", "vae_name"): "vae",
     ("CLIPVisionLoader", "clip_name"): "clip_vision",
 }
-#: What each workflow runs: its diffusion models' family (as the view reads it) and its number of FIS nodes.
+#: What each workflow runs: its diffusion models' family (as the view reads it), its number of FIS nodes and of
+#: FPS nodes (each right after a FIS node).
 EXPECTED = {
-    "wan22_a14b_t2v_4step_fis": ("wan", 2),
-    "wan22_a14b_i2v_4step_fis": ("wan", 2),
-    "wan22_a14b_t2v_4step_fis_fps": ("wan", 2),
-    "wan22_ti2v_5b_fis": ("wan", 1),
-    "hunyuanvideo15_t2v_4step_fis": ("hunyuan_video", 1),
-    "hunyuanvideo15_i2v_step_distilled_fis": ("hunyuan_video", 1),
+    "wan22_a14b_t2v_4step_fis": ("wan", 2, 0),
+    "wan22_a14b_i2v_4step_fis": ("wan", 2, 0),
+    "wan22_a14b_t2v_4step_fis_fps": ("wan", 2, 2),
+    "wan22_ti2v_5b_fis": ("wan", 1, 0),
+    "hunyuanvideo15_t2v_4step_fis": ("hunyuan_video", 1, 0),
+    "hunyuanvideo15_i2v_step_distilled_fis": ("hunyuan_video", 1, 0),
 }
 
 
@@ -129,10 +130,13 @@ def test_workflow_passes_the_server_validation(path, definitions, model_folders)
 def test_workflow_runs_fis_on_the_model_it_names(path, definitions, model_folders):
     import folder_paths
     from comfyui_fis.nodes.model_info import model_info
-    family, fis_nodes = EXPECTED[path.stem]
+    family, fis_nodes, fps_nodes = EXPECTED[path.stem]
     prompt = to_api(load(path), definitions)
     fis = [node for node in prompt.values() if node["class_type"] == "FrameInterleavedSparsity"]
     assert len(fis) == fis_nodes
+    fps = [node for node in prompt.values() if node["class_type"] == "FPSAttention"]
+    assert len(fps) == fps_nodes
+    assert all(prompt[node["inputs"]["model"][0]]["class_type"] == "FrameInterleavedSparsity" for node in fps)
     loaders = [node["inputs"]["unet_name"] for node in prompt.values() if node["class_type"] == "UNETLoader"]
     assert len(loaders) == fis_nodes
     for name in loaders:
