@@ -96,6 +96,9 @@ class FpsOverride:
         return out.reshape(out.shape[0], out.shape[1], -1)
 
     def _say_backend(self, device, grid):
+        """Log once which path the video self-attention takes, with the tile and the sparsity."""
+        if "backend" in self._said:
+            return
         reason = triton_reason(device, self.settings.precision)
         layout = self.settings.layout(grid)
         what = (f"{self.settings.precision}, tile {layout.describe()}, "
