@@ -24,10 +24,12 @@ import comfy.patcher_extension
 import torch
 
 from ..fis_core.fps import FpsSettings, fps_attention_op, in_ranges, triton_reason
-from .families import HunyuanVideoFamily, WanFamily
-from .families.base import FrameGrid
+from .families import FamilyAdapter, find_family
 
 WRAPPER_KEY = "fps_attention"
+#: FIS family adapters whose video self-attention FPS takes; in the second, text tokens come first
+FPS_FAMILIES = ("wan", "hunyuan_video")
+TEXT_FIRST_FAMILIES = ("hunyuan_video",)
 #: transformer_options key of the latent's token grid (frames, rows, columns), for families whose host sets none
 GRID_KEY = "fps_grid"
 #: transformer_options key of the number of non-frame tokens in front of Wan's frames (a reference image)
@@ -43,9 +45,10 @@ _exact_call = False
 class FpsOverride:
     """The ``optimized_attention_override`` of a patched model; ``previous`` is the override it replaced."""
 
-    def __init__(self, settings: FpsSettings, dense_ranges, previous=None, patch_size=None):
+    def __init__(self, settings: FpsSettings, dense_ranges, family: FamilyAdapter, previous=None):
         self.settings = settings
-        self.patch_size = patch_size          # HunyuanVideo: the wrapper records the grid of each latent
+        self.family = family
+        self.text_first = family.name in TEXT_FIRST_FAMILIES
         self.dense_ranges = dense_ranges
         self.previous = previous
         self.calls = 0
@@ -120,16 +123,15 @@ class FpsOverride:
         global _exact_call
         sampling = executor.class_obj.model_sampling
         exact = in_ranges(float(t.max()), self.dense_ranges, sampling.percent_to_sigma)
-        if self.patch_size is not None:
-            transformer_options = {**transformer_options,
-                                   GRID_KEY: tuple(FrameGrid.from_latent(x.shape, self.patch_size)[:3])}
+        grid = self.family.frame_grid(executor.class_obj.diffusion_model, x, kwargs)
+        frames = (grid.frames, grid.height, grid.width)
+        if self.text_first:                                # the host gives no grid; the text length varies
+            transformer_options = {**transformer_options, GRID_KEY: frames}
         else:                                              # Wan: a reference image's tokens come first
-            prefix = WanFamily().frame_grid(executor.class_obj.diffusion_model, x, kwargs).prefix
-            transformer_options = {**transformer_options, PREFIX_KEY: prefix}
+            transformer_options = {**transformer_options, PREFIX_KEY: grid.prefix}
         kwargs = {**kwargs, CALL_KWARG: (exact, *self.signature)}
         if not exact:
-            patch_size = self.patch_size or executor.class_obj.diffusion_model.patch_size
-            self._say_backend(x.device, tuple(FrameGrid.from_latent(x.shape, patch_size)[:3]))
+            self._say_backend(x.device, frames)
         outer, _exact_call = _exact_call, exact
         try:
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
@@ -162,11 +164,8 @@ def apply_fps(model, settings: FpsSettings, dense_ranges):
     warning."""
     patched = model.clone()
     diffusion_model = patched.get_model_object("diffusion_model")
-    if WanFamily().matches(diffusion_model):
-        patch_size = None
-    elif HunyuanVideoFamily().matches(diffusion_model):
-        patch_size = tuple(diffusion_model.patch_size)
-    else:
+    family = find_family(diffusion_model)
+    if family is None or family.name not in FPS_FAMILIES:
         LOG.warning("FPS attention: %s is not supported (Wan 2.1/2.2 and HunyuanVideo 1.0/1.5 are); it runs its "
                     "own attention", type(diffusion_model).__name__)
         return patched
@@ -181,7 +180,7 @@ def apply_fps(model, settings: FpsSettings, dense_ranges):
         else:
             options["optimized_attention_override"] = previous
         return patched
-    override = FpsOverride(settings, dense_ranges, previous, patch_size)
+    override = FpsOverride(settings, dense_ranges, family, previous)
     options["optimized_attention_override"] = override
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, WRAPPER_KEY, override.apply_model_wrapper)
     return patched

@@ -13,7 +13,7 @@ import json
 import time
 
 from . import host
-from .evaluate import DOCS, FIS_DEFAULT, NOISE_SEED, Runner, Setting, _fidelity_summary, prompts
+from .evaluate import DOCS, FIS_DEFAULT, NOISE_SEED, Runner, Setting, _fidelity_summary, fidelity_cells, prompts
 from .model import FEW_STEPS, MODELS_DIR
 
 NO_EXACT_STEPS = {"dense_steps": ""}
@@ -53,9 +53,7 @@ def table(results: dict) -> str:
              "dense at the same seed (CPU, the reference path's arithmetic):", "",
              "| setting | PSNR (dB) | worst frame (dB) | SSIM | temporal error |", "| --- | --- | --- | --- | --- |"]
     for row in results["settings"] + [{"name": "*dense, another seed (a different video)*", **results["another_seed"]}]:
-        s = row["summary"]
-        lines.append(f"| {row['name']} | {row['psnr']:.1f} | {s['psnr_min_frame']['min']:.1f} | {s['ssim']['mean']:.4f} | "
-                     f"{100 * s['temporal_error']['mean']:.1f}% |")
+        lines.append(f"| {row['name']} | {fidelity_cells(row)} |")
     return "\n".join(lines)
 
 

@@ -293,14 +293,12 @@ def hunyuan15(definitions, kind: str):
     return w
 
 
+TRAM_PROMPT = "A vintage red tram climbs a steep cobblestone street at sunset, passengers waving, the camera panning left."
 WORKFLOWS = {
-    "wan22_a14b_t2v_4step_fis": lambda d: wan22_a14b(d, "t2v", "A vintage red tram climbs a steep cobblestone street "
-                                                               "at sunset, passengers waving, the camera panning left."),
+    "wan22_a14b_t2v_4step_fis": lambda d: wan22_a14b(d, "t2v", TRAM_PROMPT),
     "wan22_a14b_i2v_4step_fis": lambda d: wan22_a14b(d, "i2v", "The scene comes alive: a gentle breeze moves through "
                                                                "it and the camera slowly pushes in."),
-    "wan22_a14b_t2v_4step_fis_fps": lambda d: wan22_a14b(d, "t2v", "A vintage red tram climbs a steep cobblestone "
-                                                                   "street at sunset, passengers waving, the camera "
-                                                                   "panning left.", fps=True),
+    "wan22_a14b_t2v_4step_fis_fps": lambda d: wan22_a14b(d, "t2v", TRAM_PROMPT, fps=True),
     "wan22_ti2v_5b_fis": wan22_ti2v_5b,
     "hunyuanvideo15_t2v_4step_fis": lambda d: hunyuan15(d, "t2v"),
     "hunyuanvideo15_i2v_step_distilled_fis": lambda d: hunyuan15(d, "i2v"),

@@ -51,6 +51,7 @@ def _layout(tile, dense: bool, grid: tuple[int, int, int], prefix: int) -> TileL
     return TileLayout(*grid, tile or choose_tile(*grid), prefix)
 
 
+@lru_cache(maxsize=16)
 def triton_reason(device: torch.device, precision: str) -> str | None:
     """Why the Triton kernel cannot run on ``device`` at ``precision`` (None: it can)."""
     if device.type != "cuda":
