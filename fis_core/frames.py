@@ -6,25 +6,25 @@ indexed copy; the restore is one kernel that writes every frame once (see :mod:`
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
+from .correction import apply_maps, fit_maps
 from .layout import FrameLayout
 from .restore_kernel import restore_frames
-from .schedule import INTERPOLATIONS
+from .schedule import INTERPOLATIONS, check_choice
 
 
 def interpolation_sources(computed: tuple[int, ...], num_frames: int, mode: str) -> tuple[list[int], list[int], list[int], list[float]]:
     """For each frame not in ``computed``: the positions (within ``computed``) of the two frames it is
     interpolated from and the weight of the second.
 
-    ``linear`` takes the nearest computed frame on each side, weighted by distance; outside the first
-    or last computed frame it holds the nearest one. ``nearest`` takes the closest computed frame
+    ``linear`` (and ``corrected``, which starts from it) takes the nearest computed frame on each side, weighted
+    by distance; outside the first or last computed frame it holds the nearest one. ``nearest`` takes the closest computed frame
     (the earlier one on a tie). Returns ``(skipped, lo, hi, weight)``.
     """
-    if mode not in INTERPOLATIONS:
-        raise ValueError(f"interpolation: '{mode}' is unknown; choose one of {', '.join(INTERPOLATIONS)}")
+    check_choice("interpolation", mode, INTERPOLATIONS)
     computed_set = set(computed)
     skipped = [f for f in range(num_frames) if f not in computed_set]
     lo, hi, weight = [], [], []
@@ -47,6 +47,15 @@ def interpolation_sources(computed: tuple[int, ...], num_frames: int, mode: str)
     return skipped, lo, hi, weight
 
 
+def fit_sources(computed: tuple[int, ...]) -> tuple[list[list[int]], list[float]]:
+    """The frames the corrected interpolation fits its map on: each computed frame with computed frames on
+    both sides, as ``[its position, the low neighbour's, the high neighbour's]`` among ``computed``, and the
+    high neighbour's weight (by distance)."""
+    rows = [[i, i - 1, i + 1] for i in range(1, len(computed) - 1)]
+    weights = [(computed[i] - computed[i - 1]) / (computed[i + 1] - computed[i - 1]) for i, _, _ in rows]
+    return rows, weights
+
+
 @dataclass(frozen=True)
 class FramePlan:
     """Device-side data for computing the ``computed`` frames of ``frames`` and restoring the rest.
@@ -61,6 +70,14 @@ class FramePlan:
     frame_index: torch.Tensor   # the computed frames
     table: torch.Tensor         # [F, 5] int32: per frame its row in the block output, its two sources
     weight: torch.Tensor        # [F] float64: weight of the high source
+    fit: torch.Tensor | None = None          # corrected: [m, 3] positions of the fit frames and their neighbours
+    fit_weight: torch.Tensor | None = None   # [m] their high neighbour's weight
+    corrected: tuple[torch.Tensor, ...] = ()  # skipped frames to correct, their low and high sources, weights
+
+    @property
+    def corrects(self) -> bool:
+        """Whether the restore adds the fitted correction (``corrected``, with frames to fit on)."""
+        return self.fit is not None
 
 
 def build_plan(frames: int, computed: tuple[int, ...], mode: str, device) -> FramePlan:
@@ -75,9 +92,17 @@ def build_plan(frames: int, computed: tuple[int, ...], mode: str, device) -> Fra
         if mode != "none":
             table[frame][1:] = [computed[lo], lo, computed[hi], hi]
             weights[frame] = weight
-    return FramePlan(frames, tuple(computed), mode, frame_index=torch.tensor(computed).to(device),
+    plan = FramePlan(frames, tuple(computed), mode, frame_index=torch.tensor(computed).to(device),
                      table=torch.tensor(table, dtype=torch.int32).to(device),
                      weight=torch.tensor(weights, dtype=torch.float64).to(device))
+    fit, fit_weight = fit_sources(tuple(computed))
+    skipped = [f for f in range(frames) if table[f][0] < 0 and table[f][2] >= 0]
+    if mode != "corrected" or not fit or not skipped:
+        return plan
+    return replace(plan, fit=torch.tensor(fit).to(device), fit_weight=torch.tensor(fit_weight).to(device),
+                   corrected=tuple(torch.tensor(values).to(device) for values in (
+                       skipped, [table[f][1] for f in skipped], [table[f][3] for f in skipped],
+                       [weights[f] for f in skipped])))
 
 
 def token_index(layout: FrameLayout, plan: FramePlan) -> torch.Tensor:
@@ -109,12 +134,18 @@ def restore(x: torch.Tensor, y_sub: torch.Tensor, layout: FrameLayout, plan: Fra
 
     ``x`` [B, L, C] is the block's input (untouched), ``y_sub`` its output on the gathered tokens of
     ``layout``. Computed tokens take their output; a skipped frame keeps its input plus the block's
-    update (output minus input) interpolated from the computed frames (``none``: its input alone).
+    update (output minus input) interpolated from the computed frames (``none``: its input alone), plus, with
+    ``corrected``, the fitted correction of :mod:`.correction`.
     """
     k, T, batch = len(plan.computed), layout.tokens_per_frame, x.shape[0]
     x_frames = x[:, layout.frame_tokens].reshape(batch, layout.frames, -1)
     y_frames = y_sub[:, layout.prefix:layout.prefix + k * T].reshape(batch, k, -1)
-    restored = restore_frames(x_frames, y_frames, plan.table, plan.weight).view(batch, layout.frames * T, *x.shape[2:])
+    restored = restore_frames(x_frames, y_frames, plan.table, plan.weight)
+    if plan.corrects:
+        x4, shape = x_frames.view(batch, layout.frames, T, -1), (batch, -1, T, x.shape[-1])
+        maps = fit_maps(x4, y_frames.view(shape), plan.fit, plan.fit_weight, plan.frame_index)
+        apply_maps(restored.view(shape), x4, maps, *plan.corrected)
+    restored = restored.view(batch, layout.frames * T, *x.shape[2:])
     if layout.prefix == 0 and layout.suffix == 0:
         return restored
     return torch.cat([y_sub[:, :layout.prefix], restored, y_sub[:, layout.prefix + k * T:]], dim=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 PATTERNS = ("interleave", "contiguous")
-INTERPOLATIONS = ("linear", "nearest", "none")
+INTERPOLATIONS = ("corrected", "linear", "nearest", "none")
 
 
 def _parse_int(text: str, widget: str, form: str) -> int:
@@ -12,6 +12,12 @@ def _parse_int(text: str, widget: str, form: str) -> int:
         return int(text)
     except ValueError:
         raise ValueError(f"{widget}: '{text}' is not a number; expected {form}") from None
+
+
+def check_choice(widget: str, value: str, choices: tuple[str, ...]):
+    """Raise a ValueError naming ``widget`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{widget}: '{value}' is unknown; choose one of {', '.join(choices)}")
 
 
 def parse_block_list(spec: str, num_blocks: int | None = None, widget: str = "sparse_blocks") -> tuple[int, ...]:
@@ -62,21 +68,23 @@ def format_block_list(blocks: tuple[int, ...]) -> str:
 class FisSchedule:
     """Which frames each block computes.
 
-    ``sparse_blocks`` run on a subset of the latent frames; the k-th of them (in block order)
-    takes group ``k mod groups``. Anchors are computed by every block; negative anchors count
-    from the last frame.
+    ``sparse_blocks`` run on a subset of the latent frames; at sampling step s the k-th of them (in
+    block order) takes group ``(k + s) mod groups`` with ``rotate``, else ``k mod groups``. Rotation
+    moves every frame's computed and interpolated blocks from step to step, so a frame's interpolation
+    errors do not pile up in the same blocks at every step (they average out instead of flickering).
+    Anchors are computed by every block; negative anchors count from the last frame.
     """
 
     sparse_blocks: tuple[int, ...]
     groups: int
     pattern: str = "interleave"
     anchors: tuple[int, ...] = ()
+    rotate: bool = True
 
     def __post_init__(self):
         if self.groups < 1:
             raise ValueError(f"groups: must be at least 1 (1 turns FIS off); got {self.groups}")
-        if self.pattern not in PATTERNS:
-            raise ValueError(f"pattern: '{self.pattern}' is unknown; choose one of {', '.join(PATTERNS)}")
+        check_choice("pattern", self.pattern, PATTERNS)
         object.__setattr__(self, "sparse_blocks", tuple(sorted(set(self.sparse_blocks))))
 
     @property
@@ -87,14 +95,11 @@ class FisSchedule:
         """The same schedule with ``groups`` lowered to ``num_frames`` where there are fewer frames than groups."""
         return self if num_frames >= self.groups else replace(self, groups=max(num_frames, 1))
 
-    def group_of_block(self, block: int) -> int | None:
-        """The group a sparse block takes, or None for a dense block."""
-        if not self.enabled:
+    def group_of_block(self, block: int, step: int = 0) -> int | None:
+        """The group a sparse block takes at sampling step ``step``, or None for a dense block."""
+        if not self.enabled or block not in self.sparse_blocks:
             return None
-        try:
-            return self.sparse_blocks.index(block) % self.groups
-        except ValueError:
-            return None
+        return (self.sparse_blocks.index(block) + (step if self.rotate else 0)) % self.groups
 
     def group_frames(self, group: int, num_frames: int) -> tuple[int, ...]:
         """Frames computed by blocks of ``group``: the group's own frames plus the anchors."""
@@ -108,9 +113,9 @@ class FisSchedule:
         anchors = {a % num_frames for a in self.anchors if -num_frames <= a < num_frames}
         return tuple(sorted(set(own) | anchors))
 
-    def frames_for_block(self, block: int, num_frames: int) -> tuple[int, ...] | None:
-        """The frames ``block`` computes, or None when it computes all of them."""
-        group = self.group_of_block(block)
+    def frames_for_block(self, block: int, num_frames: int, step: int = 0) -> tuple[int, ...] | None:
+        """The frames ``block`` computes at sampling step ``step``, or None when it computes all of them."""
+        group = self.group_of_block(block, step)
         if group is None:
             return None
         frames = self.group_frames(group, num_frames)

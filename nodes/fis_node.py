@@ -1,25 +1,31 @@
 """The "Frame Interleaved Sparsity (FIS)" node: MODEL in, MODEL out."""
 from __future__ import annotations
 
-from ..fis_core import INTERPOLATIONS, PATTERNS, parse_block_list, parse_frame_list
+from ..fis_core import INTERPOLATIONS, PATTERNS, check_choice, parse_block_list, parse_frame_list
 from .patcher import FisSettings, apply_fis, model_block_keys
 
 AUTO = "auto"
+CUSTOM = "custom"
+#: The ``quality`` presets: the widgets each one sets, chosen from the fidelity study (README, "Quality").
+PRESETS = {
+    "balanced": {"sparse_blocks": AUTO, "groups": 2, "interpolation": "corrected", "start_percent": 0.0},
+    "faithful": {"sparse_blocks": AUTO, "groups": 2, "interpolation": "corrected", "start_percent": 0.3},
+    "fastest": {"sparse_blocks": AUTO, "groups": 3, "interpolation": "corrected", "start_percent": 0.0},
+}
 
 
 def settings_from_widgets(model, sparse_blocks: str, groups: int, pattern: str, interpolation: str,
-                          anchor_frames: str, start_percent: float, end_percent: float) -> FisSettings:
-    """Validate the widget values against ``model``; a ValueError names the widget and the valid form."""
+                          anchor_frames: str, start_percent: float, end_percent: float,
+                          quality: str = CUSTOM) -> FisSettings:
+    """Validate the widget values against ``model``; a ValueError names the widget and the valid form.
+    A ``quality`` preset other than ``custom`` sets the widgets it names (see :data:`PRESETS`)."""
+    check_choice("quality", quality, (*PRESETS, CUSTOM))
+    preset = PRESETS.get(quality, {})
+    sparse_blocks = preset.get("sparse_blocks", sparse_blocks)
+    groups = preset.get("groups", groups)
+    interpolation = preset.get("interpolation", interpolation)
+    start_percent = preset.get("start_percent", start_percent)
     family, keys = model_block_keys(model)
-    if groups < 1:
-        raise ValueError(f"groups: must be at least 1 (1 turns FIS off); got {groups}")
-    if pattern not in PATTERNS:
-        raise ValueError(f"pattern: '{pattern}' is unknown; choose one of {', '.join(PATTERNS)}")
-    if interpolation not in INTERPOLATIONS:
-        raise ValueError(f"interpolation: '{interpolation}' is unknown; choose one of {', '.join(INTERPOLATIONS)}")
-    if not 0.0 <= start_percent <= end_percent <= 1.0:
-        raise ValueError(f"start_percent/end_percent: need 0 <= start_percent <= end_percent <= 1; "
-                         f"got {start_percent} and {end_percent}")
     spec = sparse_blocks.strip().lower()
     if spec == AUTO:
         blocks = family.default_blocks(len(keys)) if family else ()
@@ -28,6 +34,12 @@ def settings_from_widgets(model, sparse_blocks: str, groups: int, pattern: str, 
     anchors_spec = anchor_frames.strip().lower()
     anchors = None if anchors_spec == AUTO else parse_frame_list(anchors_spec)
     return FisSettings(blocks, groups, pattern, interpolation, anchors, start_percent, end_percent)
+
+
+PRESET_TOOLTIP = (
+    "balanced: sparse blocks auto, G=2, corrected interpolation. faithful: the same from 30% of the schedule "
+    "(the first, high-noise step dense). fastest: G=3. custom: the widgets below. A preset sets sparse_blocks, "
+    "groups, interpolation and start_percent; the other widgets apply to every choice.")
 
 
 class FrameInterleavedSparsity:
@@ -47,6 +59,7 @@ class FrameInterleavedSparsity:
         return {"required": {
             "model": ("MODEL", {"tooltip": "A Wan 2.1/2.2, HunyuanVideo 1.0/1.5, LTX-Video or Mochi model. "
                                            "For Wan 2.2 A14B, put one node on each expert."}),
+            "quality": ([*PRESETS, CUSTOM], {"default": "balanced", "tooltip": PRESET_TOOLTIP}),
             "sparse_blocks": ("STRING", {"default": AUTO, "tooltip":
                 "Blocks that compute a subset of the frames: 'auto' (all but the first and last block), "
                 "or numbers and ranges such as '4-35' or '0,2,5-9'. Others stay dense. "
@@ -57,9 +70,11 @@ class FrameInterleavedSparsity:
             "pattern": (list(PATTERNS), {"default": "interleave", "tooltip":
                 "interleave: frame f belongs to group f mod G (neighbours of a skipped frame are computed). "
                 "contiguous: each group is a run of consecutive frames."}),
-            "interpolation": (list(INTERPOLATIONS), {"default": "linear", "tooltip":
-                "How a skipped frame gets the block's update: linear between the nearest computed frames, "
-                "the nearest computed frame's, or none (the frame passes through unchanged)."}),
+            "interpolation": (list(INTERPOLATIONS), {"default": "corrected", "tooltip":
+                "How a skipped frame gets the block's update: corrected (linear, plus a correction for the frame's "
+                "own input, fitted on the computed frames in every block and step: the most faithful), linear "
+                "between the nearest computed frames, the nearest computed frame's, or none (the frame passes "
+                "through unchanged)."}),
             "anchor_frames": ("STRING", {"default": AUTO, "tooltip":
                 "Latent frames every block computes, e.g. '0' or '0,-1' (negative counts from the end). 'auto': the "
                 "frames the conditioning fixes (the first frame of image-to-video). Empty: none."}),
@@ -69,7 +84,8 @@ class FrameInterleavedSparsity:
                 "...to here. Outside it the model runs dense."}),
         }}
 
-    def patch(self, model, sparse_blocks, groups, pattern, interpolation, anchor_frames, start_percent, end_percent):
+    def patch(self, model, quality, sparse_blocks, groups, pattern, interpolation, anchor_frames, start_percent,
+              end_percent):
         settings = settings_from_widgets(model, sparse_blocks, groups, pattern, interpolation, anchor_frames,
-                                         start_percent, end_percent)
+                                         start_percent, end_percent, quality)
         return (apply_fis(model, settings),)

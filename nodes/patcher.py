@@ -12,14 +12,17 @@ between model calls but shape-only data.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import comfy.patcher_extension
 
-from ..fis_core import FisSchedule, FramePlan, build_plan, estimated_speedup, format_block_list, restore
+from ..fis_core import (INTERPOLATIONS, FisSchedule, FramePlan, build_plan, check_choice, estimated_speedup,
+                        format_block_list, restore)
 from .families import FAMILIES, FamilyAdapter, FrameGrid, find_family
 
 WRAPPER_KEY = "frame_interleaved_sparsity"
+#: transformer_options key, inside a sparse block, of the frames it computes (FPS and the lab read it)
+FIS_FRAMES = "fis_frames"
 SCHEDULE_KWARG = "fis_schedule"
 LOG = logging.getLogger("ComfyUI-FIS")
 
@@ -30,15 +33,29 @@ _current_call: "FisCall | None" = None
 
 @dataclass(frozen=True)
 class FisSettings:
-    """What the node's widgets asked for, validated. ``anchors`` None means the family's default."""
+    """What the node's widgets asked for, checked here once (errors name the widget). ``anchors`` None means
+    the family's default."""
 
     sparse_blocks: tuple[int, ...]
     groups: int
     pattern: str = "interleave"
-    interpolation: str = "linear"
+    interpolation: str = "corrected"
     anchors: tuple[int, ...] | None = None
     start_percent: float = 0.0
     end_percent: float = 1.0
+    rotate: bool = True
+
+    def __post_init__(self):
+        check_choice("interpolation", self.interpolation, INTERPOLATIONS)
+        if not 0.0 <= self.start_percent <= self.end_percent <= 1.0:
+            raise ValueError(f"start_percent/end_percent: need 0 <= start_percent <= end_percent <= 1; "
+                             f"got {self.start_percent} and {self.end_percent}")
+        self.schedule  # noqa: B018  (checks groups and pattern)
+
+    @property
+    def schedule(self) -> FisSchedule:
+        """The schedule without the anchors, which depend on each call's conditioning."""
+        return FisSchedule(self.sparse_blocks, self.groups, self.pattern, rotate=self.rotate)
 
 
 class FisRuntime:
@@ -47,6 +64,7 @@ class FisRuntime:
     def __init__(self, family: FamilyAdapter, settings: FisSettings, num_blocks: int):
         self.family = family
         self.settings = settings
+        self.schedule = settings.schedule
         self.num_blocks = num_blocks
         self._plans: dict = {}
         self._warned: set = set()
@@ -67,29 +85,31 @@ class FisRuntime:
             self._plans[key] = build_plan(frames, computed, self.settings.interpolation, device)
         return self._plans[key]
 
-    def begin_call(self, base_model, x, sigma, c_concat, kwargs) -> "FisCall | None":
+    def begin_call(self, base_model, x, sigma, c_concat, options, kwargs) -> "FisCall | None":
         """The FIS state for one model call, or None when FIS is off for this sigma."""
         sampling = base_model.model_sampling
         start = sampling.percent_to_sigma(self.settings.start_percent)
         end = sampling.percent_to_sigma(self.settings.end_percent)
-        if not end < float(sigma.max()) <= start:
+        current = float(sigma.max())
+        if not end < current <= start:
             return None
         model = base_model.diffusion_model
         grid = self.family.frame_grid(model, x, kwargs)
         anchors = self.settings.anchors
         if anchors is None:
             anchors = self.family.default_anchors(model, x, c_concat, kwargs)
-        schedule = FisSchedule(self.settings.sparse_blocks, self.settings.groups, self.settings.pattern, anchors)
+        schedule = replace(self.schedule, anchors=tuple(anchors))
         fitted = schedule.fit_to(grid.frames)
         if fitted.groups != schedule.groups:
             self.warn_once("few-frames", f"{grid.frames} latent frames are fewer than groups={schedule.groups}; "
                                          f"using {fitted.groups} groups")
-        subsets = {fitted.frames_for_block(b, grid.frames) for b in fitted.sparse_blocks} - {None}
+        step = sampling_step(options.get("sample_sigmas"), current) % fitted.groups
+        subsets = {fitted.frames_for_block(b, grid.frames, step) for b in fitted.sparse_blocks} - {None}
         plans = {computed: self.plan(grid.frames, computed, x.device) for computed in subsets}
         if not self._logged_run:
             self._logged_run = True
             self._log_run(fitted, grid)
-        return FisCall(self, fitted, grid, plans)
+        return FisCall(self, fitted, grid, plans, step)
 
     def _log_run(self, schedule: FisSchedule, grid: FrameGrid):
         saved = 1.0 - schedule.computed_fraction(self.num_blocks, grid.frames)
@@ -112,7 +132,7 @@ class FisRuntime:
 
     def apply_model_wrapper(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
         global _current_call
-        call = self.begin_call(executor.class_obj, x, t, c_concat, kwargs)
+        call = self.begin_call(executor.class_obj, x, t, c_concat, transformer_options, kwargs)
         if call is not None and self.family.takes_extra_kwargs(executor.class_obj.diffusion_model):
             # The schedule as a model input: a graph torch.compile made without FIS (or with other
             # settings) no longer matches, since it guards its inputs (unlike transformer_options).
@@ -128,21 +148,24 @@ class FisRuntime:
 
 class FisCall:
     """FIS state of one model call: the schedule (anchors resolved, groups fitted to the frames), the
-    frame grid, the index plans of its groups, and values shared by the blocks of a group."""
+    frame grid, the sampling step (modulo the groups: it rotates the groups), the index plans of its
+    groups, and values shared by the blocks of a group."""
 
-    def __init__(self, runtime: FisRuntime, schedule: FisSchedule, grid: FrameGrid, plans: dict):
+    def __init__(self, runtime: FisRuntime, schedule: FisSchedule, grid: FrameGrid, plans: dict, step: int = 0):
         self.runtime = runtime
         self.schedule = schedule
         self.grid = grid
         self.plans = plans
+        self.step = step
         self.shared: dict = {}
         self.ran_sparse = False
 
     @property
     def signature(self) -> tuple:
-        """What decides the compute graph of this call: the schedule, the interpolation, the frames."""
+        """What decides the compute graph of this call: the schedule, the step's rotation, the interpolation,
+        the frames (so a compiled model keeps at most ``groups`` graphs per setting)."""
         return (self.schedule.sparse_blocks, self.schedule.groups, self.schedule.pattern, self.schedule.anchors,
-                self.runtime.settings.interpolation, tuple(self.grid))
+                self.step if self.schedule.rotate else 0, self.runtime.settings.interpolation, tuple(self.grid))
 
     def run_block(self, position: int, key: tuple[str, int], args: dict, block):
         """Run ``block`` (a ``patches_replace`` callable taking ``args``) on its frame subset."""
@@ -153,7 +176,7 @@ class FisCall:
                                         f"{self.grid}; running dense")
             return block(args)
         schedule = self.schedule.fit_to(layout.frames)
-        computed = schedule.frames_for_block(position, layout.frames)
+        computed = schedule.frames_for_block(position, layout.frames, self.step)
         if computed is None:
             return block(args)
         plan = self.plans.get(computed) if layout.frames == self.grid.frames else None
@@ -182,8 +205,16 @@ class FisCall:
         sizes = options.get("grid_sizes")
         if sizes is not None:
             options["grid_sizes"] = type(sizes)((len(computed), *tuple(sizes)[1:]))
-        options["fis_frames"] = computed
+        options[FIS_FRAMES] = computed
         return options
+
+
+def sampling_step(sample_sigmas, sigma: float) -> int:
+    """The index of the step at ``sigma`` in the sampling schedule ``sample_sigmas`` (0 without one)."""
+    if sample_sigmas is None or len(sample_sigmas) == 0:
+        return 0
+    sigmas = sample_sigmas.tolist() if hasattr(sample_sigmas, "tolist") else list(sample_sigmas)
+    return min(range(len(sigmas)), key=lambda i: abs(sigmas[i] - sigma))
 
 
 class SparseBlockPatch:
@@ -228,7 +259,7 @@ def apply_fis(model, settings: FisSettings):
         LOG.warning("FIS: %s is not a supported model (supported: %s); it runs dense", name, supported)
         return patched
     _remove_fis(patched)
-    schedule = FisSchedule(settings.sparse_blocks, settings.groups, settings.pattern)
+    schedule = settings.schedule
     if not schedule.enabled:
         return patched
     runtime = FisRuntime(family, settings, len(keys))

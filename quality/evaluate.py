@@ -134,12 +134,15 @@ class Runner:
         """Fidelity of ``setting`` against dense, per prompt and summarised, and the block compute it saved
         (counted while sampling). EasyCache decides per batch, so it samples one prompt at a time."""
         model = self.patched(setting)
-        with host.count_block_work(model) as work:
+        fis_widgets = setting.widgets.get("fis", {}) if setting.kind == "fps" else setting.widgets
+        corrected = setting.kind != "easycache" and host.resolved_settings(self.model, **fis_widgets).interpolation == "corrected"
+        with host.count_block_work(model, corrected) as work:
             clips = self.clips(model, batch=1 if setting.kind == "easycache" else BATCH)
         result = {"name": setting.name, "kind": setting.kind, "widgets": setting.widgets,
                   **_fidelity_summary(clips, self.dense), **savings(self.model, work, len(clips), self.steps)}
         if setting.kind == "fis":
-            result["blocks"] = list(host.resolved_sparse_blocks(self.model, setting.widgets.get("sparse_blocks", "auto")))
+            result["blocks"] = list(host.resolved_settings(self.model, **setting.widgets).sparse_blocks)
+            result["correction_share"] = work.correction_flops / max(work.flops, 1.0)
         elif setting.kind == "easycache":
             result["model_calls_skipped"] = 1.0 - work.runs / (len(clips) * self.steps)
         return result
@@ -165,7 +168,7 @@ def block_studies(runner: Runner, log) -> dict:
         log(f"  block {block} alone: {sensitivity[-1]['psnr']:.2f} dB")
     proposal = sensitivity_proposal(sensitivity)
     order = sorted(range(n), key=lambda b: proposal["damage"][b])   # least sensitive first
-    auto = host.resolved_sparse_blocks(runner.model)
+    auto = host.resolved_settings(runner.model).sparse_blocks
     comparisons, measured = [], {}
     for k in sorted({len(auto), len(proposal["sparse_blocks"])}):
         choices = {"least sensitive": tuple(sorted(order[:k])), "first blocks (naive)": tuple(range(k)),

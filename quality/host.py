@@ -105,11 +105,19 @@ def sample(model, scene_list: list[scenes.Scene], seed: int, steps: int, batch_i
     return model.model.process_latent_in(out.float())
 
 
-def with_fis(model, sparse_blocks="auto", groups=2, pattern="interleave", interpolation="linear", anchor_frames="auto",
-             start_percent=0.0, end_percent=1.0):
-    """``model`` through this pack's FIS node."""
-    from comfyui_fis.nodes.fis_node import FrameInterleavedSparsity
-    return FrameInterleavedSparsity().patch(model, sparse_blocks, groups, pattern, interpolation, anchor_frames,
+def with_fis(model, sparse_blocks="auto", groups=2, pattern="interleave", interpolation="corrected", anchor_frames="auto",
+             start_percent=0.0, end_percent=1.0, quality="custom", rotate=True):
+    """``model`` through this pack's FIS node (``quality="custom"``: the widgets as given). ``rotate=False``, which
+    no widget offers, keeps each block's group fixed across steps (the behaviour before rotation, for the study)."""
+    from dataclasses import replace
+
+    from comfyui_fis.nodes.fis_node import FrameInterleavedSparsity, settings_from_widgets
+    from comfyui_fis.nodes.patcher import apply_fis
+    if not rotate:
+        settings = settings_from_widgets(model, sparse_blocks, groups, pattern, interpolation, anchor_frames,
+                                         start_percent, end_percent, quality)
+        return apply_fis(model, replace(settings, rotate=False))
+    return FrameInterleavedSparsity().patch(model, quality, sparse_blocks, groups, pattern, interpolation, anchor_frames,
                                             start_percent, end_percent)[0]
 
 
@@ -140,36 +148,54 @@ def with_easycache(model, reuse_threshold: float, start_percent: float = 0.15, e
     return EasyCacheNode.execute(model, reuse_threshold, start_percent, end_percent, False)[0]
 
 
-def resolved_sparse_blocks(model, sparse_blocks: str = "auto") -> tuple[int, ...]:
-    """The blocks the FIS node makes sparse for ``sparse_blocks`` on ``model`` (``auto`` resolved)."""
+def resolved_settings(model, sparse_blocks="auto", groups=2, pattern="interleave", interpolation="corrected",
+                      anchor_frames="auto", start_percent=0.0, end_percent=1.0, quality="custom", rotate=True):
+    """The settings the FIS node makes of these widgets on ``model`` (presets and ``auto`` resolved)."""
     from comfyui_fis.nodes.fis_node import settings_from_widgets
-    return settings_from_widgets(model, sparse_blocks, 2, "interleave", "linear", "auto", 0.0, 1.0).sparse_blocks
+    return settings_from_widgets(model, sparse_blocks, groups, pattern, interpolation, anchor_frames, start_percent,
+                                 end_percent, quality)
 
 
 class BlockWork:
     """The transformer-block work done while counting: model calls that ran the blocks, and block FLOPs
-    and image tokens summed over calls, blocks and batch entries (see :func:`quality.metrics.block_flops`)."""
+    and image tokens summed over calls, blocks and batch entries (see :func:`quality.metrics.block_flops`).
+    With ``corrected``, a sparse block's corrected interpolation is counted too
+    (:func:`comfyui_fis.fis_core.correction_flops`), in ``flops`` and apart in ``correction_flops``."""
 
-    def __init__(self, diffusion_model):
+    def __init__(self, diffusion_model, corrected: bool = False):
         self.dim, self.ffn_dim = diffusion_model.dim, diffusion_model.ffn_dim
-        self.runs, self.flops, self.tokens = 0, 0.0, 0
+        self.corrected = corrected
+        self.runs, self.flops, self.tokens, self.correction_flops = 0, 0.0, 0, 0.0
 
-    def record(self, block_index: int, x: torch.Tensor, context: torch.Tensor):
+    def record(self, block_index: int, x: torch.Tensor, context: torch.Tensor, options: dict):
+        from comfyui_fis.fis_core import correction_flops, fit_sources
+        from comfyui_fis.nodes.patcher import FIS_FRAMES
+
         from .metrics import block_flops
         batch, tokens = x.shape[0], x.shape[1]
         self.runs += block_index == 0
         self.flops += batch * block_flops(tokens, self.dim, self.ffn_dim, context.shape[1])
         self.tokens += batch * tokens
+        computed = options.get(FIS_FRAMES)
+        if self.corrected and computed is not None:
+            frames = scenes.FRAMES
+            per_frame = tokens // len(computed)
+            fit = len(fit_sources(tuple(computed))[0])
+            extra = batch * correction_flops(fit, frames - len(computed), per_frame, self.dim)
+            self.flops += extra
+            self.correction_flops += extra
 
 
 @contextmanager
-def count_block_work(model):
+def count_block_work(model, corrected: bool = False):
     """Count what the transformer blocks of ``model`` really compute (FIS's sparse blocks take fewer tokens,
-    EasyCache's skipped steps run none): yields a :class:`BlockWork` that fills while sampling."""
+    EasyCache's skipped steps run none), and with ``corrected`` FIS's correction: yields a :class:`BlockWork`
+    that fills while sampling."""
     diffusion_model = model.model.diffusion_model
-    work = BlockWork(diffusion_model)
+    work = BlockWork(diffusion_model, corrected)
     handles = [block.register_forward_pre_hook(
-        lambda module, args, kwargs, i=i: work.record(i, kwargs.get("x", args[0] if args else None), kwargs["context"]),
+        lambda module, args, kwargs, i=i: work.record(i, kwargs.get("x", args[0] if args else None), kwargs["context"],
+                                                      kwargs.get("transformer_options") or {}),
         with_kwargs=True) for i, block in enumerate(diffusion_model.blocks)]
     try:
         yield work

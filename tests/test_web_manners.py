@@ -55,7 +55,8 @@ def test_every_widget_has_a_tooltip_and_every_node_a_description(host):
 def test_one_log_line_per_sampling_run(host, caplog):
     from comfyui_fis.nodes import FrameInterleavedSparsity
     from tiny_models import sample, text, tiny_wan
-    model = FrameInterleavedSparsity().patch(tiny_wan(num_layers=6), "1-4", 2, "interleave", "linear", "", 0.0, 1.0)[0]
+    model = FrameInterleavedSparsity().patch(tiny_wan(num_layers=6), "custom", "1-4", 2, "interleave", "linear", "", 0.0,
+                                             1.0)[0]
     latent = torch.randn(1, 16, 9, 8, 8, generator=torch.Generator().manual_seed(0))
     with caplog.at_level(logging.INFO, logger="ComfyUI-FIS"):
         for _ in range(2):

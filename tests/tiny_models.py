@@ -83,14 +83,17 @@ def sample(model, latent, positive, negative=None, *, steps=4, cfg=1.0, seed=0, 
     return nodes.common_ksampler(model, seed, steps, cfg, sampler, "simple", positive, negative, latent_dict)[0]["samples"]
 
 
-NODE_DEFAULTS = dict(sparse_blocks="auto", groups=2, pattern="interleave", interpolation="linear",
-                     anchor_frames="auto", start_percent=0.0, end_percent=1.0)
+def node_defaults() -> dict:
+    """The FIS node's widget defaults, with ``quality`` set to ``custom`` so that the widgets a test gives apply."""
+    from comfyui_fis.nodes import FrameInterleavedSparsity
+    required = FrameInterleavedSparsity.INPUT_TYPES()["required"]
+    return {name: spec[1]["default"] for name, spec in required.items() if name != "model"} | {"quality": "custom"}
 
 
 def fis(model, **widgets):
     """``model`` through the FIS node: its widget defaults, overridden by ``widgets``."""
     from comfyui_fis.nodes import FrameInterleavedSparsity
-    return FrameInterleavedSparsity().patch(model, **(NODE_DEFAULTS | widgets))[0]
+    return FrameInterleavedSparsity().patch(model, **(node_defaults() | widgets))[0]
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
