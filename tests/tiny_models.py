@@ -116,6 +116,24 @@ def record_attention_tokens(attention_modules):
             handle.remove()
 
 
+@contextmanager
+def record_fps_attention():
+    """Record the frame grid of every attention that FPS attention computes: a list that fills while sampling
+    (a pass-through spy on ``fis_core.fps.attention.fps_attention``, which the node's op runs)."""
+    from comfyui_fis.fis_core.fps import attention
+    grids = []
+    computed = attention.fps_attention
+
+    def spy(q, k, v, grid, *args, **kwargs):
+        grids.append(tuple(grid))
+        return computed(q, k, v, grid, *args, **kwargs)
+    attention.fps_attention = spy
+    try:
+        yield grids
+    finally:
+        attention.fps_attention = computed
+
+
 def block_output_recorder(model):
     """A clone of a Wan ``model`` that records every block's output per model call, and the record:
     a list (one entry per model call) of lists of [B, L, C] tensors, one per block."""
