@@ -63,7 +63,8 @@ def _attention_kernel(Q, K, V, QS, KS, VS, KV_LIST, KV_COUNT, TILE_COUNT, SOURCE
                       HEAD_DIM: tl.constexpr, DENSE: tl.constexpr):
     # DENSE walks every key tile in order; otherwise the kept-tile list. Padding keys are masked behind a
     # branch taken for partial tiles only (dense) or by a bias on every tile (list): on an H100 each is the
-    # faster there (FP8, 720p: dense 213 against 222 ms; the list walk 257 against 288 ms at sparsity 0).
+    # faster there (FP8, 720p: dense 213 against 222 ms; the list walk 257 against 288 ms at sparsity 0;
+    # bench/results/h100_fps_kernel_variants.json).
     tile_m = tl.program_id(0)
     bh = tl.program_id(1)
     b = bh // HEADS
