@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import json
 import statistics
 import sys
@@ -22,15 +21,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-PACK_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from host_path import PACK_ROOT, import_pack  # noqa: E402
 
 
 def load_core():
-    """``comfyui_fis.fis_core.fps`` without the pack's ``__init__`` (which needs ComfyUI)."""
-    if "comfyui_fis" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("comfyui_fis", PACK_ROOT / "__init__.py",
-                                                      submodule_search_locations=[str(PACK_ROOT)])
-        sys.modules["comfyui_fis"] = importlib.util.module_from_spec(spec)
+    """``comfyui_fis.fis_core.fps`` (the pack's core needs no ComfyUI)."""
+    import_pack()
     import comfyui_fis.fis_core.fps as fps
     return fps
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import json
 import statistics
 import sys
@@ -25,7 +24,8 @@ from pathlib import Path
 
 import torch
 
-PACK_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from host_path import PACK_ROOT, find_comfyui, import_pack  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -102,8 +102,6 @@ FPS_SETTINGS = [Setting("fps0", 1, fps_sparsity=0.0), Setting("fps50", 1, fps_sp
 
 def boot_host():
     """Import the ComfyUI host and this pack (as package ``comfyui_fis``)."""
-    sys.path.insert(0, str(PACK_ROOT / "tests"))
-    from host_path import find_comfyui
     host = find_comfyui()
     if host is None:
         sys.exit("No ComfyUI found: set COMFYUI_PATH (see README)")
@@ -111,11 +109,7 @@ def boot_host():
     import comfy.cli_args
     if not torch.cuda.is_available():
         comfy.cli_args.args.cpu = True
-    # The package without running its __init__: the nodes, not the web routes (which import the server,
-    # and with it the samplers' dependencies).
-    spec = importlib.util.spec_from_file_location("comfyui_fis", PACK_ROOT / "__init__.py",
-                                                  submodule_search_locations=[str(PACK_ROOT)])
-    sys.modules["comfyui_fis"] = importlib.util.module_from_spec(spec)
+    import_pack()
     return host
 
 

@@ -51,7 +51,6 @@ class FpsOverride:
         self.text_first = family.name in TEXT_FIRST_FAMILIES
         self.dense_ranges = dense_ranges
         self.previous = previous
-        self.calls = 0
         self._said: set = set()
 
     def say_once(self, key: str, message: str, level=logging.INFO):
@@ -93,7 +92,6 @@ class FpsOverride:
         else:                                              # [B, L, H * D]
             q4, k4, v4 = (x.view(x.shape[0], x.shape[1], heads, -1) for x in (q, k, v))
         out = fps_attention_op(q4, k4, v4, grid, self.settings, scale=kwargs.get("scale"), prefix=prefix)
-        self.calls += 1
         if kwargs.get("skip_output_reshape"):
             return out.transpose(1, 2)
         return out.reshape(out.shape[0], out.shape[1], -1)

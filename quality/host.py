@@ -1,12 +1,11 @@
 """The ComfyUI side: find and boot the host, load the shipped checkpoint with its loader, apply FIS or
 EasyCache with their node classes, and sample with its KSampler path.
 
-The host is found as the tests find it: ``$COMFYUI_PATH``, else the ComfyUI this pack sits in
-(``custom_nodes/<pack>``), else ``~/ComfyUI``.
+The host is found by ``scripts/host_path.py``, as the tests find it: ``$COMFYUI_PATH``, else the ComfyUI this
+pack sits in (``custom_nodes/<pack>``), else ``~/ComfyUI``.
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,18 +15,14 @@ import torch
 from . import latent, scenes, text
 from .model import BASE_FILE, FEW_STEPS, LORA_FILE, MODELS_DIR, SHIFT
 
-PACKAGE = "comfyui_fis"
-PACK_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from host_path import PACK_ROOT, find_comfyui, import_pack  # noqa: E402
+
 SAMPLER, SCHEDULER = "euler", "simple"
 
 
 def comfyui_root() -> Path:
     """The ComfyUI checkout to use, put on ``sys.path``; a RuntimeError says how to point to one."""
-    sys.path.insert(0, str(PACK_ROOT / "tests"))
-    try:
-        from host_path import find_comfyui
-    finally:
-        sys.path.remove(str(PACK_ROOT / "tests"))
     root = find_comfyui()
     if root is None:
         raise RuntimeError("No ComfyUI found: set COMFYUI_PATH to a ComfyUI checkout, install this pack in "
@@ -38,16 +33,13 @@ def comfyui_root() -> Path:
 
 
 def boot(cpu: bool = True) -> Path:
-    """Import the host (on the CPU unless ``cpu`` is False) and make this pack importable as ``comfyui_fis``."""
+    """Import the host (on the CPU unless ``cpu`` is False) and this pack as ``comfyui_fis``."""
     root = comfyui_root()
     import comfy.cli_args
     if cpu:
         comfy.cli_args.args.cpu = True
     import comfy.model_management  # noqa: F401  (picks the device now)
-    if PACKAGE not in sys.modules:
-        spec = importlib.util.spec_from_file_location(PACKAGE, PACK_ROOT / "__init__.py",
-                                                      submodule_search_locations=[str(PACK_ROOT)])
-        sys.modules[PACKAGE] = importlib.util.module_from_spec(spec)
+    import_pack()
     return root
 
 

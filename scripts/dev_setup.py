@@ -13,10 +13,8 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from host_path import PACK_ROOT, find_comfyui  # noqa: E402
+from host_path import PACK_ROOT, find_comfyui
 
 #: Commands the web tests run -> the Debian package that provides them.
 SYSTEM_PACKAGES = {"node": "nodejs", "chromium": "chromium"}

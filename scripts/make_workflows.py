@@ -1,10 +1,10 @@
 """Write the example workflows in workflows/ (UI format, as the front end saves them) from the node definitions
-of the ComfyUI host (found as the tests find it). Run it after changing a workflow here:
+of the ComfyUI host (found by ``host_path``). Run it after changing a workflow here:
 
     python scripts/make_workflows.py
 
 tests/test_workflows_validate.py submits every workflow to the server's validation; the browser test checks that
-the front end turns each into the same API prompt as the tests' converter.
+the front end turns each into the same API prompt as ``workflow_api.to_api``.
 """
 from __future__ import annotations
 
@@ -12,11 +12,9 @@ import asyncio
 import json
 import sys
 import tempfile
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from host_path import PACK_ROOT, find_comfyui  # noqa: E402
-from workflow_api import extra_values, socket_inputs, widget_inputs  # noqa: E402
+from host_path import PACK_ROOT, find_comfyui
+from workflow_api import extra_values, socket_inputs, widget_inputs
 
 HF = "https://huggingface.co"
 WAN22 = f"{HF}/Comfy-Org/Wan_2.2_ComfyUI_Repackaged/resolve/main/split_files"

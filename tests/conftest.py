@@ -1,29 +1,19 @@
-"""Test set-up: registers this pack as the package ``comfyui_fis`` and finds a real ComfyUI host.
+"""Test set-up: imports this pack as the package ``comfyui_fis`` and finds a real ComfyUI host (both with
+``scripts/host_path.py``, as the lab does).
 
 The host is ``$COMFYUI_PATH``, else the ComfyUI this pack sits in (``custom_nodes/<pack>``), else
 ``~/ComfyUI``. Core tests need no host; host tests skip, loudly, when none is found.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 
 import pytest
 
-from host_path import PACK_ROOT as ROOT, find_comfyui
+from host_path import find_comfyui, import_pack
 
-PACKAGE = "comfyui_fis"
-
-
-def _register_package():
-    """Make ``import comfyui_fis.<module>`` work without running the pack's ``__init__`` (which needs ComfyUI)."""
-    if PACKAGE not in sys.modules:
-        spec = importlib.util.spec_from_file_location(PACKAGE, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-        sys.modules[PACKAGE] = importlib.util.module_from_spec(spec)
-
-
-_register_package()
+import_pack()
 COMFYUI = find_comfyui()
 NO_HOST_REASON = ("NO COMFYUI HOST FOUND: host tests did not run. Set COMFYUI_PATH to a ComfyUI checkout, "
                   "install this pack in ComfyUI/custom_nodes, or put ComfyUI in ~/ComfyUI (see README).")

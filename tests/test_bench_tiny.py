@@ -3,12 +3,12 @@ import json
 import subprocess
 import sys
 
-from conftest import ROOT
+from host_path import PACK_ROOT
 
 
 def test_speed_benchmark_tiny_mode_writes_its_table_and_json(host, tmp_path):
     out = tmp_path / "speed.json"
-    result = subprocess.run([sys.executable, str(ROOT / "bench" / "speed.py"), "--tiny", "--settings", "default,G3",
+    result = subprocess.run([sys.executable, str(PACK_ROOT / "bench" / "speed.py"), "--tiny", "--settings", "default,G3",
                              "--out", str(out)], capture_output=True, text=True, timeout=600,
                             env={"COMFYUI_PATH": str(host), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr[-3000:]
@@ -21,5 +21,5 @@ def test_speed_benchmark_tiny_mode_writes_its_table_and_json(host, tmp_path):
         assert row["dense_ms"] > 0 and row["fis_ms"] > 0 and isinstance(row["ideal_ms"], float)   # CPU timings: no claims
         assert 0 < row["rel_err_random_weights"] < 0.5
     assert "wan-tiny | tiny | default" in result.stdout
-    table = subprocess.run([sys.executable, str(ROOT / "bench" / "markdown.py"), str(out)], capture_output=True, text=True)
+    table = subprocess.run([sys.executable, str(PACK_ROOT / "bench" / "markdown.py"), str(out)], capture_output=True, text=True)
     assert "| tiny Wan | tiny | default | auto of 6 | 2 |" in table.stdout

@@ -6,7 +6,7 @@ import logging
 import pytest
 import torch
 
-from conftest import ROOT
+from host_path import PACK_ROOT
 from tiny_models import fis, record_attention_tokens, relative_error, sample, text, tiny_wan
 
 T = 16
@@ -112,7 +112,7 @@ def test_unsupported_model_runs_dense_with_a_warning(host, caplog):
 
 def test_comfyui_loads_the_pack_as_a_custom_node(host):
     import nodes
-    assert asyncio.run(nodes.load_custom_node(str(ROOT)))
+    assert asyncio.run(nodes.load_custom_node(str(PACK_ROOT)))
     assert "FrameInterleavedSparsity" in nodes.NODE_CLASS_MAPPINGS
     assert nodes.NODE_DISPLAY_NAME_MAPPINGS["FrameInterleavedSparsity"] == "Frame Interleaved Sparsity (FIS)"
     node_class = nodes.NODE_CLASS_MAPPINGS["FrameInterleavedSparsity"]

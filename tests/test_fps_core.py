@@ -173,3 +173,9 @@ def test_settings_and_dense_steps_are_validated():
     for bad in ("20", "60-40", "0-120", "a-b"):
         with pytest.raises(ValueError, match="dense_steps"):
             parse_percent_ranges(bad)
+
+
+def test_an_unknown_backend_is_an_error():
+    q, k, v = qkv()
+    with pytest.raises(ValueError, match="backend: 'cuda' is unknown"):
+        fps_attention(q, k, v, (3, 5, 6), FpsSettings("bf16", 0.0, tile=(1, 4, 4)), backend="cuda")

@@ -5,7 +5,8 @@ import logging
 import pytest
 import torch
 
-from tiny_models import fis, hunyuan_text, relative_error, sample, text, tiny_hunyuan_video, tiny_mochi, tiny_wan
+from tiny_models import (fis, hunyuan_text, record_fps_attention, relative_error, sample, text, tiny_hunyuan_video,
+                         tiny_mochi, tiny_wan)
 
 FRAMES, SIZE = 5, 16            # latent 5 x 16 x 16: a grid of 5 x 8 x 8 tokens (patch 2x2)
 
@@ -53,12 +54,12 @@ def test_only_video_self_attention_runs_fps(wan):
     recorded, recorder = with_recorder(wan)
     patched = fps(recorded)
     x = latent()
-    out = sample(patched, x, text(tokens=8), steps=1)
+    with record_fps_attention() as fps_calls:
+        out = sample(patched, x, text(tokens=8), steps=1)
     tokens = FRAMES * (SIZE // 2) ** 2
     # self-attention went to FPS; text cross-attention (8 keys) went on to the override underneath, once per block
     assert recorder.calls == [(tokens, 8, (FRAMES, 8, 8))] * 4
-    override = patched.model_options["transformer_options"]["optimized_attention_override"]
-    assert override.calls == 4
+    assert len(fps_calls) == 4
     error = relative_error(out, sample(wan, x, text(tokens=8), steps=1))
     assert 1e-4 < error < 0.5
 
@@ -66,14 +67,14 @@ def test_only_video_self_attention_runs_fps(wan):
 def test_dense_steps_follow_the_schedule(wan):
     x = latent()
     patched = fps(wan, dense_steps="30-60")
-    sample(patched, x, text(), steps=4)
+    with record_fps_attention() as fps_calls:
+        sample(patched, x, text(), steps=4)
     import comfy.samplers
     sampling = patched.get_model_object("model_sampling")
     sigmas = comfy.samplers.calculate_sigmas(sampling, "simple", 4)[:-1].tolist()
     exact = [sampling.percent_to_sigma(0.6) < s <= sampling.percent_to_sigma(0.3) for s in sigmas]
     assert exact == [False, False, True, False]           # sigmas 1.0, 0.96, 0.89, 0.73 (shift 8)
-    override = patched.model_options["transformer_options"]["optimized_attention_override"]
-    assert override.calls == 4 * 3
+    assert len(fps_calls) == 4 * 3
 
 
 def test_composes_with_fis_in_either_order(wan):
@@ -94,8 +95,9 @@ def test_a_wan_reference_image_in_front_of_the_frames_is_kept_like_the_first_fra
     x = latent()
     with caplog.at_level(logging.WARNING, logger="ComfyUI-FIS"):
         for patched, calls in ((fps(model), 4), (fis(fps(model)), 4)):
-            out = sample(patched, x, positive, steps=1)
-            assert patched.model_options["transformer_options"]["optimized_attention_override"].calls == calls
+            with record_fps_attention() as fps_calls:
+                out = sample(patched, x, positive, steps=1)
+            assert len(fps_calls) == calls
             assert 1e-4 < relative_error(out, sample(model, x, positive, steps=1)) < 0.5
     assert not any("does not fit" in r.getMessage() for r in caplog.records)
 
@@ -147,10 +149,10 @@ def test_hunyuan_video_joint_attention_runs_fps_with_the_text_kept(hv15):
     recorded = hv15.clone()
     recorder = recorded.model_options["transformer_options"]["optimized_attention_override"] = JointRecorder()
     patched = fps(recorded, tile="1x8x8", sparsity=0.5)
-    out = sample(patched, x, cond, steps=1)
-    override = patched.model_options["transformer_options"]["optimized_attention_override"]
+    with record_fps_attention() as fps_calls:
+        out = sample(patched, x, cond, steps=1)
     joint = 8 + 4 + 5 * 64
-    assert override.calls == 3                                   # the three double blocks
+    assert len(fps_calls) == 3                                   # the three double blocks
     assert all(q != joint for q, _, _ in recorder.calls)         # none of the joint attention went through
     assert any(q == 8 for q, _, _ in recorder.calls)             # the token refiner (text alone) did
     assert 1e-4 < relative_error(out, dense) < 0.5
@@ -162,9 +164,9 @@ def test_hunyuan_video_fps_follows_fis_frames_and_leaves_masked_text_alone(hv15,
     recorded = hv15.clone()
     recorded.model_options["transformer_options"]["optimized_attention_override"] = JointRecorder()
     patched = fis(fps(recorded, tile="1x8x8"), sparse_blocks="1", groups=2)
-    override = patched.model_options["transformer_options"]["optimized_attention_override"]
-    sample(patched, x, cond, steps=1)
-    assert override.calls == 3                                   # block 1 saw 3 of the 5 frames, and fit
+    with record_fps_attention() as fps_calls:
+        sample(patched, x, cond, steps=1)
+    assert len(fps_calls) == 3                                   # block 1 saw 3 of the 5 frames, and fit
     masked = hunyuan_text(tokens=8, attention_mask=torch.tensor([[1] * 6 + [0] * 2]))
     with caplog.at_level(logging.INFO, logger="ComfyUI-FIS"):
         sample(fps(hv15), x, masked, steps=1)

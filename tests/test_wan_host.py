@@ -1,12 +1,13 @@
-"""FIS on real ComfyUI Wan models (tiny, random weights), sampled with ComfyUI's own samplers on the CPU."""
+"""FIS on real ComfyUI Wan models (tiny, random weights), sampled with ComfyUI's own samplers on the CPU: what is
+Wan's own, and what the tiny Wan shows for every family (the contract every family keeps is in
+test_family_contract.py)."""
 import logging
 
 import pytest
 import torch
 
-from tiny_models import block_output_recorder, fis, record_attention_tokens, relative_error, sample, text, tiny_wan
-
-T = 16  # tokens per latent frame for an 8x8 latent with Wan's 2x2 patches
+from tiny_models import (TOKENS_PER_FRAME as T, block_output_recorder, fis, record_attention_tokens, relative_error,
+                         sample, text, tiny_wan, wan_attention, wan_latent)
 
 
 @pytest.fixture(scope="module")
@@ -14,62 +15,7 @@ def wan(host):
     return tiny_wan(num_layers=6)
 
 
-def self_attention(model):
-    return {i: block.self_attn for i, block in enumerate(model.model.diffusion_model.blocks)}
-
-
-def latent(frames=9, batch=1, channels=16, seed=3):
-    return torch.randn(batch, channels, frames, 8, 8, generator=torch.Generator().manual_seed(seed))
-
-
-# --- off means dense, and the input model is untouched ---------------------------------------------
-
-@pytest.mark.parametrize("settings", [dict(groups=1), dict(sparse_blocks=""), dict(start_percent=1.0, end_percent=1.0)])
-def test_off_is_bit_identical_to_the_unpatched_model(wan, settings):
-    x = latent()
-    dense = sample(wan, x, text(), cfg=2.0, negative=text(seed=2))
-    off = sample(fis(wan, **settings), x, text(), cfg=2.0, negative=text(seed=2))
-    assert torch.equal(dense, off)
-
-
-def test_the_input_model_is_unchanged(wan):
-    x = latent()
-    before = sample(wan, x, text())
-    options_before = repr(wan.model_options)
-    wrappers_before = repr(wan.wrappers)
-    patched = fis(wan)
-    assert patched is not wan
-    assert repr(wan.model_options) == options_before and repr(wan.wrappers) == wrappers_before
-    assert torch.equal(sample(wan, x, text()), before)
-    assert not torch.equal(sample(patched, x, text()), before)
-
-
 # --- what each block computes ------------------------------------------------------------------------
-
-def test_each_sparse_block_processes_exactly_its_tokens(wan):
-    frames, groups = 9, 3
-    patched = fis(wan, sparse_blocks="1-4", groups=groups)
-    with record_attention_tokens(self_attention(wan)) as calls:
-        sample(patched, latent(frames), text(), steps=2)
-    assert len(calls) == 2 * 6
-    expected_groups = {1: (0, 3, 6), 2: (1, 4, 7), 3: (2, 5, 8), 4: (0, 3, 6)}
-    for block, tokens, subset in calls:
-        if block in expected_groups:
-            assert subset == expected_groups[block]
-            assert tokens == len(expected_groups[block]) * T
-        else:
-            assert subset is None and tokens == frames * T
-    # every frame is computed at least once in any `groups` consecutive sparse blocks
-    sparse = [set(s) for _, _, s in calls[:6] if s is not None]
-    for start in range(len(sparse) - groups + 1):
-        assert set().union(*sparse[start:start + groups]) == set(range(frames))
-
-
-def test_auto_blocks_are_all_but_first_and_last(wan):
-    with record_attention_tokens(self_attention(wan)) as calls:
-        sample(fis(wan), latent(9), text(), steps=1)
-    assert [tokens for _, tokens, _ in calls] == [9 * T, 5 * T, 4 * T, 5 * T, 4 * T, 9 * T]
-
 
 @pytest.mark.parametrize("start, end, expected", [(0.0, 0.4, [5, 5, 9, 9]), (0.45, 1.0, [9, 9, 5, 5])])
 def test_start_and_end_percent_limit_fis_to_part_of_the_schedule(wan, start, end, expected):
@@ -77,7 +23,7 @@ def test_start_and_end_percent_limit_fis_to_part_of_the_schedule(wan, start, end
     # sigma 0.92 and percent 0.45 sigma 0.91, as ComfyUI's percent_to_sigma converts them.
     patched = fis(wan, sparse_blocks="2", start_percent=start, end_percent=end)
     with record_attention_tokens({2: wan.model.diffusion_model.blocks[2].self_attn}) as calls:
-        sample(patched, latent(9), text(), steps=4)
+        sample(patched, wan_latent(9), text(), steps=4)
     assert [tokens // T for _, tokens, _ in calls] == expected
 
 
@@ -91,7 +37,7 @@ def frames_of(tokens, frames):
 def test_skipped_frames_get_the_interpolated_update(wan, interpolation):
     recorded, record = block_output_recorder(wan)
     patched = fis(recorded, sparse_blocks="3", groups=2, interpolation=interpolation)
-    sample(patched, latent(9), text(), steps=1)
+    sample(patched, wan_latent(9), text(), steps=1)
     x_in, x_out = frames_of(record[0][2], 9), frames_of(record[0][3], 9)   # block 3 computes group 0
     update = x_out - x_in
     computed_update = update[:, 0::2]
@@ -140,7 +86,7 @@ def comfy_family():
 # --- deviation from dense is bounded -----------------------------------------------------------------
 
 def test_deviation_from_dense_is_bounded_and_grows_with_groups(wan):
-    x = latent(9)
+    x = wan_latent(9)
     dense = sample(wan, x, text())
     errors = {g: relative_error(sample(fis(wan, groups=g), x, text()), dense) for g in (2, 3)}
     assert 0 < errors[2] < 0.1 and 0 < errors[3] < 0.1
@@ -149,19 +95,10 @@ def test_deviation_from_dense_is_bounded_and_grows_with_groups(wan):
 
 # --- models and inputs -------------------------------------------------------------------------------
 
-def test_batch_of_two_with_cfg(wan):
-    x = latent(9, batch=2)
-    with record_attention_tokens({1: wan.model.diffusion_model.blocks[1].self_attn}) as calls:
-        out = sample(fis(wan), x, text(), negative=text(seed=2), cfg=3.0, steps=2)
-    assert torch.isfinite(out).all()
-    assert relative_error(out, sample(wan, x, text(), negative=text(seed=2), cfg=3.0, steps=2)) < 0.1
-    assert [tokens for _, tokens, _ in calls] == [5 * T, 5 * T]
-
-
 def test_batch_entries_do_not_mix(wan):
     """FIS computes the same frames for every sample in the batch: each one comes out as if sampled alone."""
     patched = fis(wan)
-    x = latent(9, batch=2)
+    x = wan_latent(9, batch=2)
     both = sample(patched, x, text(), steps=2)
     alone = sample(patched, x[:1], text(), steps=2)
     torch.testing.assert_close(both[:1], alone, rtol=1e-4, atol=1e-4)
@@ -169,8 +106,8 @@ def test_batch_entries_do_not_mix(wan):
 
 @pytest.mark.parametrize("frames", [7, 2, 1])
 def test_odd_and_short_frame_counts(wan, frames, caplog):
-    x = latent(frames)
-    with caplog.at_level(logging.WARNING), record_attention_tokens(self_attention(wan)) as calls:
+    x = wan_latent(frames)
+    with caplog.at_level(logging.WARNING), record_attention_tokens(wan_attention(wan)) as calls:
         out = sample(fis(wan, groups=3), x, text(), steps=1)
     assert torch.isfinite(out).all()
     tokens = [t for _, t, _ in calls]
@@ -185,17 +122,17 @@ def test_odd_and_short_frame_counts(wan, frames, caplog):
 
 def test_image_to_video_keeps_the_first_frame_in_every_sparse_block(host):
     model = tiny_wan(in_dim=36, num_layers=4)
-    x = latent(9)
+    x = wan_latent(9)
     image = torch.randn(1, 16, 9, 8, 8)
     mask = torch.ones(1, 1, 9, 8, 8)
     mask[:, :, 0] = 0.0   # ComfyUI's WanImageToVideo: 0 where a frame is given
     positive = text(concat_latent_image=image, concat_mask=mask)
-    with record_attention_tokens(self_attention(model)) as calls:
+    with record_attention_tokens(wan_attention(model)) as calls:
         out = sample(fis(model), x, positive, steps=2)
     assert torch.isfinite(out).all()
     subsets = [s for _, _, s in calls if s is not None]
     assert subsets == [(0, 2, 4, 6, 8), (0, 1, 3, 5, 7)] * 2
-    with record_attention_tokens(self_attention(model)) as calls:
+    with record_attention_tokens(wan_attention(model)) as calls:
         sample(fis(model, anchor_frames=""), x, positive, steps=1)
     assert [s for _, _, s in calls if s is not None] == [(0, 2, 4, 6, 8), (1, 3, 5, 7)]
 
@@ -203,14 +140,14 @@ def test_image_to_video_keeps_the_first_frame_in_every_sparse_block(host):
 def test_ti2v_5b_per_frame_timesteps_with_a_kept_first_frame(host):
     model = tiny_wan(in_dim=48, out_dim=48, num_layers=4)
     assert type(model.model).__name__ == "WAN22"
-    x = latent(9, channels=48)
+    x = wan_latent(9, channels=48)
     noise_mask = torch.ones(1, 1, 9, 8, 8)
     noise_mask[:, :, 0] = 0.0   # Wan22ImageToVideoLatent keeps the first frame
     vec_rows = []
     block = model.model.diffusion_model.blocks[1]
     handle = block.register_forward_pre_hook(lambda m, a, k: vec_rows.append(k["e"].shape[1]), with_kwargs=True)
     try:
-        with record_attention_tokens(self_attention(model)) as calls:
+        with record_attention_tokens(wan_attention(model)) as calls:
             out = sample(fis(model), x, text(), steps=2, noise_mask=noise_mask)
     finally:
         handle.remove()
@@ -225,8 +162,8 @@ def test_reference_image_tokens_stay_dense(host):
     model = tiny_wan(num_layers=4, ref_conv=True)
     reference = torch.randn(1, 16, 1, 8, 8)
     positive = text(reference_latents=[reference])
-    x = latent(9)
-    with record_attention_tokens(self_attention(model)) as calls:
+    x = wan_latent(9)
+    with record_attention_tokens(wan_attention(model)) as calls:
         out = sample(fis(model), x, positive, steps=1)
     assert torch.isfinite(out).all()
     assert [t for _, t, _ in calls] == [T + 9 * T, T + 5 * T, T + 4 * T, T + 9 * T]

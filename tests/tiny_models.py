@@ -1,13 +1,19 @@
-"""Tiny real models, loaded through ComfyUI's own loader, and helpers to sample and observe them.
+"""Tiny real models, loaded through ComfyUI's own loader, their inputs, and helpers to sample and observe them.
 
-Every model here is the host's own class (WanModel, HunyuanVideo, LTXVModel) with random weights, detected from its
-state dict by ``comfy.sd.load_diffusion_model_state_dict`` exactly as a checkpoint file would be.
+Every model here is the host's own class (WanModel, HunyuanVideo, LTXVModel, AsymmDiTJoint) with random weights,
+detected from its state dict by ComfyUI's model detection exactly as a checkpoint file would be. ``FAMILIES`` lists
+each family's tiny model and inputs for the contract every family keeps (tests/test_family_contract.py).
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
+
+#: Tokens per latent frame of every tiny family's latent below.
+TOKENS_PER_FRAME = 16
 
 
 def _random_weights(module: torch.nn.Module, seed: int, scale: float = 0.05) -> dict:
@@ -119,6 +125,24 @@ def record_attention_tokens(attention_modules):
             handle.remove()
 
 
+@contextmanager
+def record_fps_attention():
+    """Record the frame grid of every attention that FPS attention computes: a list that fills while sampling
+    (a pass-through spy on ``fis_core.fps.attention.fps_attention``, which the node's op runs)."""
+    from comfyui_fis.fis_core.fps import attention
+    grids = []
+    computed = attention.fps_attention
+
+    def spy(q, k, v, grid, *args, **kwargs):
+        grids.append(tuple(grid))
+        return computed(q, k, v, grid, *args, **kwargs)
+    attention.fps_attention = spy
+    try:
+        yield grids
+    finally:
+        attention.fps_attention = computed
+
+
 def block_output_recorder(model):
     """A clone of a Wan ``model`` that records every block's output per model call, and the record:
     a list (one entry per model call) of lists of [B, L, C] tensors, one per block."""
@@ -172,3 +196,78 @@ def tiny_mochi(*, depth=4, seed=0):
                                                offload_device=comfy.model_management.unet_offload_device())
     model.load_model_weights(state_dict, "", assign=patcher.is_dynamic())
     return patcher
+
+
+def wan_latent(frames=9, batch=1, channels=16, seed=3):
+    """8x8 (Wan's patches are 2x2)."""
+    return torch.randn(batch, channels, frames, 8, 8, generator=torch.Generator().manual_seed(seed))
+
+
+def wan_attention(model):
+    return {i: block.self_attn for i, block in enumerate(model.model.diffusion_model.blocks)}
+
+
+def hv15_latent(frames=9, batch=1, seed=3):
+    """4x4 (HunyuanVideo 1.5's patches are 1x1x1)."""
+    return torch.randn(batch, 32, frames, 4, 4, generator=torch.Generator().manual_seed(seed))
+
+
+def hunyuan_blocks(model):
+    """HunyuanVideo's blocks as ``sparse_blocks`` numbers them: double blocks, then single blocks."""
+    dm = model.model.diffusion_model
+    return dict(enumerate(list(dm.double_blocks) + list(dm.single_blocks)))
+
+
+def ltxv_text(seed=1, tokens=8, **extra):
+    """LTXV conditioning: a T5-XXL embedding (4096 wide) and its attention mask."""
+    return text(seed=seed, tokens=tokens, dim=4096, attention_mask=torch.ones(1, tokens, dtype=torch.long), **extra)
+
+
+def ltxv_latent(frames=9, batch=1, seed=3):
+    """4x4 (LTXV's patches are 1x1x1)."""
+    return torch.randn(batch, 128, frames, 4, 4, generator=torch.Generator().manual_seed(seed))
+
+
+def ltxv_attention(model):
+    return {i: block.attn1 for i, block in enumerate(model.model.diffusion_model.transformer_blocks)}
+
+
+MOCHI_TEXT = 8
+
+
+def mochi_text(seed=1):
+    """Mochi conditioning: a text embedding (64 wide for the tiny model) and its attention mask."""
+    return text(seed=seed, tokens=MOCHI_TEXT, dim=64, attention_mask=torch.ones(1, MOCHI_TEXT, dtype=torch.long))
+
+
+def mochi_latent(frames=9, batch=1, seed=3):
+    """8x8 (Mochi's patches are 2x2)."""
+    return torch.randn(batch, 12, frames, 8, 8, generator=torch.Generator().manual_seed(seed))
+
+
+def mochi_attention(model):
+    return {i: block.attn for i, block in enumerate(model.model.diffusion_model.blocks)}
+
+
+@dataclass(frozen=True)
+class TinyFamily:
+    """One family's tiny model (6 blocks) and its inputs, as the family contract uses them."""
+
+    name: str
+    build: Callable              # () -> the model
+    latent: Callable             # (frames=9, batch=1) -> a latent of TOKENS_PER_FRAME tokens a frame
+    cond: Callable               # (seed=1) -> conditioning
+    attention: Callable          # model -> {block index: the module whose input is the block's frame tokens}
+    tolerance: float             # bound of the defaults' relative error against dense (CFG 3, a batch of two)
+
+
+FAMILIES = (
+    TinyFamily("wan", lambda: tiny_wan(num_layers=6), wan_latent, text, wan_attention, 0.1),
+    TinyFamily("hunyuan_video_15", lambda: tiny_hunyuan_video("1.5", depth=6), hv15_latent,
+               lambda seed=1: hunyuan_text(seed=seed, byt5_tokens=4), hunyuan_blocks, 0.15),
+    TinyFamily("ltxv", lambda: tiny_ltxv(layers=6), ltxv_latent, ltxv_text, ltxv_attention, 0.1),
+    # Mochi's blocks norm each token's update and have no shift modulation or MLP bias, so in a random model on
+    # noise neighbouring frames share little of their updates, and interpolation recovers less of a skipped
+    # frame's update than in the tiny Wan (whose updates share their biases): the deviation is about 0.23.
+    TinyFamily("mochi", lambda: tiny_mochi(depth=6), mochi_latent, mochi_text, mochi_attention, 0.35),
+)

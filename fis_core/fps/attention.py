@@ -85,6 +85,8 @@ def fps_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid: tuple
     """Self-attention of the video tokens ``q``, ``k``, ``v`` [B, tokens, H, D], tokens frames-first over
     ``grid`` (frames, rows, columns) behind ``prefix`` other tokens (text), which every query attends to and
     which attend to everything. Returns [B, tokens, H, D]."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: '{backend}' is unknown; choose one of {', '.join(BACKENDS)}")
     layout = settings.layout(grid, prefix)
     if layout.tokens != q.shape[1]:
         raise ValueError(f"{q.shape[1]} tokens are not {prefix} prefix tokens and the grid {grid}")

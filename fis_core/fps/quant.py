@@ -10,6 +10,8 @@ import torch
 
 FP8 = torch.float8_e4m3fn
 FP8_MAX = 448.0
+#: The smallest scale: float32's smallest normal number, so that an all-zero tile divides by no zero.
+SCALE_FLOOR = torch.finfo(torch.float32).tiny
 
 
 def quantize_tiles(x: torch.Tensor, tile_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -17,7 +19,7 @@ def quantize_tiles(x: torch.Tensor, tile_tokens: int) -> tuple[torch.Tensor, tor
     b, n, h, d = x.shape
     tiles = x.view(b, n // tile_tokens, tile_tokens, h, d)
     amax = tiles.abs().amax(dim=(2, 4)).float()
-    scale = (amax / FP8_MAX).clamp(min=torch.finfo(torch.float32).tiny)
+    scale = (amax / FP8_MAX).clamp(min=SCALE_FLOOR)
     values = (tiles.float() / scale[:, :, None, :, None]).clamp(-FP8_MAX, FP8_MAX).to(FP8)
     return values.view(b, n, h, d), scale
 

@@ -18,7 +18,12 @@ import torch
 import triton
 import triton.language as tl
 
+from .quant import FP8, FP8_MAX, SCALE_FLOOR
 from .tiles import TileLayout
+
+#: The e4m3 range and the smallest scale, from :mod:`.quant` (a Triton kernel reads module constants only as constexpr).
+_FP8_MAX = tl.constexpr(FP8_MAX)
+_SCALE_FLOOR = tl.constexpr(SCALE_FLOOR)
 
 
 @triton.jit
@@ -32,14 +37,14 @@ def _quantize_kernel(X, SOURCE, OUT, SCALE, stride_xb, stride_xn, stride_xh, str
     dims = tl.arange(0, HEAD_DIM)
     tokens = tl.load(SOURCE + tile * BLOCK + rows).to(tl.int64)
     x = tl.load(X + b * stride_xb + h * stride_xh + tokens[:, None] * stride_xn + dims[None, :]).to(tl.float32)
-    scale = tl.maximum(tl.max(tl.max(tl.abs(x), 1), 0) / 448.0, 1.1754943508222875e-38)
+    scale = tl.maximum(tl.max(tl.max(tl.abs(x), 1), 0) / _FP8_MAX, _SCALE_FLOOR)
     tl.store(SCALE + (b * tl.num_programs(0) + tile) * HEADS + h, scale)
-    y = tl.clamp(x / scale, -448.0, 448.0).to(tl.float8e4nv)
+    y = tl.clamp(x / scale, -_FP8_MAX, _FP8_MAX).to(tl.float8e4nv)
     slots = (tile * BLOCK + rows).to(tl.int64)
     tl.store(OUT + b * stride_ob + h * stride_oh + slots[:, None] * stride_on + dims[None, :] * stride_od, y)
 
 
-LOG2_FP8_MAX = math.log2(448.0)
+LOG2_FP8_MAX = math.log2(FP8_MAX)
 
 
 def _configs():
@@ -58,7 +63,8 @@ def _attention_kernel(Q, K, V, QS, KS, VS, KV_LIST, KV_COUNT, TILE_COUNT, SOURCE
                       HEAD_DIM: tl.constexpr, DENSE: tl.constexpr):
     # DENSE walks every key tile in order; otherwise the kept-tile list. Padding keys are masked behind a
     # branch taken for partial tiles only (dense) or by a bias on every tile (list): on an H100 each is the
-    # faster there (FP8, 720p: dense 213 against 222 ms; the list walk 257 against 288 ms at sparsity 0).
+    # faster there (FP8, 720p: dense 213 against 222 ms; the list walk 257 against 288 ms at sparsity 0;
+    # bench/results/h100_fps_kernel_variants.json).
     tile_m = tl.program_id(0)
     bh = tl.program_id(1)
     b = bh // HEADS
@@ -126,7 +132,7 @@ def quantize_to_tiles(x: torch.Tensor, layout: TileLayout, transposed: bool = Fa
     if x.stride(-1) != 1:
         x = x.contiguous()
     shape = (b, h, d, layout.slots) if transposed else (b, layout.slots, h, d)
-    out = torch.empty(shape, dtype=torch.float8_e4m3fn, device=x.device)
+    out = torch.empty(shape, dtype=FP8, device=x.device)
     scale = torch.empty(b, layout.num_tiles, h, dtype=torch.float32, device=x.device)
     strides = (out.stride(0), out.stride(3), out.stride(1), out.stride(2)) if transposed else out.stride()
     _quantize_kernel[(layout.num_tiles, b * h)](x, layout.source(x.device), out, scale, x.stride(0), x.stride(1),
