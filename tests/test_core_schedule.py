@@ -113,3 +113,14 @@ def test_cost_model_matches_the_envelope_and_the_reference_schedule():
     assert 2.85 < estimated_speedup(schedule, 40, 21, "720p") < 3.1
     assert 2.45 < estimated_speedup(schedule, 40, 21, "480p") < 2.8
     assert estimated_speedup(FisSchedule((), 2), 40) == pytest.approx(1.0)
+
+
+def test_groups_rotate_across_steps():
+    """At step s the k-th sparse block takes group (k + s) mod G; without rotation it keeps group k mod G."""
+    schedule = FisSchedule((1, 2, 4), 3)
+    assert [[schedule.group_of_block(b, step) for b in (1, 2, 4)] for step in range(4)] == [
+        [0, 1, 2], [1, 2, 0], [2, 0, 1], [0, 1, 2]]
+    assert schedule.frames_for_block(1, 6, step=1) == (1, 4)
+    fixed = FisSchedule((1, 2, 4), 3, rotate=False)
+    assert [fixed.group_of_block(1, step) for step in range(3)] == [0, 0, 0]
+    assert schedule.group_of_block(3, step=1) is None

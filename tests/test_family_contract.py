@@ -41,13 +41,15 @@ def test_each_sparse_block_processes_exactly_its_tokens(family, model):
     with record_attention_tokens(family.attention(model)) as calls:
         sample(fis(model, sparse_blocks="1-4", groups=groups), family.latent(frames), family.cond(), steps=2)
     assert len(calls) == 2 * 6
-    expected = {1: (0, 3, 6), 2: (1, 4, 7), 3: (2, 5, 8), 4: (0, 3, 6)}
-    for block, tokens, subset in calls:
-        assert subset == expected.get(block)
-        assert tokens == T * (len(expected[block]) if block in expected else frames)
-    sparse = [set(s) for _, _, s in calls[:6] if s is not None]
-    for start in range(len(sparse) - groups + 1):   # every frame is refreshed within `groups` sparse blocks
-        assert set().union(*sparse[start:start + groups]) == set(range(frames))
+    group_frames = [(0, 3, 6), (1, 4, 7), (2, 5, 8)]
+    for step in range(2):       # the k-th sparse block takes group (k + step) mod G: the groups rotate
+        expected = {block: group_frames[(k + step) % groups] for k, block in enumerate(range(1, 5))}
+        for block, tokens, subset in calls[6 * step:6 * step + 6]:
+            assert subset == expected.get(block)
+            assert tokens == T * (len(expected[block]) if block in expected else frames)
+        sparse = [set(s) for _, _, s in calls[6 * step:6 * step + 6] if s is not None]
+        for start in range(len(sparse) - groups + 1):   # every frame is refreshed within `groups` sparse blocks
+            assert set().union(*sparse[start:start + groups]) == set(range(frames))
 
 
 def test_auto_blocks_are_all_but_first_and_last(family, model):
@@ -60,7 +62,7 @@ def test_defaults_stay_close_to_dense_with_cfg_and_a_batch_of_two(family, model)
     x, pos, neg = family.latent(9, batch=2), family.cond(), family.cond(seed=2)
     with record_attention_tokens({1: family.attention(model)[1]}) as calls:
         out = sample(fis(model), x, pos, negative=neg, cfg=3.0, steps=2)
-    assert [tokens for _, tokens, _ in calls] == [5 * T, 5 * T]
+    assert [tokens for _, tokens, _ in calls] == [5 * T, 4 * T]   # the even frames, then (rotated) the odd ones
     assert torch.isfinite(out).all()
     assert 0 < relative_error(out, sample(model, x, pos, negative=neg, cfg=3.0, steps=2)) < family.tolerance
 

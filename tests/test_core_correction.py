@@ -1,0 +1,81 @@
+"""The corrected interpolation (no host needed): what the fitted map recovers, per batch entry, and when it stays off."""
+import pytest
+import torch
+
+from comfyui_fis.fis_core import FrameLayout, build_plan, correction_flops, gather, restore, token_index
+from comfyui_fis.fis_core.correction import FIT_TOKENS, MAP_CHANNELS
+
+FRAMES, TOKENS, CHANNELS = 9, 256, 2 * MAP_CHANNELS
+LAYOUT = FrameLayout(prefix=2, frames=FRAMES, tokens_per_frame=TOKENS, suffix=3)
+
+
+def block_diagonal_maps(batch: int, seed: int = 0) -> torch.Tensor:
+    """One random block-diagonal C x C map per batch entry (blocks of MAP_CHANNELS channels)."""
+    generator = torch.Generator().manual_seed(seed)
+    maps = torch.zeros(batch, CHANNELS, CHANNELS)
+    for start in range(0, CHANNELS, MAP_CHANNELS):
+        part = slice(start, start + MAP_CHANNELS)
+        maps[:, part, part] = torch.randn(batch, MAP_CHANNELS, MAP_CHANNELS, generator=generator) / MAP_CHANNELS ** 0.5
+    return maps
+
+
+def video(batch: int, seed: int = 1) -> torch.Tensor:
+    """Tokens [B, L, C] whose frames share a common part and each have their own (what the map must predict)."""
+    generator = torch.Generator().manual_seed(seed)
+    common = torch.randn(batch, 1, TOKENS, CHANNELS, generator=generator)
+    own = torch.randn(batch, FRAMES, TOKENS, CHANNELS, generator=generator)
+    frames = (common + own).reshape(batch, FRAMES * TOKENS, CHANNELS)
+    return torch.cat([torch.randn(batch, 2, CHANNELS), frames, torch.randn(batch, 3, CHANNELS)], dim=1)
+
+
+def run_sparse(x, block, computed, mode):
+    plan = build_plan(FRAMES, computed, mode, "cpu")
+    return restore(x, block(gather(x, token_index(LAYOUT, plan))), LAYOUT, plan)
+
+
+def frame_error(out, reference, frames):
+    index = torch.tensor(frames)
+    view = lambda t: t[:, LAYOUT.frame_tokens].unflatten(1, (FRAMES, TOKENS)).index_select(1, index)  # noqa: E731
+    return ((view(out) - view(reference)).norm() / (view(reference)).norm()).item()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_linear_update_is_recovered_per_batch_entry(dtype):
+    """Each batch entry's block adds x A_b: the interpolated update misses each frame's own part, the corrected
+    one recovers it (up to the ridge), with each entry's own map."""
+    maps = block_diagonal_maps(2)
+    x = video(2).to(dtype)
+    block = lambda t: t + torch.bmm(t.float(), maps).to(t.dtype)  # noqa: E731
+    reference, skipped = block(x), [1, 3, 5, 7]
+    linear = run_sparse(x, block, (0, 2, 4, 6, 8), "linear")
+    corrected = run_sparse(x, block, (0, 2, 4, 6, 8), "corrected")
+    assert frame_error(linear, reference, skipped) > 0.3
+    assert frame_error(corrected, reference, skipped) < 0.15 * frame_error(linear, reference, skipped)
+    assert torch.equal(corrected[:, :2], reference[:, :2]) and torch.equal(corrected[:, -3:], reference[:, -3:])
+    assert torch.equal(corrected, corrected.to(dtype))
+
+
+def test_computed_frames_and_non_frame_tokens_are_the_block_output():
+    x = video(1)
+    block = lambda t: torch.tanh(t) * 2  # noqa: E731
+    out, reference = run_sparse(x, block, (0, 2, 4, 6, 8), "corrected"), block(x)
+    assert frame_error(out, reference, [0, 2, 4, 6, 8]) == 0.0
+
+
+def test_too_few_computed_frames_to_fit_is_linear_exactly():
+    """With no computed frame between two others there is nothing to fit on: the restore is the linear one."""
+    x = video(1)
+    block = lambda t: t + torch.sin(t)  # noqa: E731
+    for computed in [(0, 8), (4,)]:
+        assert not build_plan(FRAMES, computed, "corrected", "cpu").corrects
+        assert torch.equal(run_sparse(x, block, computed, "corrected"), run_sparse(x, block, computed, "linear"))
+
+
+def test_correction_flops_count_fit_solve_and_apply():
+    # 7 fit frames (25,200 tokens, of which the fit reads FIT_TOKENS) and 8 skipped frames of 3600 tokens at
+    # 5120 channels: 40 maps of 128
+    flops = correction_flops(7, 8, 3600, 5120)
+    apply = 2 * 8 * 3600 * 5120 * 128
+    products = 2 * 2 * min(7 * 3600, FIT_TOKENS) * 5120 * 128
+    assert apply + products < flops < 1.2 * (apply + products)
+    assert correction_flops(0, 8, 3600, 5120) == 0.0
