@@ -79,8 +79,9 @@ class Setting:
 
     name: str
     groups: int                         # 1: no FIS
-    sparse_share: float | None = None   # None: the node's `auto` blocks; else this share of blocks, centred
+    sparse_share: float | None = None   # None: the node's `auto` blocks; 1: every block; else this share, centred
     fps_sparsity: float | None = None   # FP8 + sparse attention (the FPSAttention node, window pattern) first
+    interpolation: str = "corrected"
 
     def sparse_blocks(self, num_blocks: int) -> str:
         if self.sparse_share is None:
@@ -91,7 +92,8 @@ class Setting:
 
 
 DEFAULT = Setting("default", 2)
-SWEEP = [Setting("G3", 3), Setting("G4", 4), Setting("75%", 2, 0.75), Setting("50%", 2, 0.5)]
+SWEEP = [Setting("linear", 2, interpolation="linear"), Setting("fastest", 2, 1.0), Setting("G3", 3), Setting("G4", 4),
+         Setting("75%", 2, 0.75), Setting("50%", 2, 0.5)]
 #: FPS attention alone and with FIS; only by name (--settings fps0,fps75+G2,...), not in 'all'.
 FPS_SETTINGS = [Setting("fps0", 1, fps_sparsity=0.0), Setting("fps50", 1, fps_sparsity=0.5),
                 Setting("fps75", 1, fps_sparsity=0.75), Setting("fps90", 1, fps_sparsity=0.9),
@@ -248,8 +250,8 @@ def bench_model(key: str, spec: ModelSpec, resolutions, settings, device, dtype,
             fis_model = dense_model
             if setting.fps_sparsity is not None:
                 fis_model = FPSAttention().patch(fis_model, "fp8", "auto", setting.fps_sparsity, "window", "")[0]
-            fis_model = node.patch(fis_model, setting.sparse_blocks(len(blocks)), setting.groups, "interleave",
-                                   "linear", "auto", 0.0, 1.0)[0]
+            fis_model = node.patch(fis_model, "custom", setting.sparse_blocks(len(blocks)), setting.groups, "interleave",
+                                   setting.interpolation, "auto", 0.0, 1.0)[0]
             fis_out, fis_peak = run_with_peak(device, lambda: inputs.run(fis_model))
             fis_ms = clock.median_ms(lambda: inputs.run(fis_model), reps, warmup)
             ideal_ms = None if compile_model else non_block_ms + sum(clock.block_ms(lambda: inputs.run(fis_model), blocks))
@@ -258,6 +260,7 @@ def bench_model(key: str, spec: ModelSpec, resolutions, settings, device, dtype,
                 tokens=int(dense_out.shape[2] * dense_out.shape[3] * dense_out.shape[4]
                            // (spec.unet_config["patch_size"][1] * spec.unet_config["patch_size"][2])),
                 setting=setting.name, blocks=len(blocks), sparse_blocks=setting.sparse_blocks(len(blocks)), groups=setting.groups,
+                interpolation=setting.interpolation,
                 compiled=compile_model, dense_ms=round(dense_ms, 2), fis_ms=round(fis_ms, 2),
                 speedup=round(dense_ms / fis_ms, 3), ideal_ms=ideal_ms and round(ideal_ms, 2),
                 ideal_speedup=ideal_ms and round(dense_ms / ideal_ms, 3), overhead=ideal_ms and round(fis_ms / ideal_ms - 1.0, 4),
@@ -284,7 +287,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="wan14b,wan5b,hv15", help=f"comma list of {', '.join(MODELS)}")
     parser.add_argument("--res", default="480p,720p")
-    parser.add_argument("--settings", default="all", help="comma list of setting names (default, G3, G4, 75%%, 50%%; "
+    parser.add_argument("--settings", default="all", help="comma list of setting names (default, linear, fastest, G3, G4, 75%%, 50%%; "
                                                           "FPS attention: fps0, fps50, fps75, fps90, fps0+G2, fps50+G2, "
                                                           "fps75+G2, fps75+G3, fps90+G2) or 'all' (the FIS ones)")
     parser.add_argument("--blocks", type=int, help="override the number of blocks (e.g. a shallower model for --compile)")
