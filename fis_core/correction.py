@@ -18,12 +18,10 @@ import torch
 
 #: Channels per block of the block-diagonal map.
 MAP_CHANNELS = 128
-#: Tokens per batch entry the fit reads, at most.
-FIT_TOKENS = 16384
+#: Tokens per batch entry the fit reads, at most (32 per unknown of a 128-channel map).
+FIT_TOKENS = 4096
 #: Ridge strength relative to the mean diagonal of ``dx^T dx``.
 RIDGE = 0.1
-#: Skipped frames corrected at a time (bounds the temporaries to a few frames' size).
-APPLY_CHUNK = 4
 
 
 def map_channels(channels: int) -> int:
@@ -32,11 +30,16 @@ def map_channels(channels: int) -> int:
     return MAP_CHANNELS if channels % MAP_CHANNELS == 0 else channels
 
 
-def _residual(frames: torch.Tensor, center, lo, hi, weight: torch.Tensor) -> torch.Tensor:
-    """``frames[center] - lerp(frames[lo], frames[hi], weight)`` in fp32, along axis 1 (frames)."""
-    pick = lambda index: frames.index_select(1, index).float()  # noqa: E731
-    low = pick(lo)
-    return pick(center) - torch.lerp(low, pick(hi), weight.view(1, -1, 1, 1).to(low.dtype))
+def _residual(rows: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``center - lerp(low, high, weight)`` of ``rows`` [B, m, 3, ...] (center, low, high along axis 2)."""
+    weight = weight.view(1, -1, *([1] * (rows.dim() - 3))).to(rows.dtype)
+    return rows[:, :, 0] - torch.lerp(rows[:, :, 1], rows[:, :, 2], weight)
+
+
+def _per_map(rows: torch.Tensor, channels: int) -> torch.Tensor:
+    """Tokens [B, ..., C] as [B, n, N, c]: the n maps' channel blocks, each over all N tokens (contiguous)."""
+    c = map_channels(channels)
+    return rows.reshape(rows.shape[0], -1, channels // c, c).transpose(1, 2).contiguous()
 
 
 def fit_maps(x: torch.Tensor, y: torch.Tensor, fit: torch.Tensor, fit_weight: torch.Tensor,
@@ -45,44 +48,44 @@ def fit_maps(x: torch.Tensor, y: torch.Tensor, fit: torch.Tensor, fit_weight: to
 
     ``x`` [B, F, T, C] are the block's input frames, ``y`` [B, k, T, C] its output on the computed frames
     (``frame_index`` [k] says which). ``fit`` [m, 3] holds per fit frame its position among the computed frames
-    and those of its low and high neighbours, ``fit_weight`` [m] the high neighbour's weight.
+    and those of its low and high neighbours, ``fit_weight`` [m] the high neighbour's weight. Only the rows the
+    fit reads are gathered (one indexed copy each of x and y); the residuals and products are fp32.
     """
-    batch, _, tokens, channels = x.shape
-    stride = max(1, -(-fit.shape[0] * tokens // FIT_TOKENS))
-    token_index = torch.arange(0, tokens, stride, device=x.device)
-    x_computed = x.index_select(1, frame_index).index_select(2, token_index)
-    u_computed = y.index_select(2, token_index).float() - x_computed.float()
-    center, lo, hi = fit.unbind(1)
-    dx = _residual(x_computed, center, lo, hi, fit_weight)
-    du = _residual(u_computed, center, lo, hi, fit_weight)
-    c = map_channels(channels)
-    dx = dx.reshape(batch, -1, channels // c, c).transpose(1, 2)      # [B, n, N, c]
-    du = du.reshape(batch, -1, channels // c, c).transpose(1, 2)
-    gram = dx.transpose(2, 3) @ dx
-    cross = dx.transpose(2, 3) @ du
+    batch, frames, tokens, channels = x.shape
+    m = fit.shape[0]
+    token_index = torch.arange(0, tokens, max(1, -(-m * tokens // FIT_TOKENS)), device=x.device)
+    x_rows = (frame_index[fit].view(m, 3, 1) * tokens + token_index).flatten()
+    y_rows = (fit.view(m, 3, 1) * tokens + token_index).flatten()
+    shape = (batch, m, 3, token_index.shape[0], channels)
+    xs = x.reshape(batch, -1, channels).index_select(1, x_rows).view(shape).float()
+    ys = y.reshape(batch, -1, channels).index_select(1, y_rows).view(shape).float()
+    dx = _residual(xs, fit_weight)
+    du = _residual(ys, fit_weight) - dx          # the residual of u = y - x
+    dx, du = _per_map(dx, channels), _per_map(du, channels)
+    gram = dx.mT @ dx
+    cross = dx.mT @ du
     diagonal = gram.diagonal(dim1=2, dim2=3)
     ridge = RIDGE * diagonal.mean(dim=2, keepdim=True) + torch.finfo(gram.dtype).tiny
     gram = gram + torch.diag_embed(ridge.expand_as(diagonal))
-    return torch.linalg.solve(gram, cross)
+    factor, _ = torch.linalg.cholesky_ex(gram)      # SPD by the ridge; _ex: no host-device sync on the check
+    return torch.cholesky_solve(cross, factor)
 
 
-def apply_maps(out: torch.Tensor, x: torch.Tensor, maps: torch.Tensor, skipped: torch.Tensor, lo: torch.Tensor,
-               hi: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def apply_maps(out: torch.Tensor, x: torch.Tensor, maps: torch.Tensor, corrected: tuple) -> torch.Tensor:
     """Add ``(x_f - lerp(x_lo, x_hi, w)) A`` to each skipped frame f of ``out`` [B, F, T, C] (in place).
 
-    ``skipped``, ``lo``, ``hi`` [s] are frame numbers, ``weight`` [s] the high source's weight; ``x`` is the
-    block's input [B, F, T, C], ``maps`` from :func:`fit_maps`.
+    ``corrected`` holds ``(f, lo, hi, w)`` per skipped frame (Python numbers: frame views, no gathers and no
+    host-device syncs); ``x`` is the block's input [B, F, T, C], ``maps`` from :func:`fit_maps`. The residual and
+    its product run in the model's dtype (the correction is added to an output of that precision), one frame at
+    a time (temporaries of one frame's size).
     """
     batch, _, tokens, channels = x.shape
     n, c = maps.shape[1], maps.shape[2]
-    maps = maps.to(x.dtype) if x.dtype != torch.float64 else maps.double()
-    for start in range(0, skipped.shape[0], APPLY_CHUNK):
-        part = slice(start, start + APPLY_CHUNK)
-        dx = _residual(x, skipped[part], lo[part], hi[part], weight[part]).to(maps.dtype)
-        s = dx.shape[1]
-        correction = dx.reshape(batch, s * tokens, n, c).transpose(1, 2) @ maps   # [B, n, s T, c]
-        correction = correction.transpose(1, 2).reshape(batch, s, tokens, channels)
-        out.index_add_(1, skipped[part], correction.to(out.dtype))
+    maps = maps.to(x.dtype)
+    for frame, lo, hi, weight in corrected:
+        dx = x[:, frame] - torch.lerp(x[:, lo], x[:, hi], weight)
+        correction = dx.view(batch, tokens, n, c).transpose(1, 2) @ maps          # [B, n, T, c]
+        out[:, frame] += correction.transpose(1, 2).reshape(batch, tokens, channels)
     return out
 
 

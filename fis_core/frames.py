@@ -72,7 +72,7 @@ class FramePlan:
     weight: torch.Tensor        # [F] float64: weight of the high source
     fit: torch.Tensor | None = None          # corrected: [m, 3] positions of the fit frames and their neighbours
     fit_weight: torch.Tensor | None = None   # [m] their high neighbour's weight
-    corrected: tuple[torch.Tensor, ...] = ()  # skipped frames to correct, their low and high sources, weights
+    corrected: tuple[tuple[int, int, int, float], ...] = ()  # skipped frames to correct: (frame, low, high, weight)
 
     @property
     def corrects(self) -> bool:
@@ -100,9 +100,7 @@ def build_plan(frames: int, computed: tuple[int, ...], mode: str, device) -> Fra
     if mode != "corrected" or not fit or not skipped:
         return plan
     return replace(plan, fit=torch.tensor(fit).to(device), fit_weight=torch.tensor(fit_weight).to(device),
-                   corrected=tuple(torch.tensor(values).to(device) for values in (
-                       skipped, [table[f][1] for f in skipped], [table[f][3] for f in skipped],
-                       [weights[f] for f in skipped])))
+                   corrected=tuple((f, table[f][1], table[f][3], weights[f]) for f in skipped))
 
 
 def token_index(layout: FrameLayout, plan: FramePlan) -> torch.Tensor:
@@ -144,7 +142,7 @@ def restore(x: torch.Tensor, y_sub: torch.Tensor, layout: FrameLayout, plan: Fra
     if plan.corrects:
         x4, shape = x_frames.view(batch, layout.frames, T, -1), (batch, -1, T, x.shape[-1])
         maps = fit_maps(x4, y_frames.view(shape), plan.fit, plan.fit_weight, plan.frame_index)
-        apply_maps(restored.view(shape), x4, maps, *plan.corrected)
+        apply_maps(restored.view(shape), x4, maps, plan.corrected)
     restored = restored.view(batch, layout.frames * T, *x.shape[2:])
     if layout.prefix == 0 and layout.suffix == 0:
         return restored
