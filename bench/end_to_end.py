@@ -1,0 +1,92 @@
+"""What a user waits for: a whole sampling run plus the VAE decode, dense and with FIS, on full-size random weights.
+
+Builds the Wan-14B expert as ``speed.py`` does and ComfyUI's Wan 2.1 VAE (``comfy.sd.VAE`` from a randomly
+initialised state dict), then times ``nodes.common_ksampler`` (euler, simple, CFG 1, as the 4-step distilled
+models run) and ``VAE.decode`` of the 81 frames, dense and through the FIS node with each setting given.
+
+    python bench/end_to_end.py --res 720p --steps 4 --settings balanced --out bench/out/end_to_end.json
+    python bench/end_to_end.py --tiny       # a tiny Wan and VAE on the CPU: checks the script, no speed claims
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import time
+from pathlib import Path
+
+import torch
+
+import speed
+
+
+def wan_vae(dim: int, device, dtype):
+    """ComfyUI's Wan 2.1 VAE (width ``dim``; 96 is the released one) with random weights."""
+    import comfy.ldm.wan.vae
+    import comfy.sd
+    torch.manual_seed(0)
+    model = comfy.ldm.wan.vae.WanVAE(dim=dim, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                                     temperal_downsample=[False, True, True])
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.02)
+    return comfy.sd.VAE(sd=model.state_dict(), device=device, dtype=dtype)
+
+
+def timed(device, fn):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    result = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return result, time.perf_counter() - started
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--res", default="720p")
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--settings", default="balanced", help="comma list of FIS quality presets")
+    parser.add_argument("--tiny", action="store_true")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "end_to_end.json"))
+    args = parser.parse_args(argv)
+    speed.boot_host()
+    import nodes
+
+    from comfyui_fis.nodes import FrameInterleavedSparsity
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    spec = speed.TINY_MODELS["wan-tiny"] if args.tiny else speed.MODELS["wan14b"]
+    resolution = "tiny" if args.tiny else args.res
+    model = speed.build_model(spec, device, dtype)
+    vae = wan_vae(8 if args.tiny else 96, device, dtype)
+    shape = spec.latent_shape(resolution)
+    generator = torch.Generator().manual_seed(1)
+    cond = [[torch.randn(1, spec.text_tokens, spec.text_dim, generator=generator), {}]]
+    latent = {"samples": torch.zeros(shape)}
+
+    def run(patched):
+        samples, sample_s = timed(device, lambda: nodes.common_ksampler(
+            patched, 0, args.steps, 1.0, "euler", "simple", cond, cond, latent)[0]["samples"])
+        frames, decode_s = timed(device, lambda: vae.decode(samples))
+        return dict(sample_s=round(sample_s, 2), decode_s=round(decode_s, 2), total_s=round(sample_s + decode_s, 2),
+                    frames=int(frames.shape[-4]) if frames.dim() == 5 else int(frames.shape[0]))
+
+    run(model)   # warm-up: loads the weights, autotunes
+    rows = [dict(setting="dense", **run(model))]
+    for preset in args.settings.split(","):
+        patched = FrameInterleavedSparsity().patch(model, preset, "auto", 2, "interleave", "corrected", "auto", 0.0, 1.0)[0]
+        rows.append(dict(setting=preset, **run(patched)))
+    for row in rows:
+        row["speedup"] = round(rows[0]["total_s"] / row["total_s"], 3)
+        print(row, flush=True)
+    report = dict(what=f"{args.steps} sampling steps (euler, CFG 1) + VAE decode, {spec.name}, {resolution}, random weights",
+                  date=datetime.date.today().isoformat(), device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+                  torch=torch.__version__, latent=list(shape), rows=rows)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
