@@ -52,7 +52,7 @@ def main(argv=None):
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "end_to_end.json"))
     args = parser.parse_args(argv)
     speed.boot_host()
-    import nodes
+    import comfy.sample
 
     from comfyui_fis.nodes import FrameInterleavedSparsity
     device = torch.device("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")
@@ -64,11 +64,12 @@ def main(argv=None):
     shape = spec.latent_shape(resolution)
     generator = torch.Generator().manual_seed(1)
     cond = [[torch.randn(1, spec.text_tokens, spec.text_dim, generator=generator), {}]]
-    latent = {"samples": torch.zeros(shape)}
+    latent = torch.zeros(shape)
 
-    def run(patched):
-        samples, sample_s = timed(device, lambda: nodes.common_ksampler(
-            patched, 0, args.steps, 1.0, "euler", "simple", cond, cond, latent)[0]["samples"])
+    def run(patched):   # what nodes.common_ksampler does (importing ``nodes`` needs PyAV)
+        noise = comfy.sample.prepare_noise(latent, 0)
+        samples, sample_s = timed(device, lambda: comfy.sample.sample(
+            patched, noise, args.steps, 1.0, "euler", "simple", cond, cond, latent))
         frames, decode_s = timed(device, lambda: vae.decode(samples))
         return dict(sample_s=round(sample_s, 2), decode_s=round(decode_s, 2), total_s=round(sample_s + decode_s, 2),
                     frames=int(frames.shape[-4]) if frames.dim() == 5 else int(frames.shape[0]))
