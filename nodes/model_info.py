@@ -5,7 +5,9 @@ served as ``GET /fis/model_info?folder=diffusion_models&name=<file>``.
 """
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import struct
 
 import torch
@@ -14,15 +16,45 @@ import torch
 FOLDERS = ("diffusion_models", "checkpoints")
 #: Wan sizes by model width.
 WAN_SIZES = {1536: "1.3B", 3072: "5B", 5120: "14B"}
+#: The largest header the safetensors format allows (its own readers refuse more).
+MAX_HEADER_BYTES = 100_000_000
+
+
+class HeaderError(ValueError):
+    """A file whose safetensors header cannot be read, and why."""
 
 
 def read_header(path) -> tuple[dict, dict]:
-    """Tensor shapes and metadata of a safetensors file, from its JSON header."""
+    """Tensor shapes and metadata of a safetensors file, from its JSON header.
+
+    The header's length field is checked against the format's cap and the file's size before the header is read,
+    so a corrupt or foreign file is refused at once, without reading it."""
+    size = os.path.getsize(path)
+    if size < 8:
+        raise HeaderError(f"the file has {size} bytes, too few for a safetensors header")
     with open(path, "rb") as file:
         (length,) = struct.unpack("<Q", file.read(8))
-        header = json.loads(file.read(length))
+        if length > MAX_HEADER_BYTES:
+            raise HeaderError(f"its header length field says {length} bytes, more than the {MAX_HEADER_BYTES // 10**6} MB "
+                              f"a safetensors header may have (not a safetensors file, or a corrupt one)")
+        if length > size - 8:
+            raise HeaderError(f"its header length field says {length} bytes, but the file has only {size - 8} after it "
+                              f"(a truncated file)")
+        raw = file.read(length)
+    try:
+        header = json.loads(raw)
+    except UnicodeDecodeError:
+        raise HeaderError("its header is not text (not a safetensors file)") from None
+    except json.JSONDecodeError as error:
+        raise HeaderError(f"its header is not valid JSON ({error})") from None
+    if not isinstance(header, dict):
+        raise HeaderError(f"its header is a JSON {type(header).__name__}, not a safetensors header")
     metadata = header.pop("__metadata__", None) or {}
-    return {name: tuple(entry["shape"]) for name, entry in header.items()}, metadata
+    try:
+        shapes = {name: tuple(int(n) for n in entry["shape"]) for name, entry in header.items()}
+    except (TypeError, KeyError, ValueError):
+        raise HeaderError("its header has an entry without a tensor shape (not a safetensors header)") from None
+    return shapes, metadata
 
 
 def model_info(path) -> dict | None:
@@ -73,10 +105,17 @@ def register_routes():
         path = folder_paths.get_full_path(folder, name) if folder in FOLDERS else None
         if path is None or not path.endswith(".safetensors"):
             return web.json_response({"error": f"no safetensors file '{name}' in {folder or 'no folder'}"}, status=404)
-        try:
-            info = model_info(path)
+        try:   # off the event loop: the server keeps answering while a large header is read
+            info = await asyncio.to_thread(model_info, path)
         except Exception as error:  # any file the detection cannot make sense of
-            return web.json_response({"error": f"cannot read {name}: {error}"}, status=422)
+            return web.json_response({"error": f"cannot read {name}: {_reason(error)}"}, status=422)
         if info is None:
             return web.json_response({"error": f"{name} is not a model FIS supports"}, status=422)
         return web.json_response({**info, "name": name})
+
+
+def _reason(error: Exception) -> str:
+    """What went wrong, never an empty string: a HeaderError's own words, else the exception's type and message."""
+    if isinstance(error, HeaderError):
+        return str(error)
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

@@ -68,8 +68,9 @@ def python_view(widgets, blocks, frames, auto_anchors):
             "speedup": [estimated_speedup(schedule, blocks, frames, r) for r in ("720p", "480p")]}
 
 
-SPECS = ["auto", "1-8", "0,2,5-9", "", " 3 , 1-2 ,3", "4-35", "3-12", "a-b", "1-", "-3", "40-10", "5-1"]
-ANCHORS = ["auto", "", "0", "0,-1", "-30", "5,x"]
+SPECS = ["auto", "1-8", "0,2,5-9", "", " 3 , 1-2 ,3", "4-35", "3-12", "a-b", "1-", "-3", "40-10", "5-1",
+         "0-99999999999", "1-" + "x" * 100]
+ANCHORS = ["auto", "", "0", "0,-1", "-30", "5,x", "99999999999,0"]
 
 
 def test_js_schedule_matches_python_on_a_grid_of_settings(run_js):
