@@ -1,7 +1,8 @@
-"""What the schedule view asks the server about a model file: its FIS family and block count.
+"""What the schedule view asks the server: the model families' usual models, and a model file's family and blocks.
 
-Read from the safetensors header alone (no weights are loaded) with ComfyUI's own model detection, and
-served as ``GET /fis/model_info?folder=diffusion_models&name=<file>``.
+A file is read from its safetensors header alone (no weights are loaded) with ComfyUI's own model detection, and
+each family adapter says whether the detected config is its model. Served as ``GET /fis/families`` and
+``GET /fis/model_info?folder=diffusion_models&name=<file>``.
 """
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ import asyncio
 import json
 import os
 import struct
+from dataclasses import asdict
 
 import torch
 
+from .families import FAMILIES
+
 #: Model folders a loader node may name, by the folder_paths key.
 FOLDERS = ("diffusion_models", "checkpoints")
-#: Wan sizes by model width.
-WAN_SIZES = {1536: "1.3B", 3072: "5B", 5120: "14B"}
 #: The largest header the safetensors format allows (its own readers refuse more).
 MAX_HEADER_BYTES = 100_000_000
 
@@ -58,12 +60,8 @@ def read_header(path) -> tuple[dict, dict]:
 
 
 def model_info(path) -> dict | None:
-    """``{"family", "label", "blocks", "frames", "image_to_video"}`` for a Wan or HunyuanVideo file, else None.
-
-    ``blocks`` counts what the node's ``sparse_blocks`` numbers: Wan blocks, or HunyuanVideo double blocks
-    then single blocks. ``frames`` is the latent frame count of the model's usual clip (31 for TI2V-5B's 121
-    frames, else 21 for 81). ``image_to_video`` is True where the model takes a concatenated image (Wan I2V).
-    """
+    """``{"family", "label", "blocks", "frames", "image_to_video"}`` for a model file of a family FIS supports
+    (see :class:`~.families.ModelInfo`), else None."""
     import comfy.model_detection
     import comfy.utils
 
@@ -73,30 +71,31 @@ def model_info(path) -> dict | None:
     if any(name.startswith(prefix) for name in state_dict):
         state_dict = comfy.utils.state_dict_prefix_replace(state_dict, {prefix: ""}, filter_keys=True)
     config = comfy.model_detection.detect_unet_config(state_dict, "", metadata) or {}
-    image_model = config.get("image_model")
-    if image_model == "wan2.1":
-        image_to_video = config["in_dim"] > config["out_dim"]
-        size = WAN_SIZES.get(config["dim"], f"{config['dim']}-wide")
-        label = " ".join(["Wan", size, "I2V" if image_to_video else ""]).strip()
-        return {"family": "wan", "label": label, "blocks": config["num_layers"], "frames": 31 if size == "5B" else 21,
-                "image_to_video": image_to_video}
-    if image_model == "hunyuan_video" and len(config["patch_size"]) == 3:
-        version = "1.5" if config.get("byt5") else "1.0"
-        double, single = config["depth"], config["depth_single_blocks"]
-        label = f"HunyuanVideo {version}" + (f" ({double} double + {single} single)" if single else "")
-        return {"family": "hunyuan_video", "label": label, "blocks": double + single, "frames": 21,
-                "image_to_video": False}
+    for family in FAMILIES:
+        info = family.describe(config)
+        if info is not None:
+            return {"family": family.name, **asdict(info)}
     return None
 
 
+def presets() -> list[dict]:
+    """The families' usual models, for the view's selector: ``{"key", "label", "blocks", "frames",
+    "image_to_video", "file_hints"}`` each, the default first."""
+    return [{"key": p.key, **asdict(p.model), "file_hints": list(p.file_hints)} for f in FAMILIES for p in f.presets]
+
+
 def register_routes():
-    """Add ``GET /fis/model_info`` to the running ComfyUI server (nothing when there is none)."""
+    """Add ``GET /fis/families`` and ``GET /fis/model_info`` to the running ComfyUI server (nothing when there is none)."""
     import server
     from aiohttp import web
 
     instance = getattr(server.PromptServer, "instance", None)
     if instance is None:
         return
+
+    @instance.routes.get("/fis/families")
+    async def get_families(request):
+        return web.json_response({"presets": presets()})
 
     @instance.routes.get("/fis/model_info")
     async def get_model_info(request):

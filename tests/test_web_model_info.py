@@ -18,7 +18,7 @@ import torch
 
 from comfy_server import ComfyServer
 from limits import refused_at_once
-from tiny_models import tiny_hunyuan_video, tiny_wan
+from tiny_models import tiny_hunyuan_video, tiny_ltxv, tiny_mochi, tiny_wan
 
 
 def save(tmp_path, model, prefix=""):
@@ -34,6 +34,9 @@ def save(tmp_path, model, prefix=""):
     (lambda: tiny_hunyuan_video("1.5", depth=5), {"family": "hunyuan_video", "blocks": 5, "label": "HunyuanVideo 1.5"}),
     (lambda: tiny_hunyuan_video("1.0", depth=2, single_depth=3),
      {"family": "hunyuan_video", "blocks": 5, "label": "HunyuanVideo 1.0 (2 double + 3 single)"}),
+    (lambda: tiny_ltxv(layers=3), {"family": "ltxv", "blocks": 3, "frames": 16, "image_to_video": False}),
+    # ComfyUI builds every Mochi file as the 48-block Mochi 1 (its detection fixes the shape)
+    (lambda: tiny_mochi(depth=2), {"family": "mochi", "blocks": 48, "frames": 28, "label": "Mochi 1"}),
 ])
 @pytest.mark.parametrize("prefix", ["", "model.diffusion_model."])  # a diffusion model file, a checkpoint
 def test_family_and_blocks_from_the_header(host, tmp_path, build, expected, prefix):
@@ -144,6 +147,14 @@ def answered_while_reading(server, name: str, after: float) -> tuple[tuple[int, 
         server.get_json("/system_stats")
         answered = time.monotonic()
         return reading.result(), answered - start, answered - asked
+
+
+def test_the_server_sends_the_families_usual_models(server):
+    from comfyui_fis.nodes.families import FAMILIES
+    sent = server.get_json("/fis/families")["presets"]
+    assert [(p["key"], p["blocks"], p["frames"]) for p in sent] == \
+        [(p.key, p.model.blocks, p.model.frames) for f in FAMILIES for p in f.presets]
+    assert len({p["key"] for p in sent}) == len(sent) and all(f.presets for f in FAMILIES)
 
 
 def test_the_server_reads_the_connected_file(server):

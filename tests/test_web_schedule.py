@@ -25,8 +25,7 @@ const results = cases.map(({ widgets, blocks, frames, autoAnchors }) => {
            fraction: fis.computedFraction(view.schedule, blocks, frames),
            speedup: ["720p", "480p"].map((r) => fis.estimatedSpeedup(view.schedule, blocks, frames, r)) };
 });
-const constants = { COLORS: fis.COLORS, LEGEND: fis.LEGEND, CELL_KINDS: fis.CELL_KINDS, BLOCK_MS: fis.BLOCK_MS,
-                    FAMILY_DEFAULTS: fis.FAMILY_DEFAULTS };
+const constants = { COLORS: fis.COLORS, LEGEND: fis.LEGEND, CELL_KINDS: fis.CELL_KINDS, BLOCK_MS: fis.BLOCK_MS };
 process.stdout.write(JSON.stringify({ results, constants }));
 """
 
@@ -96,8 +95,6 @@ def test_js_constants_match_the_core(run_js):
     assert constants["LEGEND"] == schedule_image.LEGEND
     assert constants["CELL_KINDS"] == list(schedule_image.CELL_KINDS)
     assert constants["BLOCK_MS"] == {res: {str(f): ms for f, ms in table.items()} for res, table in BLOCK_MS.items()}
-    assert {k: v["blocks"] for k, v in constants["FAMILY_DEFAULTS"].items()} == {
-        "wan14b": 40, "wan5b": 30, "hunyuan15": 54, "hunyuan10": 60}
 
 
 def test_a_changed_widget_changes_the_view(run_js):

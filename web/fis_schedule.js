@@ -17,14 +17,6 @@ export const LEGEND = {
   dense: "dense block",
 };
 
-// Model families the view knows when it cannot read the connected model: label, blocks, latent frames.
-export const FAMILY_DEFAULTS = {
-  wan14b: { label: "Wan 2.1/2.2 14B", blocks: 40, frames: 21 },
-  wan5b: { label: "Wan 2.2 TI2V-5B", blocks: 30, frames: 31 },
-  hunyuan15: { label: "HunyuanVideo 1.5", blocks: 54, frames: 21 },
-  hunyuan10: { label: "HunyuanVideo 1.0 (20 double + 40 single)", blocks: 60, frames: 21 },
-};
-
 // Milliseconds of one Wan-14B block on an H100 by resolution and latent frames computed (fis_core/cost.py).
 export const ENVELOPE_FRAMES = 21;
 export const BLOCK_MS = {

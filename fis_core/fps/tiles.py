@@ -56,7 +56,7 @@ def choose_tile(frames: int, rows: int, cols: int, tokens: int = TILE_TOKENS) ->
 @dataclass(frozen=True)
 class TileLayout:
     """The tiles of a ``frames x rows x cols`` token grid (frames first, row-major), tile ``(tf, th, tw)``,
-    behind ``prefix`` tokens that are not frames (HunyuanVideo's text, which its blocks put first). The
+    behind ``prefix`` tokens that are not frames (e.g. text a joint attention puts first). The
     prefix comes first in tile order, cut into runs of ``tile_tokens``; its tiles count as first-frame
     tiles (frame 0), so every pattern keeps them as keys for every query and lets them attend to all."""
 
