@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..fis_core import INTERPOLATIONS, PATTERNS, parse_block_list, parse_frame_list
+from .families import FAMILIES, model_tooltip, named
 from .patcher import FisSettings, apply_fis, model_block_keys
 
 AUTO = "auto"
@@ -34,7 +35,7 @@ class FrameInterleavedSparsity:
     """Make sparse blocks compute only an interleaved subset of the latent frames; the skipped frames get
     the block's update interpolated from their neighbours."""
 
-    DESCRIPTION = ("Speeds up each denoising step of video models (Wan, HunyuanVideo, LTX-Video, Mochi; 2-3x at "
+    DESCRIPTION = (f"Speeds up each denoising step of video models ({named(FAMILIES, 'and')}; 2-3x at "
                    "720p): the chosen blocks compute every G-th latent frame, taking turns, and the frames a block "
                    "skipped get its update interpolated from their neighbours. Training-free; no cache between steps.")
     CATEGORY = "model_patches/FIS"
@@ -45,12 +46,11 @@ class FrameInterleavedSparsity:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": ("MODEL", {"tooltip": "A Wan 2.1/2.2, HunyuanVideo 1.0/1.5, LTX-Video or Mochi model. "
-                                           "For Wan 2.2 A14B, put one node on each expert."}),
-            "sparse_blocks": ("STRING", {"default": AUTO, "tooltip":
+            "model": ("MODEL", {"tooltip": model_tooltip(FAMILIES)}),
+            "sparse_blocks": ("STRING", {"default": AUTO, "tooltip": " ".join([
                 "Blocks that compute a subset of the frames: 'auto' (all but the first and last block), "
-                "or numbers and ranges such as '4-35' or '0,2,5-9'. Others stay dense. "
-                "HunyuanVideo 1.0 counts its double blocks first, then its single blocks."}),
+                "or numbers and ranges such as '4-35' or '0,2,5-9'. Others stay dense."]
+                + [f.blocks_note for f in FAMILIES if f.blocks_note])}),
             "groups": ("INT", {"default": 2, "min": 1, "max": 8, "tooltip":
                 "Interleaved frame groups G: each sparse block computes about 1/G of the frames, and every frame is "
                 "recomputed at least once every G sparse blocks. 2 is about 2.5-3x faster at 720p; 1 turns FIS off."}),

@@ -21,6 +21,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TINY_MODEL = "fis_test_tiny_wan.safetensors"
+TINY_LTXV = "fis_test_tiny_ltxv.safetensors"
+TINY_MOCHI = "fis_test_tiny_mochi.safetensors"
 VIEW = ".fis-schedule-view"
 WORKFLOWS = sorted((PACK_ROOT / "workflows").glob("*.json"))
 
@@ -49,14 +51,16 @@ def sync_playwright():
 
 @pytest.fixture(scope="module")
 def server(host, sync_playwright, tmp_path_factory):
-    """The host's server with a tiny Wan model (6 blocks) in its diffusion_models folder."""
+    """The host's server with tiny Wan (6 blocks), LTX-Video (3 blocks) and Mochi files in its diffusion_models folder."""
     import safetensors.torch
-    from tiny_models import tiny_wan
+    from tiny_models import tiny_ltxv, tiny_mochi, tiny_wan
     base = tmp_path_factory.mktemp("comfy_base")
     models = base / "models" / "diffusion_models"
     models.mkdir(parents=True)
-    weights = tiny_wan(num_layers=6).model.diffusion_model.state_dict()
-    safetensors.torch.save_file({k: v.contiguous() for k, v in weights.items()}, models / TINY_MODEL)
+    files = {TINY_MODEL: tiny_wan(num_layers=6), TINY_LTXV: tiny_ltxv(layers=3), TINY_MOCHI: tiny_mochi(depth=2)}
+    for name, model in files.items():
+        weights = model.model.diffusion_model.state_dict()
+        safetensors.torch.save_file({k: v.contiguous() for k, v in weights.items()}, models / name)
     with ComfyServer(host, base) as running:
         yield running
 
@@ -158,8 +162,8 @@ def test_the_view_redraws_when_groups_changes(page):
     assert not [e for e in page.errors if "fis" in str(e).lower()]
 
 
-def test_the_view_reads_the_connected_model(page):
-    """Loader -> LoRA -> FIS: the view follows the MODEL link to the file and asks the server for its blocks."""
+def connect_model_file(page, file: str):
+    """A new workflow of Loader -> LoRA -> FIS for ``file``; returns when the view has read the file's blocks."""
     new_workflow(page)
     add_node_by_search(page, "Frame Interleaved")
     page.evaluate("""(file) => {
@@ -171,11 +175,28 @@ def test_the_view_reads_the_connected_model(page):
       loader.widgets.find((w) => w.name === "unet_name").value = file;
       loader.connect(0, lora, 0);
       lora.connect(0, fis, 0);
-    }""", TINY_MODEL)
+    }""", file)
     page.wait_for_function("document.querySelector('.fis-schedule-view').dataset.source === 'connected'")
+
+
+def test_the_view_reads_the_connected_model(page):
+    """Loader -> LoRA -> FIS: the view follows the MODEL link to the file and asks the server for its blocks."""
+    connect_model_file(page, TINY_MODEL)
     state = view_state(page)
     assert (state["blocks"], state["frames"]) == ("6", "21")
     assert state["summary"] == summary(6, 2)
+
+
+@pytest.mark.parametrize("file, blocks, frames", [(TINY_LTXV, 3, 16), (TINY_MOCHI, 48, 28)])
+def test_the_view_draws_the_connected_ltxv_and_mochi_files(page, server, file, blocks, frames):
+    """Their block count and usual clip come from the server's family adapters, as do the selector's presets."""
+    connect_model_file(page, file)
+    state = view_state(page)
+    assert (state["blocks"], state["frames"]) == (str(blocks), str(frames))
+    assert state["summary"] == summary(blocks, 2, frames)
+    options = page.locator(f"{VIEW} select option").all_text_contents()
+    presets = server.get_json("/fis/families")["presets"]
+    assert options[1:] == [f"{p['label']}: {p['blocks']} blocks" for p in presets] and "(connected)" in options[0]
 
 
 def test_the_template_browser_lists_and_opens_the_workflows(page, server):
