@@ -7,11 +7,13 @@ from comfy_execution.utils import get_executing_context
 from .compare import check_clips, measure, report
 from .side_by_side import side_by_side
 
-NOT_TIMED = "put an FIS Timer on this branch's model"
+NOT_TIMED = "put an FIS Timer right before each branch's sampler"
 
 
 def timing_line(reference_timing, accelerated_timing) -> str:
     """The sampling times of the two runs and the speed-up, or what is missing to know them."""
+    if reference_timing is None and accelerated_timing is None:
+        return f"sampling time: not measured ({NOT_TIMED})"
     context = get_executing_context()
     prompt_id = context.prompt_id if context else None
     parts, seconds = [], []

@@ -139,7 +139,10 @@ def test_timers_time_the_sampling_and_the_report_gives_the_speedup(nodes):
     assert seconds == pytest.approx([round(t.seconds, 1) for t in timings])
     assert f"speed-up {timings[0].seconds / timings[1].seconds:.2f}x" in report
     _, untimed = run(compare, *images, reference_timing=timings[0])
-    assert "accelerated not timed (put an FIS Timer on this branch's model)" in untimed and "speed-up" not in untimed
+    assert "accelerated not timed (put an FIS Timer right before each branch's sampler)" in untimed
+    assert "speed-up" not in untimed
+    _, neither = run(compare, *images)
+    assert "sampling time: not measured (put an FIS Timer right before each branch's sampler)" in neither
 
 
 def test_a_chained_timer_adds_the_second_expert_and_keeps_each_samplers_latest_run(nodes):
