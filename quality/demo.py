@@ -25,6 +25,8 @@ from .model import FEW_STEPS, MODELS_DIR
 PROMPT = "red square moving right, cyan circle moving left, stripes background, camera pan-up"
 SEED = 7
 ZOOM = 4
+#: Enlargement of the frames in FIS Compare's picture (``--compare``): 256 pixels, where its labels read as on video.
+PICTURE_ZOOM = 8
 DIFFERENCE_GAIN = 4
 
 
@@ -65,12 +67,13 @@ def as_images(clip: torch.Tensor) -> torch.Tensor:
 
 
 def compare_picture(dense: torch.Tensor, fis: torch.Tensor, path: Path):
-    """FIS Compare's side-by-side of the worst frame as PNG, the clips enlarged ``ZOOM`` times first (the node
-    sizes its labels for video frames)."""
+    """FIS Compare's side-by-side of the worst frame as PNG, the clips enlarged ``PICTURE_ZOOM`` times first (the
+    node sizes its labels for video frames)."""
     from comfyui_fis.nodes.side_by_side import side_by_side as compare_panels
     frame = psnr_per_frame(fis, dense)[0]
     worst = int(frame.argmin())
-    zoomed = [as_images(c).repeat_interleave(ZOOM, 1).repeat_interleave(ZOOM, 2)[worst:worst + 1] for c in (dense, fis)]
+    zoomed = [as_images(c)[worst:worst + 1].repeat_interleave(PICTURE_ZOOM, 1).repeat_interleave(PICTURE_ZOOM, 2)
+              for c in (dense, fis)]
     panels = compare_panels(*zoomed, DIFFERENCE_GAIN, frame[worst:worst + 1].tolist())[0]
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray((panels * 255).round().byte().numpy()).save(path)

@@ -19,7 +19,7 @@ def test_the_demo_writes_the_side_by_side_and_prints_the_figures(host, tmp_path,
         assert image.n_frames == scenes.FRAMES
         assert image.size[0] > 3 * scenes.SIZE * demo.ZOOM
     with Image.open(picture) as image:
-        assert image.size == (3 * scenes.SIZE * demo.ZOOM + 2 * GAP, scenes.SIZE * demo.ZOOM)
+        assert image.size == (3 * scenes.SIZE * demo.PICTURE_ZOOM + 2 * GAP, scenes.SIZE * demo.PICTURE_ZOOM)
     assert float(re.search(r"PSNR ([\d.]+) dB \(all frames pooled\), worst frame \d+", printed).group(1)) >= 18.0
     assert re.search(r"sampling time: reference [\d.]+ s, accelerated [\d.]+ s, speed-up [\d.]+x", printed)
     assert re.search(r"compute saved: \d+% of the transformer blocks' FLOPs", printed)
