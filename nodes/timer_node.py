@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 
-import comfy.model_management
 import comfy.patcher_extension
 from comfy_execution.utils import get_executing_context
 
@@ -38,6 +37,7 @@ class SamplingTimes:
         return any(prompt != prompt_id for prompt, _ in self.runs.values())
 
     def sampler_sample_wrapper(self, executor, *args, **kwargs):
+        import comfy.model_management  # here, not at import: importing it picks the device
         comfy.model_management.synchronize()
         started = time.perf_counter()
         result = executor(*args, **kwargs)
