@@ -1,10 +1,12 @@
 """The schedule view in a real browser: the host's own server (``main.py --cpu`` on 127.0.0.1) with this pack in
 its custom_nodes, the front end of the comfyui-frontend-package it serves, and headless Chromium (Debian's
-``chromium``) driven by Playwright. Saves tests/artifacts/schedule_view.png (the node) and schedule_page.png.
+``chromium``) driven by Playwright. Saves tests/artifacts/schedule_view.png (the node) and schedule_page.png, and
+compare_report_canvas.png / compare_report_vue.png (FIS Compare's report after a run, in both node renderings).
 
 Skips, saying why, when Chromium or Playwright is missing; ``FIS_REQUIRE_WEB_TOOLS=1`` (CI) makes that a failure.
 """
 import json
+import math
 import os
 import shutil
 
@@ -223,3 +225,42 @@ def test_the_front_end_reads_each_workflow_as_the_tests_do(page, server, path):
     assert not [m for m in page.console if "invalid workflow" in m.lower()]
     assert {i: {k: v for k, v in node.items() if k != "_meta"} for i, node in output.items()} == \
         to_api(workflow, server.get_json("/object_info"))
+
+
+@pytest.mark.parametrize("vue_nodes", [False, True], ids=["canvas", "vue-nodes"])
+def test_the_compare_node_shows_its_report_after_a_run(page, vue_nodes):
+    """Two plain-colour batches 10/255 apart, through FIS Compare run by the server: the node shows the report it
+    returned, with the PSNR of that difference, in the classic canvas and in the Vue node rendering."""
+    page.evaluate("(on) => app.extensionManager.setting.set('Comfy.VueNodes.Enabled', on)", vue_nodes)
+    try:
+        new_workflow(page)
+        page.evaluate("""() => {
+          const images = [0x808080, 0x8a8a8a].map((color) => {
+            const node = LiteGraph.createNode("EmptyImage");
+            app.graph.add(node);
+            for (const [name, value] of Object.entries({ width: 64, height: 48, batch_size: 3, color })) {
+              node.widgets.find((w) => w.name === name).value = value;
+            }
+            return node;
+          });
+          const compare = LiteGraph.createNode("FISCompare");
+          compare.pos = [500, 100];
+          app.graph.add(compare);
+          images[0].connect(0, compare, 0);
+          images[1].connect(0, compare, 1);
+        }""")
+        report = page.locator(".fis-compare-report")
+        report.wait_for()
+        assert "Run the workflow" in report.text_content()
+        page.evaluate("app.queuePrompt(0)")
+        page.wait_for_function("document.querySelector('.fis-compare-report').textContent.includes('PSNR')",
+                               timeout=60_000)
+        text = report.text_content()
+        assert "3 frames of 64x48" in text and f"PSNR {20 * math.log10(25.5):.1f} dB" in text
+        assert "sampling time: not measured" in text and report.is_visible()
+        assert page.locator("[data-node-id]").count() == (3 if vue_nodes else 0)  # the rendering asked for
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.mouse.move(1300, 900)
+        page.screenshot(path=ARTIFACTS / f"compare_report_{'vue' if vue_nodes else 'canvas'}.png")
+    finally:
+        page.evaluate("app.extensionManager.setting.set('Comfy.VueNodes.Enabled', false)")
