@@ -5,7 +5,7 @@ ComfyUI, are imported when ComfyUI reads the mappings, and the web routes are ad
 """
 import sys
 
-#: The front-end extension (the schedule view inside the node) that ComfyUI serves to the browser.
+#: The front-end extensions (the FIS node's schedule view, FIS Compare's report) that ComfyUI serves to the browser.
 WEB_DIRECTORY = "./web"
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]
 

@@ -61,7 +61,7 @@ class FramePlan:
     """Device-side data for computing the ``computed`` frames of ``frames`` and restoring the rest.
 
     It depends on the frames alone, not on where they lie in a token sequence (see :func:`token_index`),
-    so one plan serves every block of a group, HunyuanVideo's double and single blocks alike.
+    so one plan serves every block of a group, whatever the block puts in front of the frames.
     """
 
     frames: int

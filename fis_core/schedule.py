@@ -3,53 +3,58 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from .widget_text import list_parts, parse_int, quoted
+
 PATTERNS = ("interleave", "contiguous")
 INTERPOLATIONS = ("corrected", "linear", "nearest", "none")
-
-
-def _parse_int(text: str, widget: str, form: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"{widget}: '{text}' is not a number; expected {form}") from None
+#: Block numbers a list may name for a model whose block count is unknown (one FIS does not support).
+MAX_BLOCKS = 4096
+#: Latent frames an anchor may count, from the start or (negative) from the end.
+MAX_FRAMES = 4096
 
 
 def check_choice(widget: str, value: str, choices: tuple[str, ...]):
     """Raise a ValueError naming ``widget`` unless ``value`` is one of ``choices``."""
     if value not in choices:
-        raise ValueError(f"{widget}: '{value}' is unknown; choose one of {', '.join(choices)}")
+        raise ValueError(f"{widget}: {quoted(str(value))} is unknown; choose one of {', '.join(choices)}")
 
 
 def parse_block_list(spec: str, num_blocks: int | None = None, widget: str = "sparse_blocks") -> tuple[int, ...]:
     """Parse a block range list such as ``"4-35"`` or ``"0,2,5-9"`` into sorted unique indices.
 
-    An empty string gives no blocks. With ``num_blocks`` every index must be below it.
+    An empty string gives no blocks. Every index must be below ``num_blocks`` (or :data:`MAX_BLOCKS`), checked per
+    range before it is expanded, so a typo such as ``0-99999999999`` is refused at once.
     Raises ``ValueError`` whose message names ``widget`` and the valid form.
     """
     form = "a list of block numbers and ranges such as '4-35' or '0,2,5-9'"
-    blocks: set[int] = set()
-    for part in spec.replace(" ", "").split(","):
-        if not part:
-            continue
-        if "-" in part:
-            first, last = part.split("-", 1)
-            if not first or not last:
-                raise ValueError(f"{widget}: '{part}' is not a block number or range; expected {form}")
-            lo, hi = _parse_int(first, widget, form), _parse_int(last, widget, form)
-            if lo > hi:
-                raise ValueError(f"{widget}: range '{part}' runs backwards; write it low-high, e.g. '{hi}-{lo}'")
-            blocks.update(range(lo, hi + 1))
-        else:
-            blocks.add(_parse_int(part, widget, form))
-    if num_blocks is not None and blocks and max(blocks) >= num_blocks:
-        raise ValueError(f"{widget}: block {max(blocks)} does not exist; this model has blocks 0-{num_blocks - 1}")
-    return tuple(sorted(blocks))
+    limit = MAX_BLOCKS if num_blocks is None else num_blocks
+    chosen = bytearray(max(limit, 0))
+    for part in list_parts(spec):
+        first, dash, last = part.partition("-")
+        if dash and (not first or not last):
+            raise ValueError(f"{widget}: {quoted(part)} is not a block number or range; expected {form}")
+        lo = parse_int(first, widget, form)
+        hi = parse_int(last, widget, form) if dash else lo
+        if lo > hi:
+            raise ValueError(f"{widget}: range {quoted(part)} runs backwards; write it low-high, e.g. '{hi}-{lo}'")
+        if hi >= limit:
+            if num_blocks is None:
+                raise ValueError(f"{widget}: block {hi} is out of range; block numbers go up to {MAX_BLOCKS - 1}")
+            raise ValueError(f"{widget}: block {hi} does not exist; this model has blocks 0-{num_blocks - 1}")
+        chosen[lo:hi + 1] = b"\x01" * (hi + 1 - lo)
+    return tuple(i for i, flag in enumerate(chosen) if flag)
 
 
 def parse_frame_list(spec: str, widget: str = "anchor_frames") -> tuple[int, ...]:
     """Parse a comma-separated list of latent frame indices; negative ones count from the end (-1 = last)."""
     form = "latent frame numbers separated by commas, e.g. '0' or '0,-1'"
-    return tuple(sorted({_parse_int(p, widget, form) for p in spec.replace(" ", "").split(",") if p}))
+    frames = set()
+    for part in list_parts(spec):
+        frame = parse_int(part, widget, form)
+        if not -MAX_FRAMES <= frame < MAX_FRAMES:
+            raise ValueError(f"{widget}: frame {frame} is out of range; frames go from {-MAX_FRAMES} to {MAX_FRAMES - 1}")
+        frames.add(frame)
+    return tuple(sorted(frames))
 
 
 def format_block_list(blocks: tuple[int, ...]) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..fis_core import INTERPOLATIONS, PATTERNS, check_choice, parse_block_list, parse_frame_list
+from .families import FAMILIES, model_tooltip, named
 from .patcher import FisSettings, apply_fis, model_block_keys
 
 AUTO = "auto"
@@ -44,8 +45,8 @@ def settings_from_widgets(model, sparse_blocks: str, groups: int, pattern: str, 
 
 
 PRESET_TOOLTIP = (
-    "balanced: all blocks but the first and last sparse, G=2, corrected interpolation (Wan-14B 720p: 2.9x per "
-    "step; trained test model: 28 dB from dense). faithful: the same, with the last quarter of the schedule dense "
+    "balanced: all blocks but the first and last sparse, G=2, corrected interpolation (a 14B model at 720p: 2.9x "
+    "per step; the test model trained here: 28 dB from dense). faithful: the same, with the last quarter of the schedule dense "
     "(about 2x per 4-step run; 31 dB). fastest: every block sparse (3.2x per step; 27 dB). custom: the widgets "
     "below. A preset sets sparse_blocks, groups, interpolation, start_percent and end_percent; pattern and "
     "anchor_frames apply to every choice.")
@@ -55,9 +56,10 @@ class FrameInterleavedSparsity:
     """Make sparse blocks compute only an interleaved subset of the latent frames; the skipped frames get
     the block's update interpolated from their neighbours."""
 
-    DESCRIPTION = ("Speeds up each denoising step of video models (Wan, HunyuanVideo, LTX-Video, Mochi; 2-3x at "
-                   "720p): the chosen blocks compute every G-th latent frame, taking turns, and the frames a block "
-                   "skipped get its update interpolated from their neighbours. Training-free; no cache between steps.")
+    DESCRIPTION = (f"Speeds up each denoising step of video models ({named(FAMILIES, 'and')}; 2-3x at "
+                   "720p): the chosen blocks compute every G-th latent frame, taking turns from block to block and from step "
+                   "to step, and the frames a block skipped get its update interpolated from their neighbours, "
+                   "corrected by a map fitted on the frames it computed. Training-free; no cache between steps.")
     CATEGORY = "model_patches/FIS"
     RETURN_TYPES = ("MODEL",)
     OUTPUT_TOOLTIPS = ("The model with FIS applied (a patched copy; the input model is unchanged).",)
@@ -66,13 +68,12 @@ class FrameInterleavedSparsity:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": ("MODEL", {"tooltip": "A Wan 2.1/2.2, HunyuanVideo 1.0/1.5, LTX-Video or Mochi model. "
-                                           "For Wan 2.2 A14B, put one node on each expert."}),
+            "model": ("MODEL", {"tooltip": model_tooltip(FAMILIES)}),
             "quality": ([*PRESETS, CUSTOM], {"default": "balanced", "tooltip": PRESET_TOOLTIP}),
-            "sparse_blocks": ("STRING", {"default": AUTO, "tooltip":
-                "Blocks that compute a subset of the frames: 'auto' (all but the first and last block), 'all', "
-                "or numbers and ranges such as '4-35' or '0,2,5-9'. Others stay dense. "
-                "HunyuanVideo 1.0 counts its double blocks first, then its single blocks."}),
+            "sparse_blocks": ("STRING", {"default": AUTO, "tooltip": " ".join([
+                "Blocks that compute a subset of the frames (with quality 'custom'): 'auto' (all but the first and "
+                "last block), 'all', or numbers and ranges such as '4-35' or '0,2,5-9'. Others stay dense."]
+                + [f.blocks_note for f in FAMILIES if f.blocks_note])}),
             "groups": ("INT", {"default": 2, "min": 1, "max": 8, "tooltip":
                 "Interleaved frame groups G: each sparse block computes about 1/G of the frames, and every frame is "
                 "recomputed at least once every G sparse blocks. 2 is about 2.5-3x faster at 720p; 1 turns FIS off."}),

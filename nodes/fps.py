@@ -2,15 +2,12 @@
 
 The host calls the override for every attention with the original function. :class:`FpsOverride` takes
 the video self-attention and passes everything else (text and image cross-attention, masked attention) to
-the override it replaced, or the original function:
-
-* Wan: self-attention whose queries, keys and values are the ``grid_sizes`` tokens the model puts into
-  ``transformer_options``, behind a reference image's tokens where one is given (kept like the first frame).
-  Inside FIS's sparse blocks ``grid_sizes`` counts the frames the block computes.
-* HunyuanVideo (1.5 and 1.0): the joint attention over text and image tokens, text first. The host gives
-  no grid, so the ``APPLY_MODEL`` wrapper records the latent's, and FIS's sparse blocks name their frames
-  (``fis_frames``); the text tokens become tiles that every query attends to. Attention with a text mask
-  (a padded prompt) runs the original attention.
+the override it replaced, or the original function. The ``APPLY_MODEL`` wrapper records the latent's frame
+grid of each model call; the family adapter (:meth:`~.families.FamilyAdapter.attention_grid`) turns it into
+the grid an attention sees (inside FIS's sparse blocks, only the frames the block computes) and the tokens in
+front of the frames: a fixed number (a reference image, kept like the first frame), or, where they vary, all
+tokens beyond the grid (text first, which becomes tiles every query attends to; attention with a text mask, a
+padded prompt, runs the original attention).
 
 The tiles follow FIS in either order. The same wrapper marks the model calls whose sigma lies in
 ``dense_steps``; they run exact.
@@ -24,16 +21,11 @@ import comfy.patcher_extension
 import torch
 
 from ..fis_core.fps import FpsSettings, fps_attention_op, in_ranges, triton_reason
-from .families import FamilyAdapter, find_family
+from .families import FPS_FAMILIES, FamilyAdapter, find_family, named
 
 WRAPPER_KEY = "fps_attention"
-#: FIS family adapters whose video self-attention FPS takes; in the second, text tokens come first
-FPS_FAMILIES = ("wan", "hunyuan_video")
-TEXT_FIRST_FAMILIES = ("hunyuan_video",)
-#: transformer_options key of the latent's token grid (frames, rows, columns), for families whose host sets none
+#: transformer_options key of the latent's FrameGrid in a model call, which the family adapter reads
 GRID_KEY = "fps_grid"
-#: transformer_options key of the number of non-frame tokens in front of Wan's frames (a reference image)
-PREFIX_KEY = "fps_prefix"
 #: the model keyword argument that carries the FPS state of a call (see ``apply_model_wrapper``)
 CALL_KWARG = "fps_call"
 LOG = logging.getLogger("ComfyUI-FIS")
@@ -48,7 +40,6 @@ class FpsOverride:
     def __init__(self, settings: FpsSettings, dense_ranges, family: FamilyAdapter, previous=None):
         self.settings = settings
         self.family = family
-        self.text_first = family.name in TEXT_FIRST_FAMILIES
         self.dense_ranges = dense_ranges
         self.previous = previous
         self._said: set = set()
@@ -68,7 +59,8 @@ class FpsOverride:
 
     def __call__(self, func, q, k, v, heads, *args, **kwargs):
         options = kwargs.get("transformer_options") or {}
-        grid, prefix = _video_grid(options)
+        call_grid = options.get(GRID_KEY)
+        grid, prefix = (None, 0) if call_grid is None else self.family.attention_grid(options, call_grid)
         skip_reshape = kwargs.get("skip_reshape", False)
         token_axis = 2 if skip_reshape else 1
         self_attention = q.shape[token_axis] == k.shape[token_axis] == v.shape[token_axis] and not args
@@ -79,8 +71,8 @@ class FpsOverride:
                 self.say_once("mask", "attention with a text mask (a padded prompt) runs the original attention")
             return self.passthrough(func, q, k, v, heads, *args, **kwargs)
         tokens, video = q.shape[token_axis], math.prod(grid)
-        if prefix is None:                                 # HunyuanVideo: the text comes first, whatever its length
-            if tokens < video:                             # text alone (the token refiner)
+        if prefix is None:                                 # text first, whatever its length
+            if tokens < video:                             # text alone (a token refiner)
                 return self.passthrough(func, q, k, v, heads, *args, **kwargs)
             prefix = tokens - video
         if tokens != prefix + video:
@@ -111,25 +103,20 @@ class FpsOverride:
                                      f"time, it only reproduces the kernel's arithmetic): {what}", logging.WARNING)
 
     def apply_model_wrapper(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
-        """Marks the model calls in ``dense_steps`` as exact (:data:`_exact_call`); records the token grid where
-        the host does not.
+        """Marks the model calls in ``dense_steps`` as exact (:data:`_exact_call`); records the latent's frame grid.
 
         ComfyUI's ``TorchCompileModel`` drops every compile guard on ``transformer_options``. A module global
         and the model's inputs are guarded, so the exact flag is a global the override reads, and the FPS
-        state also goes to the model as a keyword argument (both families pass unknown ones on): a compiled
+        state also goes to the model as a keyword argument (the models FPS takes pass unknown ones on): a compiled
         model recompiles when FPS turns on, off or exact, instead of reusing a graph traced without it."""
         global _exact_call
         sampling = executor.class_obj.model_sampling
         exact = in_ranges(float(t.max()), self.dense_ranges, sampling.percent_to_sigma)
         grid = self.family.frame_grid(executor.class_obj.diffusion_model, x, kwargs)
-        frames = (grid.frames, grid.height, grid.width)
-        if self.text_first:                                # the host gives no grid; the text length varies
-            transformer_options = {**transformer_options, GRID_KEY: frames}
-        else:                                              # Wan: a reference image's tokens come first
-            transformer_options = {**transformer_options, PREFIX_KEY: grid.prefix}
+        transformer_options = {**transformer_options, GRID_KEY: grid}
         kwargs = {**kwargs, CALL_KWARG: (exact, *self.signature)}
         if not exact:
-            self._say_backend(x.device, frames)
+            self._say_backend(x.device, (grid.frames, grid.height, grid.width))
         outer, _exact_call = _exact_call, exact
         try:
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
@@ -143,29 +130,15 @@ class FpsOverride:
         return (s.precision, s.sparsity, s.pattern, s.tile)
 
 
-def _video_grid(options: dict) -> tuple[tuple[int, int, int] | None, int | None]:
-    """(the token grid of the frames this attention sees, the number of tokens in front of them: None for
-    HunyuanVideo, whose text in front varies from one attention to the next)."""
-    recorded = options.get(GRID_KEY)
-    if recorded is not None:                         # HunyuanVideo: text first, FIS names its frames
-        frames = options.get("fis_frames")
-        return (len(frames) if frames is not None else recorded[0], *recorded[1:]), None
-    sizes = options.get("grid_sizes")                # Wan: the host's grid, which FIS cuts to its frames
-    if sizes is None or len(sizes) != 3:
-        return None, 0
-    return tuple(int(s) for s in sizes), options.get(PREFIX_KEY, 0)
-
-
 def apply_fps(model, settings: FpsSettings, dense_ranges):
     """A clone of ``model`` (a ModelPatcher) whose video self-attention runs FPS attention. An earlier FPS
-    on the same model is replaced; a model other than Wan and HunyuanVideo comes back unpatched, with a
-    warning."""
+    on the same model is replaced; a model of a family FPS does not take comes back unpatched, with a warning."""
     patched = model.clone()
     diffusion_model = patched.get_model_object("diffusion_model")
     family = find_family(diffusion_model)
-    if family is None or family.name not in FPS_FAMILIES:
-        LOG.warning("FPS attention: %s is not supported (Wan 2.1/2.2 and HunyuanVideo 1.0/1.5 are); it runs its "
-                    "own attention", type(diffusion_model).__name__)
+    if family not in FPS_FAMILIES:
+        LOG.warning("FPS attention: %s is not supported (%s are); it runs its own attention",
+                    type(diffusion_model).__name__, named(FPS_FAMILIES, "and"))
         return patched
     options = patched.model_options["transformer_options"]
     previous = options.get("optimized_attention_override")

@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 from ..fis_core.fps import PATTERNS, PRECISIONS, FpsSettings, parse_percent_ranges, parse_tile
+from .families import FPS_FAMILIES, model_tooltip, named
 from .fps import apply_fps
 
 
 class FPSAttention:
-    """Run the video self-attention of a Wan or HunyuanVideo model through per-tile FP8 and 3D-tile sparse attention."""
+    """Run the video self-attention of a model through per-tile FP8 and 3D-tile sparse attention."""
 
     DESCRIPTION = ("FPSAttention, inference side: video self-attention in FP8 (a scale per 3D tile of tokens) and "
                    "only between kept tile pairs (local windows in time and space plus the first frame, or the "
-                   "top-k by pooled scores), with a Triton kernel on the GPU. Wan and HunyuanVideo; text cross-attention is untouched. "
+                   f"top-k by pooled scores), with a Triton kernel on the GPU. {named(FPS_FAMILIES, 'and')}; text "
+                   "cross-attention is untouched. "
                    "Stacks with Frame Interleaved Sparsity in either order. Training-free here: the quality cost "
                    "grows with sparsity; see the README's table.")
     CATEGORY = "model_patches/FIS"
@@ -21,8 +23,8 @@ class FPSAttention:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "model": ("MODEL", {"tooltip": "A Wan 2.1/2.2 (for Wan 2.2 A14B, one node on each expert) or HunyuanVideo 1.5/1.0 model. "
-                                           "Other models pass through unchanged, with a warning."}),
+            "model": ("MODEL", {"tooltip": model_tooltip(FPS_FAMILIES) + " Other models pass through unchanged, "
+                                                                        "with a warning."}),
             "precision": (list(PRECISIONS), {"default": "fp8", "tooltip":
                 "fp8: Q, K, V quantised to e4m3 with one scale per tile, and the softmax probabilities with a fixed "
                 "scale (FP8 tensor cores; Ada or Hopper). bf16: no quantisation, sparsity alone. bf16 with sparsity "
@@ -30,12 +32,13 @@ class FPSAttention:
             "tile": ("STRING", {"default": "auto", "tooltip":
                 "3D tile of tokens, frames x rows x columns, 128 (or 64) tokens, e.g. '1x8x16': the unit of the "
                 "FP8 scales and of the sparsity pattern. 'auto': at sparsity 0, runs of 128 consecutive tokens; "
-                "otherwise the tile that pads the frame grid least (1x8x16 for Wan at 720p, 1x32x4 at 480p)."}),
+                "otherwise the tile that pads the frame grid least (1x8x16 for a grid of 45x80 tokens a frame, 1x32x4 "
+                "for 30x52)."}),
             "sparsity": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 0.95, "step": 0.05, "tooltip":
                 "Fraction of tile pairs skipped. 0 (the default) is FP8 alone, close to lossless; sparsity is "
-                "faster (Wan-14B 720p attention: 2.8x over BF16 at 0.5, 5.0x at 0.75) but costs more, training-free: "
-                "raise it while comparing outputs. The tiles of the first frame are always kept (as keys for every "
-                "query, and as queries against every key), so the first frame is never starved."}),
+                "faster (a 14B model's attention at 720p: 2.8x over BF16 at 0.5, 5.0x at 0.75) but costs more, "
+                "training-free: raise it while comparing outputs. The tiles of the first frame are always kept (as "
+                "keys for every query, and as queries against every key), so the first frame is never starved."}),
             "pattern": (list(PATTERNS), {"default": "window", "tooltip":
                 "window: each tile keeps its nearest tiles in time and space (a box shaped like the video), fixed "
                 "per shape. topk: per head, the tiles with the highest mean-pooled query-key scores."}),

@@ -1,37 +1,67 @@
-"""What the schedule view asks the server about a model file: its FIS family and block count.
+"""What the schedule view asks the server: the model families' usual models, and a model file's family and blocks.
 
-Read from the safetensors header alone (no weights are loaded) with ComfyUI's own model detection, and
-served as ``GET /fis/model_info?folder=diffusion_models&name=<file>``.
+A file is read from its safetensors header alone (no weights are loaded) with ComfyUI's own model detection, and
+each family adapter says whether the detected config is its model. Served as ``GET /fis/families`` and
+``GET /fis/model_info?folder=diffusion_models&name=<file>``.
 """
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import struct
+from dataclasses import asdict
 
 import torch
 
+from .families import FAMILIES
+
 #: Model folders a loader node may name, by the folder_paths key.
 FOLDERS = ("diffusion_models", "checkpoints")
-#: Wan sizes by model width.
-WAN_SIZES = {1536: "1.3B", 3072: "5B", 5120: "14B"}
+#: The largest header the safetensors format allows (its own readers refuse more).
+MAX_HEADER_BYTES = 100_000_000
+
+
+class HeaderError(ValueError):
+    """A file whose safetensors header cannot be read, and why."""
 
 
 def read_header(path) -> tuple[dict, dict]:
-    """Tensor shapes and metadata of a safetensors file, from its JSON header."""
+    """Tensor shapes and metadata of a safetensors file, from its JSON header.
+
+    The header's length field is checked against the format's cap and the file's size before the header is read,
+    so a corrupt or foreign file is refused at once, without reading it."""
+    size = os.path.getsize(path)
+    if size < 8:
+        raise HeaderError(f"the file has {size} bytes, too few for a safetensors header")
     with open(path, "rb") as file:
         (length,) = struct.unpack("<Q", file.read(8))
-        header = json.loads(file.read(length))
+        if length > MAX_HEADER_BYTES:
+            raise HeaderError(f"its header length field says {length} bytes, more than the {MAX_HEADER_BYTES // 10**6} MB "
+                              f"a safetensors header may have (not a safetensors file, or a corrupt one)")
+        if length > size - 8:
+            raise HeaderError(f"its header length field says {length} bytes, but the file has only {size - 8} after it "
+                              f"(a truncated file)")
+        raw = file.read(length)
+    try:
+        header = json.loads(raw)
+    except UnicodeDecodeError:
+        raise HeaderError("its header is not text (not a safetensors file)") from None
+    except json.JSONDecodeError as error:
+        raise HeaderError(f"its header is not valid JSON ({error})") from None
+    if not isinstance(header, dict):
+        raise HeaderError(f"its header is a JSON {type(header).__name__}, not a safetensors header")
     metadata = header.pop("__metadata__", None) or {}
-    return {name: tuple(entry["shape"]) for name, entry in header.items()}, metadata
+    try:
+        shapes = {name: tuple(int(n) for n in entry["shape"]) for name, entry in header.items()}
+    except (TypeError, KeyError, ValueError):
+        raise HeaderError("its header has an entry without a tensor shape (not a safetensors header)") from None
+    return shapes, metadata
 
 
 def model_info(path) -> dict | None:
-    """``{"family", "label", "blocks", "frames", "image_to_video"}`` for a Wan or HunyuanVideo file, else None.
-
-    ``blocks`` counts what the node's ``sparse_blocks`` numbers: Wan blocks, or HunyuanVideo double blocks
-    then single blocks. ``frames`` is the latent frame count of the model's usual clip (31 for TI2V-5B's 121
-    frames, else 21 for 81). ``image_to_video`` is True where the model takes a concatenated image (Wan I2V).
-    """
+    """``{"family", "label", "blocks", "frames", "image_to_video"}`` for a model file of a family FIS supports
+    (see :class:`~.families.ModelInfo`), else None."""
     import comfy.model_detection
     import comfy.utils
 
@@ -41,30 +71,31 @@ def model_info(path) -> dict | None:
     if any(name.startswith(prefix) for name in state_dict):
         state_dict = comfy.utils.state_dict_prefix_replace(state_dict, {prefix: ""}, filter_keys=True)
     config = comfy.model_detection.detect_unet_config(state_dict, "", metadata) or {}
-    image_model = config.get("image_model")
-    if image_model == "wan2.1":
-        image_to_video = config["in_dim"] > config["out_dim"]
-        size = WAN_SIZES.get(config["dim"], f"{config['dim']}-wide")
-        label = " ".join(["Wan", size, "I2V" if image_to_video else ""]).strip()
-        return {"family": "wan", "label": label, "blocks": config["num_layers"], "frames": 31 if size == "5B" else 21,
-                "image_to_video": image_to_video}
-    if image_model == "hunyuan_video" and len(config["patch_size"]) == 3:
-        version = "1.5" if config.get("byt5") else "1.0"
-        double, single = config["depth"], config["depth_single_blocks"]
-        label = f"HunyuanVideo {version}" + (f" ({double} double + {single} single)" if single else "")
-        return {"family": "hunyuan_video", "label": label, "blocks": double + single, "frames": 21,
-                "image_to_video": False}
+    for family in FAMILIES:
+        info = family.describe(config)
+        if info is not None:
+            return {"family": family.name, **asdict(info)}
     return None
 
 
+def presets() -> list[dict]:
+    """The families' usual models, for the view's selector: ``{"key", "label", "blocks", "frames",
+    "image_to_video", "file_hints"}`` each, the default first."""
+    return [{"key": p.key, **asdict(p.model), "file_hints": list(p.file_hints)} for f in FAMILIES for p in f.presets]
+
+
 def register_routes():
-    """Add ``GET /fis/model_info`` to the running ComfyUI server (nothing when there is none)."""
+    """Add ``GET /fis/families`` and ``GET /fis/model_info`` to the running ComfyUI server (nothing when there is none)."""
     import server
     from aiohttp import web
 
     instance = getattr(server.PromptServer, "instance", None)
     if instance is None:
         return
+
+    @instance.routes.get("/fis/families")
+    async def get_families(request):
+        return web.json_response({"presets": presets()})
 
     @instance.routes.get("/fis/model_info")
     async def get_model_info(request):
@@ -73,10 +104,17 @@ def register_routes():
         path = folder_paths.get_full_path(folder, name) if folder in FOLDERS else None
         if path is None or not path.endswith(".safetensors"):
             return web.json_response({"error": f"no safetensors file '{name}' in {folder or 'no folder'}"}, status=404)
-        try:
-            info = model_info(path)
+        try:   # off the event loop: the server keeps answering while a large header is read
+            info = await asyncio.to_thread(model_info, path)
         except Exception as error:  # any file the detection cannot make sense of
-            return web.json_response({"error": f"cannot read {name}: {error}"}, status=422)
+            return web.json_response({"error": f"cannot read {name}: {_reason(error)}"}, status=422)
         if info is None:
             return web.json_response({"error": f"{name} is not a model FIS supports"}, status=422)
         return web.json_response({**info, "name": name})
+
+
+def _reason(error: Exception) -> str:
+    """What went wrong, never an empty string: a HeaderError's own words, else the exception's type and message."""
+    if isinstance(error, HeaderError):
+        return str(error)
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

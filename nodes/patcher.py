@@ -69,6 +69,7 @@ class FisRuntime:
         self._plans: dict = {}
         self._warned: set = set()
         self._logged_run = False
+        self._reached_run = False
         self._sparse_run = False
 
     def warn_once(self, key: str, message: str):
@@ -100,6 +101,9 @@ class FisRuntime:
             anchors = self.family.default_anchors(model, x, c_concat, kwargs)
         schedule = replace(self.schedule, anchors=tuple(anchors))
         fitted = schedule.fit_to(grid.frames)
+        if not fitted.enabled:   # one latent frame: nothing to interleave, the blocks run as they are
+            self.warn_once("one-frame", f"{grid.frames} latent frame cannot be split into groups; the model runs dense")
+            return None
         if fitted.groups != schedule.groups:
             self.warn_once("few-frames", f"{grid.frames} latent frames are fewer than groups={schedule.groups}; "
                                          f"using {fitted.groups} groups")
@@ -124,10 +128,17 @@ class FisRuntime:
     def outer_sample_wrapper(self, executor, *args, **kwargs):
         """Marks the start of a sampling run: one log line per run, and a warning if no block ran sparse."""
         self._logged_run = False
+        self._reached_run = False
         self._sparse_run = False
         result = executor(*args, **kwargs)
         if self._logged_run and not self._sparse_run:
-            self.warn_once("never-called", f"the {self.family.name} model never called its block replacements, so it ran dense")
+            if self._reached_run:
+                self.warn_once("all-frames", f"the {self.family.name} model called its sparse blocks, but each ran on all "
+                                             f"the latent frames (its group and the anchors covered them, or a warning "
+                                             f"above says why), so it ran dense")
+            else:
+                self.warn_once("never-called", f"the {self.family.name} model never called its block replacements, "
+                                               f"so it ran dense")
         return result
 
     def apply_model_wrapper(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
@@ -142,8 +153,9 @@ class FisRuntime:
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
         finally:
             _current_call = outer
-            if call is not None and call.ran_sparse:
-                self._sparse_run = True
+            if call is not None:
+                self._reached_run |= call.reached
+                self._sparse_run |= call.ran_sparse
 
 
 class FisCall:
@@ -158,6 +170,7 @@ class FisCall:
         self.plans = plans
         self.step = step
         self.shared: dict = {}
+        self.reached = False
         self.ran_sparse = False
 
     @property
@@ -169,6 +182,7 @@ class FisCall:
 
     def run_block(self, position: int, key: tuple[str, int], args: dict, block):
         """Run ``block`` (a ``patches_replace`` callable taking ``args``) on its frame subset."""
+        self.reached = True
         runtime, family = self.runtime, self.runtime.family
         layout = family.image_layout(key, args, self.grid)
         if layout is None:

@@ -9,10 +9,20 @@
   schedule and the 4-step LoRA.
 - :mod:`quality.train`: trains the base model (flow matching) and distils the 4-step LoRA.
 - :mod:`quality.host`: loads the checkpoint through ComfyUI and samples with its samplers.
-- :mod:`quality.metrics`, :mod:`quality.plot`: fidelity metrics and Pillow plots.
+- :mod:`quality.metrics`, :mod:`quality.plot`: fidelity metrics (the product's, from
+  ``fis_core.metrics``) and Pillow plots.
 - :mod:`quality.evaluate`: FIS against dense and EasyCache, block sensitivity, the README table.
 - :mod:`quality.demo`: the one-command demo.
 
 Everything but ``host``, ``evaluate`` and ``demo`` is pure torch; ``model`` and ``train`` need
 ComfyUI's ``comfy`` package for the model class alone.
 """
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from host_path import import_pack  # noqa: E402
+
+#: The study measures the product's own code (``comfyui_fis.fis_core``: pure torch, no host needed), also when it
+#: runs as ``python -m quality.<module>`` from the pack folder.
+import_pack()

@@ -4,8 +4,9 @@
     python -m quality.demo --out demo.gif --prompt "green triangle moving right, red circle moving left, dots background, camera zoom-in"
 
 It loads the checkpoint through ComfyUI's own loader (with the 4-step LoRA), samples one clip dense and
-one with the FIS node at its defaults (same prompt, same seed), writes them side by side with their
-difference as an animated WebP or GIF, and prints the fidelity figures and the compute saved.
+one with the FIS node at its defaults (same prompt, same seed), each behind an FIS Timer, writes them side
+by side with their difference as an animated WebP or GIF, and prints the FIS Compare node's report of the
+two and the compute saved. ``--compare PNG`` also writes the node's side-by-side of the worst frame.
 """
 from __future__ import annotations
 
@@ -18,12 +19,14 @@ from PIL import Image, ImageDraw, ImageFont
 
 from . import host, latent, scenes
 from .evaluate import savings
-from .metrics import psnr_per_frame, ssim_per_frame, temporal_error
+from .metrics import psnr_per_frame
 from .model import FEW_STEPS, MODELS_DIR
 
 PROMPT = "red square moving right, cyan circle moving left, stripes background, camera pan-up"
 SEED = 7
 ZOOM = 4
+#: Enlargement of the frames in FIS Compare's picture (``--compare``): 256 pixels, where its labels read as on video.
+PICTURE_ZOOM = 8
 DIFFERENCE_GAIN = 4
 
 
@@ -49,12 +52,31 @@ def side_by_side(clips: list[torch.Tensor], titles: list[str], path: Path, fps: 
     images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0, **options)
 
 
-def timed_sample(model, scene, seed, steps) -> tuple[torch.Tensor, float, host.BlockWork]:
-    """The decoded clip, the seconds it took, and the block work it did."""
-    started = time.perf_counter()
-    with host.count_block_work(model, corrected=True) as work:
-        clip = latent.to_pixels(host.sample(model, [scene], seed, steps))
-    return clip, time.perf_counter() - started, work
+def timed_sample(model, scene, seed, steps) -> tuple[torch.Tensor, object, host.BlockWork]:
+    """The decoded clip, its sampling time as the FIS Timer node measured it, and the block work it did."""
+    from comfyui_fis.nodes import FISTimer
+    timed, timing = FISTimer().time(model)
+    with host.count_block_work(timed, corrected=True) as work:
+        clip = latent.to_pixels(host.sample(timed, [scene], seed, steps))
+    return clip, timing, work
+
+
+def as_images(clip: torch.Tensor) -> torch.Tensor:
+    """A clip [1, 3, F, H, W] as a ComfyUI IMAGE batch [F, H, W, 3]."""
+    return clip[0].permute(1, 2, 3, 0)
+
+
+def compare_picture(dense: torch.Tensor, fis: torch.Tensor, path: Path):
+    """FIS Compare's side-by-side of the worst frame as PNG, the clips enlarged ``PICTURE_ZOOM`` times first (the
+    node sizes its labels for video frames)."""
+    from comfyui_fis.nodes.side_by_side import side_by_side as compare_panels
+    frame = psnr_per_frame(fis, dense)[0]
+    worst = int(frame.argmin())
+    zoomed = [as_images(c)[worst:worst + 1].repeat_interleave(PICTURE_ZOOM, 1).repeat_interleave(PICTURE_ZOOM, 2)
+              for c in (dense, fis)]
+    panels = compare_panels(*zoomed, DIFFERENCE_GAIN, frame[worst:worst + 1].tolist())[0]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((panels * 255).round().byte().numpy()).save(path)
 
 
 def main(argv=None):
@@ -64,35 +86,37 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--steps", type=int, default=FEW_STEPS, help=f"{FEW_STEPS} (base + 4-step LoRA) or more (base)")
     parser.add_argument("--models", type=Path, default=MODELS_DIR)
+    parser.add_argument("--compare", type=Path, help="also write FIS Compare's side-by-side of the worst frame (.png)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     scene = scenes.Scene.parse(args.prompt)
     host.boot(cpu=True)
     import comfy.utils
     from comfyui_fis.fis_core import format_block_list
+    from comfyui_fis.nodes import FISCompare
     comfy.utils.PROGRESS_BAR_ENABLED = False
     model = host.load_model(args.steps, args.models)
     fis_model = host.with_fis(model, quality="balanced")
     host.sample(model, [scene], args.seed, 1)   # warm-up: the first call loads and patches the weights
-    dense, dense_seconds, _ = timed_sample(model, scene, args.seed, args.steps)
-    fis, fis_seconds, fis_work = timed_sample(fis_model, scene, args.seed, args.steps)
+    dense, dense_timing, _ = timed_sample(model, scene, args.seed, args.steps)
+    fis, fis_timing, fis_work = timed_sample(fis_model, scene, args.seed, args.steps)
     difference = ((fis - dense).abs() * DIFFERENCE_GAIN).clamp(0, 1)
     side_by_side([dense, fis, difference], ["dense", "FIS (defaults)", f"|difference| x{DIFFERENCE_GAIN}"], args.out)
+    report = FISCompare().compare(as_images(dense), as_images(fis), DIFFERENCE_GAIN, dense_timing, fis_timing)["result"][1]
+    if args.compare:
+        compare_picture(dense, fis, args.compare)
 
-    psnr = psnr_per_frame(fis, dense)[0]
     saved = savings(model, fis_work, 1, args.steps)
     print(f"prompt: {scene.description} (seed {args.seed}, {args.steps} steps, {scenes.FRAMES} frames of "
           f"{scenes.SIZE}x{scenes.SIZE})")
     settings = host.resolved_settings(model, quality="balanced")
     print(f"FIS defaults (balanced): sparse blocks {format_block_list(settings.sparse_blocks)}, G={settings.groups}, "
           f"{settings.interpolation} interpolation, groups rotated across steps")
-    print(f"fidelity of FIS against dense: PSNR {psnr.mean():.1f} dB (worst frame {psnr.min():.1f} dB), "
-          f"SSIM {ssim_per_frame(fis, dense).mean():.4f}, temporal error {100 * temporal_error(fis, dense).item():.1f}%")
+    print(f"FIS Compare (reference: dense, accelerated: FIS; sampling time on this CPU):\n{report}")
     print(f"compute saved: {100 * saved['compute_saved']:.0f}% of the transformer blocks' FLOPs "
           f"({100 * saved['tokens_skipped']:.0f}% of block tokens)")
-    print(f"sampling time on this CPU: dense {dense_seconds:.1f} s, FIS {fis_seconds:.1f} s "
-          f"({dense_seconds / fis_seconds:.2f}x)")
-    print(f"wrote {args.out} (dense | FIS | difference) in {time.perf_counter() - started:.0f} s")
+    print(f"wrote {args.out} (dense | FIS | difference){f' and {args.compare}' if args.compare else ''} "
+          f"in {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

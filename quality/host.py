@@ -15,8 +15,7 @@ import torch
 from . import latent, scenes, text
 from .model import BASE_FILE, FEW_STEPS, LORA_FILE, MODELS_DIR, SHIFT
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from host_path import PACK_ROOT, find_comfyui, import_pack  # noqa: E402
+from host_path import PACK_ROOT, find_comfyui  # on sys.path: see quality/__init__.py
 
 SAMPLER, SCHEDULER = "euler", "simple"
 
@@ -33,13 +32,13 @@ def comfyui_root() -> Path:
 
 
 def boot(cpu: bool = True) -> Path:
-    """Import the host (on the CPU unless ``cpu`` is False) and this pack as ``comfyui_fis``."""
+    """Import the host (on the CPU unless ``cpu`` is False); this pack is ``comfyui_fis`` already (see
+    :mod:`quality`)."""
     root = comfyui_root()
     import comfy.cli_args
     if cpu:
         comfy.cli_args.args.cpu = True
     import comfy.model_management  # noqa: F401  (picks the device now)
-    import_pack()
     return root
 
 

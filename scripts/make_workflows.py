@@ -129,13 +129,13 @@ class Workflow:
                            "properties": {}, "widgets_values": [text], "title": title,
                            "color": "#432", "bgcolor": "#653"})
 
-    def models_note(self, pos, extra: str = ""):
+    def models_note(self, pos, extra: str = "", place: str = "between the model loader and the LoRA"):
         files = sorted({m["name"] for n in self.nodes for m in n["properties"].get("models", [])},
                        key=lambda f: (MODEL_FILES[f], f))
         rows = "\n".join(f"| `{MODEL_FILES[f]}` | [{f}]({model_url(f)}) |" for f in files)
         text = ("## Models\n\nThe official Comfy-Org repackaged files. Put each one in `ComfyUI/models/<folder>`:\n\n"
                 f"| folder | file |\n| --- | --- |\n{rows}\n\n"
-                "## FIS\n\nThe **Frame Interleaved Sparsity (FIS)** node sits between the model loader and the LoRA. "
+                f"## FIS\n\nThe **Frame Interleaved Sparsity (FIS)** node sits {place}. "
                 "Its schedule view shows which blocks compute which latent frames and the estimated speed-up; "
                 "`groups` 1 turns it off for a comparison." + (f"\n\n{extra}" if extra else ""))
         self.note(pos, (560, 520), text, "Models and notes")
@@ -161,15 +161,48 @@ def text_encoders(w: Workflow, clip, prompt: str, y=700):
     return positive, negative
 
 
+def save_webp(w: Workflow, pos, images, prefix: str, fps: float):
+    return w.node("SaveAnimatedWEBP", pos, {"filename_prefix": prefix, "fps": fps, "lossless": False, "quality": 90},
+                  size=(420, 460), images=(images, 0))
+
+
 def save_video(w: Workflow, pos, latent, vae, prefix: str, fps: float):
     decode = w.node("VAEDecode", pos, samples=(latent, 0), vae=(vae, 0))
-    return w.node("SaveAnimatedWEBP", (pos[0], pos[1] + 120),
-                  {"filename_prefix": prefix, "fps": fps, "lossless": False, "quality": 90},
-                  size=(420, 460), images=(decode, 0))
+    return save_webp(w, (pos[0], pos[1] + 120), decode, prefix, fps)
 
 
 def fps_attention(w: Workflow, pos, model, title="FP8 + Sparse Attention (FPS)"):
     return w.node("FPSAttention", pos, FPS_DEFAULTS, title=title, size=(420, 230), model=model)
+
+
+def wan22_a14b_inputs(w: Workflow, kind: str, prompt: str):
+    """Text encoder, VAE and latent of Wan 2.2 A14B at 1280x720, 81 frames: the VAE and the (positive, negative,
+    latent) sources of the samplers."""
+    clip = w.node("CLIPLoader", (0, 1400), {"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan"})
+    vae = w.node("VAELoader", (0, 1560), {"vae_name": "wan_2.1_vae.safetensors"})
+    positive, negative = text_encoders(w, clip, prompt, y=1400)
+    if kind == "t2v":
+        latent = w.node("EmptyHunyuanLatentVideo", (900, 1400), {"width": 1280, "height": 720, "length": 81})
+        return vae, ((positive, 0), (negative, 0), (latent, 0))
+    image = w.node("LoadImage", (0, 1700), {"image": "example.png"}, size=(320, 360))
+    latent = w.node("WanImageToVideo", (900, 1400), {"width": 1280, "height": 720, "length": 81},
+                    positive=(positive, 0), negative=(negative, 0), vae=(vae, 0), start_image=(image, 0))
+    return vae, ((latent, 0), (latent, 1), (latent, 2))
+
+
+def wan22_a14b_samplers(w: Workflow, pos, experts, conditioning, control="randomize", label=""):
+    """The high-noise expert samples steps 0-2 (seed 42), the low-noise one steps 2-4; returns the low one."""
+    x, y = pos
+    common = {"steps": 4, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple"}
+    high = w.node("KSamplerAdvanced", (x, y), {**common, "add_noise": "enable", "noise_seed": 42, "start_at_step": 0,
+                                               "end_at_step": 2, "return_with_leftover_noise": "enable"},
+                  title=f"KSampler{label} (high-noise expert, steps 0-2)", control=control, size=(360, 340),
+                  model=(experts[0], 0), positive=conditioning[0], negative=conditioning[1], latent_image=conditioning[2])
+    return w.node("KSamplerAdvanced", (x, y + 700), {**common, "add_noise": "disable", "noise_seed": 0,
+                                                     "start_at_step": 2, "end_at_step": 10000,
+                                                     "return_with_leftover_noise": "disable"},
+                  title=f"KSampler{label} (low-noise expert, steps 2-4)", size=(360, 340),
+                  model=(experts[1], 0), positive=conditioning[0], negative=conditioning[1], latent_image=(high, 0))
 
 
 def wan22_a14b(definitions, kind: str, prompt: str, fps: bool = False):
@@ -191,26 +224,8 @@ def wan22_a14b(definitions, kind: str, prompt: str, fps: bool = False):
                            {"lora_name": f"wan2.2_{kind}_lightx2v_4steps_lora_{lora}_{noise}_noise.safetensors",
                             "strength_model": 1.0}, model=(patched, 0))
         experts.append(w.node("ModelSamplingSD3", (780, lora_y + 140), {"shift": 5.0}, model=(with_lora, 0)))
-    clip = w.node("CLIPLoader", (0, 1400), {"clip_name": "umt5_xxl_fp8_e4m3fn_scaled.safetensors", "type": "wan"})
-    vae = w.node("VAELoader", (0, 1560), {"vae_name": "wan_2.1_vae.safetensors"})
-    positive, negative = text_encoders(w, clip, prompt, y=1400)
-    if kind == "t2v":
-        latent = w.node("EmptyHunyuanLatentVideo", (900, 1400), {"width": 1280, "height": 720, "length": 81})
-        conditioning = ((positive, 0), (negative, 0), (latent, 0))
-    else:
-        image = w.node("LoadImage", (0, 1700), {"image": "example.png"}, size=(320, 360))
-        latent = w.node("WanImageToVideo", (900, 1400), {"width": 1280, "height": 720, "length": 81},
-                        positive=(positive, 0), negative=(negative, 0), vae=(vae, 0), start_image=(image, 0))
-        conditioning = ((latent, 0), (latent, 1), (latent, 2))
-    common = {"steps": 4, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple"}
-    high = w.node("KSamplerAdvanced", (1240, 0), {**common, "add_noise": "enable", "noise_seed": 42, "start_at_step": 0,
-                                                  "end_at_step": 2, "return_with_leftover_noise": "enable"},
-                  title="KSampler (high-noise expert, steps 0-2)", control="randomize", size=(360, 340),
-                  model=(experts[0], 0), positive=conditioning[0], negative=conditioning[1], latent_image=conditioning[2])
-    low = w.node("KSamplerAdvanced", (1240, 700), {**common, "add_noise": "disable", "noise_seed": 0, "start_at_step": 2,
-                                                   "end_at_step": 10000, "return_with_leftover_noise": "disable"},
-                 title="KSampler (low-noise expert, steps 2-4)", size=(360, 340),
-                 model=(experts[1], 0), positive=conditioning[0], negative=conditioning[1], latent_image=(high, 0))
+    vae, conditioning = wan22_a14b_inputs(w, kind, prompt)
+    low = wan22_a14b_samplers(w, (1240, 0), experts, conditioning)
     save_video(w, (1660, 0), low, vae, f"video/FIS_wan22_a14b_{kind}{'_fps' if fps else ''}", 16.0)
     extra = "" if kind == "t2v" else ("With a start image, FIS's `auto` anchors keep the given first latent frame "
                                       "computed in every block.")
@@ -245,6 +260,39 @@ def wan22_ti2v_5b(definitions):
     return w
 
 
+HUNYUAN15_NOTE = "81 frames are 21 latent frames; FIS counts the 54 double blocks."
+HUNYUAN15_T2V_NOTE = (" HunyuanVideo 1.5 has no step-distilled T2V model: the lightx2v 4-step LoRA on the CFG-distilled "
+                      "model makes it few-step.")
+
+
+def hunyuan15_inputs(w: Workflow, kind: str):
+    """Text encoders, VAE and latent of HunyuanVideo 1.5 at 848x480, 81 frames: the VAE and the (positive, negative,
+    latent) sources of the sampler."""
+    clip = w.node("DualCLIPLoader", (0, 700), {"clip_name1": "qwen_2.5_vl_7b_fp8_scaled.safetensors",
+                                               "clip_name2": "byt5_small_glyphxl_fp16.safetensors",
+                                               "type": "hunyuan_video_15"})
+    vae = w.node("VAELoader", (0, 880), {"vae_name": "hunyuanvideo15_vae_fp16.safetensors"})
+    prompt = ("A paper boat drifts down a rain-filled street gutter, carried past glowing shop windows; "
+              "the camera follows it low to the water.")
+    positive, negative = text_encoders(w, clip, prompt)
+    size = {"width": 848, "height": 480, "length": 81}
+    if kind == "t2v":
+        latent = w.node("EmptyHunyuanVideo15Latent", (900, 700), size)
+        return vae, ((positive, 0), (negative, 0), (latent, 0))
+    image = w.node("LoadImage", (0, 1020), {"image": "example.png"}, size=(320, 360))
+    vision = w.node("CLIPVisionLoader", (0, 1420), {"clip_name": "sigclip_vision_patch14_384.safetensors"})
+    encoded = w.node("CLIPVisionEncode", (440, 1160), {"crop": "center"}, clip_vision=(vision, 0), image=(image, 0))
+    latent = w.node("HunyuanVideo15ImageToVideo", (900, 700), size, positive=(positive, 0), negative=(negative, 0),
+                    vae=(vae, 0), start_image=(image, 0), clip_vision_output=(encoded, 0))
+    return vae, ((latent, 0), (latent, 1), (latent, 2))
+
+
+def hunyuan15_sampler(w: Workflow, pos, model, conditioning, steps: int, control="randomize", title=None):
+    return w.node("KSampler", pos, {"seed": 42, "steps": steps, "cfg": 1.0, "sampler_name": "euler",
+                                    "scheduler": "simple"}, title=title, control=control, size=(360, 300),
+                  model=(model, 0), positive=conditioning[0], negative=conditioning[1], latent_image=conditioning[2])
+
+
 def hunyuan15(definitions, kind: str):
     """HunyuanVideo 1.5 at 480p, few steps: T2V with the lightx2v 4-step LoRA, I2V with the step-distilled model."""
     w = Workflow(definitions)
@@ -261,33 +309,86 @@ def hunyuan15(definitions, kind: str):
         patched = fis(w, (340, 0), (loader, 0))
         model = w.node("ModelSamplingSD3", (780, 0), {"shift": 7.0}, model=(patched, 0))
         steps = 8
-    clip = w.node("DualCLIPLoader", (0, 700), {"clip_name1": "qwen_2.5_vl_7b_fp8_scaled.safetensors",
-                                               "clip_name2": "byt5_small_glyphxl_fp16.safetensors",
-                                               "type": "hunyuan_video_15"})
-    vae = w.node("VAELoader", (0, 880), {"vae_name": "hunyuanvideo15_vae_fp16.safetensors"})
-    prompt = ("A paper boat drifts down a rain-filled street gutter, carried past glowing shop windows; "
-              "the camera follows it low to the water.")
-    positive, negative = text_encoders(w, clip, prompt)
-    size = {"width": 848, "height": 480, "length": 81}
-    if kind == "t2v":
-        latent = w.node("EmptyHunyuanVideo15Latent", (900, 700), size)
-        conditioning = ((positive, 0), (negative, 0), (latent, 0))
-    else:
-        image = w.node("LoadImage", (0, 1020), {"image": "example.png"}, size=(320, 360))
-        vision = w.node("CLIPVisionLoader", (0, 1420), {"clip_name": "sigclip_vision_patch14_384.safetensors"})
-        encoded = w.node("CLIPVisionEncode", (440, 1160), {"crop": "center"}, clip_vision=(vision, 0), image=(image, 0))
-        latent = w.node("HunyuanVideo15ImageToVideo", (900, 700), size, positive=(positive, 0), negative=(negative, 0),
-                        vae=(vae, 0), start_image=(image, 0), clip_vision_output=(encoded, 0))
-        conditioning = ((latent, 0), (latent, 1), (latent, 2))
-    sampler = w.node("KSampler", (1240, 0), {"seed": 42, "steps": steps, "cfg": 1.0, "sampler_name": "euler",
-                                             "scheduler": "simple"}, control="randomize", size=(360, 300),
-                     model=(model, 0), positive=conditioning[0], negative=conditioning[1], latent_image=conditioning[2])
+    vae, conditioning = hunyuan15_inputs(w, kind)
+    sampler = hunyuan15_sampler(w, (1240, 0), model, conditioning, steps)
     save_video(w, (1660, 0), sampler, vae, f"video/FIS_hunyuanvideo15_{kind}", 24.0)
-    note = ("81 frames are 21 latent frames; FIS counts the 54 double blocks." + (
+    note = HUNYUAN15_NOTE + (
         " The step-distilled I2V model is made for 8-12 steps; FIS's `auto` anchors keep the given first frame "
-        "computed in every block." if kind == "i2v" else " HunyuanVideo 1.5 has no step-distilled T2V model: "
-        "the lightx2v 4-step LoRA on the CFG-distilled model makes it few-step."))
+        "computed in every block." if kind == "i2v" else HUNYUAN15_T2V_NOTE)
     w.models_note((1660, 700), note)
+    return w
+
+
+#: Where FIS sits in the A/B workflows: after the LoRA, so that both branches share the LoRA-patched weights (no
+#: re-patching when the samplers switch branch).
+COMPARE_PLACE = "on the accelerated branch, after the LoRA and ModelSamplingSD3 that both branches share"
+COMPARE_NOTE = ("## A/B: dense against FIS\n\nOne model, two branches: the reference (dense) and the accelerated one, "
+                "sampled with the same seed (fixed at 42 on both: change both). An **FIS Timer** right before each "
+                "branch's samplers times their denoising steps; **FIS Compare** shows PSNR, the worst frame, SSIM, the "
+                "temporal error and the speed-up on the node and saves reference | accelerated | difference. The first "
+                "run after starting ComfyUI includes warm-up: run twice for steady times.")
+
+
+def timers(w: Workflow, pos, models, label: str):
+    """An FIS Timer on each model of a branch, chained into one timing; returns them (model out: slot 0)."""
+    out = []
+    for i, model in enumerate(models):
+        chained = {"timing": (out[-1], 1)} if out else {}
+        out.append(w.node("FISTimer", (pos[0], pos[1] + 110 * i), title=f"FIS Timer ({label})", size=(320, 90),
+                          model=(model, 0), **chained))
+    return out
+
+
+def compare_and_save(w: Workflow, pos, latents, vae, timings, prefix: str, fps: float):
+    """Decode both branches, FIS Compare them, save the side-by-side."""
+    x, y = pos
+    decoded = [w.node("VAEDecode", (x, y + 110 * i), samples=(latent, 0), vae=(vae, 0)) for i, latent in enumerate(latents)]
+    compare = w.node("FISCompare", (x + 360, y), size=(460, 420), reference=(decoded[0], 0), accelerated=(decoded[1], 0),
+                     reference_timing=(timings[0], 1), accelerated_timing=(timings[1], 1))
+    return save_webp(w, (x + 360, y + 460), compare, prefix, fps)
+
+
+def wan22_a14b_compare(definitions, prompt: str):
+    """Wan 2.2 A14B T2V, 4 steps: dense against FIS + FPS on both experts, same seed, with FIS Compare."""
+    w = Workflow(definitions)
+    experts = []
+    for row, noise in enumerate(("high", "low")):
+        y = row * 700
+        loader = w.node("UNETLoader", (0, y), {"unet_name": f"wan2.2_t2v_{noise}_noise_14B_fp8_scaled.safetensors"},
+                        title=f"Load {noise}-noise expert")
+        with_lora = w.node("LoraLoaderModelOnly", (340, y),
+                           {"lora_name": f"wan2.2_t2v_lightx2v_4steps_lora_v1.1_{noise}_noise.safetensors",
+                            "strength_model": 1.0}, model=(loader, 0))
+        experts.append(w.node("ModelSamplingSD3", (340, y + 140), {"shift": 5.0}, model=(with_lora, 0)))
+    vae, conditioning = wan22_a14b_inputs(w, "t2v", prompt)
+    dense = timers(w, (800, 0), experts, "dense")
+    accelerated = [fps_attention(w, (1700 + 460 * row, 680), (fis(w, (1700 + 460 * row, 0), (expert, 0),
+                                                                  title=f"FIS ({noise}-noise expert)"), 0),
+                                 title=f"FPS ({noise}-noise expert)")
+                   for row, (noise, expert) in enumerate(zip(("high", "low"), experts))]
+    fast = timers(w, (2620, 0), accelerated, "FIS + FPS")
+    latents = [wan22_a14b_samplers(w, (1240, 0), dense, conditioning, control="fixed", label=" dense"),
+               wan22_a14b_samplers(w, (3000, 0), fast, conditioning, control="fixed", label=" FIS + FPS")]
+    compare_and_save(w, (3420, 0), latents, vae, (dense[-1], fast[-1]), "video/FIS_compare_wan22_a14b_t2v", 16.0)
+    w.models_note((4280, 0), COMPARE_NOTE, COMPARE_PLACE)
+    return w
+
+
+def hunyuan15_t2v_compare(definitions):
+    """HunyuanVideo 1.5 480p T2V, 4 steps: dense against FIS, same seed, with FIS Compare."""
+    w = Workflow(definitions)
+    loader = w.node("UNETLoader", (0, 0), {"unet_name": "hunyuanvideo1.5_480p_t2v_cfg_distilled_fp16.safetensors"})
+    lora = w.node("LoraLoaderModelOnly", (340, 0), {
+        "lora_name": "hunyuanvideo1.5_t2v_480p_lightx2v_4step_lora_rank_32_bf16.safetensors", "strength_model": 1.0},
+        model=(loader, 0))
+    model = w.node("ModelSamplingSD3", (340, 140), {"shift": 7.0}, model=(lora, 0))
+    vae, conditioning = hunyuan15_inputs(w, "t2v")
+    dense = timers(w, (800, 0), [model], "dense")
+    fast = timers(w, (2160, 0), [fis(w, (1700, 0), (model, 0))], "FIS")
+    latents = [hunyuan15_sampler(w, (1240, 0), dense[0], conditioning, 4, control="fixed", title="KSampler dense"),
+               hunyuan15_sampler(w, (2540, 0), fast[0], conditioning, 4, control="fixed", title="KSampler FIS")]
+    compare_and_save(w, (2960, 0), latents, vae, (dense[0], fast[0]), "video/FIS_compare_hunyuanvideo15_t2v", 24.0)
+    w.models_note((3820, 0), f"{HUNYUAN15_NOTE}{HUNYUAN15_T2V_NOTE}\n\n{COMPARE_NOTE}", COMPARE_PLACE)
     return w
 
 
@@ -300,6 +401,8 @@ WORKFLOWS = {
     "wan22_ti2v_5b_fis": wan22_ti2v_5b,
     "hunyuanvideo15_t2v_4step_fis": lambda d: hunyuan15(d, "t2v"),
     "hunyuanvideo15_i2v_step_distilled_fis": lambda d: hunyuan15(d, "i2v"),
+    "wan22_a14b_t2v_4step_compare": lambda d: wan22_a14b_compare(d, TRAM_PROMPT),
+    "hunyuanvideo15_t2v_4step_compare": hunyuan15_t2v_compare,
 }
 
 

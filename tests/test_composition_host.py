@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from host_path import PACK_ROOT
+from limits import refused_at_once
 from tiny_models import fis, record_attention_tokens, relative_error, sample, text, tiny_wan
 
 T = 16
@@ -91,23 +92,33 @@ def test_attention_override_sees_the_sparse_frames(wan):
     assert shapes == [(5 * T, (0, 2, 4, 6, 8), (5, 4, 4))]
 
 
-def test_unsupported_model_runs_dense_with_a_warning(host, caplog):
+@pytest.fixture(scope="module")
+def image_model(host):
+    """HunyuanImage 2.1: an image model, not video, which FIS does not support."""
     import comfy.ldm.hunyuan_video.model
     import comfy.ops
     from tiny_models import _load
     torch.manual_seed(0)
-    image_model = comfy.ldm.hunyuan_video.model.HunyuanVideo(   # HunyuanImage 2.1: an image model, not video
+    module = comfy.ldm.hunyuan_video.model.HunyuanVideo(
         in_channels=64, out_channels=64, vec_in_dim=None, context_in_dim=64, hidden_size=128, mlp_ratio=4.0,
         num_heads=1, depth=2, depth_single_blocks=0, axes_dim=[64, 64], theta=256, patch_size=[1, 1], qkv_bias=True,
         guidance_embed=False, byt5=False, meanflow=False, use_cond_type_embedding=False, vision_in_dim=None,
         meanflow_sum=False, operations=comfy.ops.disable_weight_init)
-    model = _load(image_model, 0)
+    return _load(module, 0)
+
+
+def test_unsupported_model_runs_dense_with_a_warning(image_model, caplog):
     with caplog.at_level(logging.WARNING):
-        patched = fis(model)
+        patched = fis(image_model)
     assert "is not a supported model" in caplog.text and "runs dense" in caplog.text
     x = torch.randn(1, 64, 8, 8)
     cond = [[torch.randn(1, 8, 64), {"pooled_output": torch.randn(1, 768)}]]
-    assert torch.equal(sample(patched, x, cond, steps=1), sample(model, x, cond, steps=1))
+    assert torch.equal(sample(patched, x, cond, steps=1), sample(image_model, x, cond, steps=1))
+
+
+def test_an_unsupported_model_still_bounds_the_block_numbers(image_model):
+    error = refused_at_once(lambda: fis(image_model, sparse_blocks="0-99999999999"))
+    assert error == "sparse_blocks: block 99999999999 is out of range; block numbers go up to 4095"
 
 
 def test_comfyui_loads_the_pack_as_a_custom_node(host):

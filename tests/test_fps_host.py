@@ -5,6 +5,7 @@ import logging
 import pytest
 import torch
 
+from limits import refused_at_once
 from tiny_models import (fis, hunyuan_text, record_fps_attention, relative_error, sample, text, tiny_hunyuan_video,
                          tiny_mochi, tiny_wan)
 
@@ -110,6 +111,18 @@ def test_a_second_fps_replaces_the_first_and_bad_widgets_name_themselves(wan):
     for widget, value in (("tile", "3x3x3"), ("dense_steps", "50"), ("precision", "int4")):
         with pytest.raises(ValueError, match=widget):
             fps(wan, **{widget: value})
+
+
+@pytest.mark.parametrize("widgets, message", [
+    (dict(dense_steps="0-1," * 64 + "2-3"), "dense_steps: more than 64 ranges"),
+    (dict(dense_steps="0-1," * 100_000), "dense_steps: more than 64 ranges"),
+    (dict(dense_steps="40-" + "6" * 10_000), "dense_steps: '40-" + "6" * 37 + "...' (10003 characters) is not a range"),
+    (dict(tile="1x" * 5_000), "tile: '" + "1x" * 20 + "...' (10000 characters) is not 'auto' or frames x rows x columns"),
+    (dict(tile="1x8x" + "9" * 10_000), "tile: '1x8x" + "9" * 36 + "...' (10004 characters) is not 'auto'"),
+])
+def test_long_values_are_refused_at_once_with_a_short_message(wan, widgets, message):
+    error = refused_at_once(lambda: fps(wan, **widgets))
+    assert message in error and len(error) < 300, error
 
 
 def test_unsupported_models_pass_through_with_one_warning(host, caplog):

@@ -6,6 +6,7 @@ import logging
 import pytest
 import torch
 
+from limits import refused_at_once
 from tiny_models import (TOKENS_PER_FRAME as T, block_output_recorder, fis, record_attention_tokens, relative_error,
                          sample, text, tiny_wan, wan_attention, wan_latent)
 
@@ -121,6 +122,24 @@ def test_odd_and_short_frame_counts(wan, frames, caplog):
         assert tokens == [T] * 6
 
 
+def test_a_single_frame_runs_dense_and_the_log_says_why(wan, caplog):
+    x = wan_latent(1)
+    with caplog.at_level(logging.WARNING, logger="ComfyUI-FIS"):
+        out = sample(fis(wan), x, text(), steps=2)
+    assert torch.equal(out, sample(wan, x, text(), steps=2))
+    assert "1 latent frame cannot be split into groups; the model runs dense" in caplog.text
+    assert "never called its block replacements" not in caplog.text
+
+
+def test_anchors_covering_every_frame_run_dense_and_the_log_says_why(wan, caplog):
+    x = wan_latent(2)
+    with caplog.at_level(logging.WARNING, logger="ComfyUI-FIS"):
+        out = sample(fis(wan, anchor_frames="0,-1"), x, text(), steps=1)
+    assert torch.equal(out, sample(wan, x, text(), steps=1))
+    assert "called its sparse blocks, but each ran on all the latent frames" in caplog.text
+    assert "never called its block replacements" not in caplog.text
+
+
 def test_image_to_video_keeps_the_first_frame_in_every_sparse_block(host):
     model = tiny_wan(in_dim=36, num_layers=4)
     x = wan_latent(9)
@@ -185,3 +204,17 @@ def test_bad_widget_values_fail_with_a_message_naming_the_widget(wan, widgets, m
     with pytest.raises(ValueError) as error:
         fis(wan, **widgets)
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize("widgets, message", [
+    (dict(sparse_blocks="0-99999999999"), "sparse_blocks: block 99999999999 does not exist; this model has blocks 0-5"),
+    (dict(sparse_blocks="1,3-4,2-99999999999,9"), "sparse_blocks: block 99999999999 does not exist"),
+    (dict(sparse_blocks="9" * 16), "sparse_blocks: '9999999999999999' is too large a number"),
+    (dict(sparse_blocks="1" * 10_000), "sparse_blocks: '" + "1" * 40 + "...' (10000 characters) is too large a number"),
+    (dict(sparse_blocks="1-" + "x" * 10_000), "sparse_blocks: '" + "x" * 40 + "...' (10000 characters) is not a number"),
+    (dict(anchor_frames="99999999999"), "anchor_frames: frame 99999999999 is out of range; frames go from -4096 to 4095"),
+    (dict(anchor_frames="0," + "x" * 10_000), "anchor_frames: '" + "x" * 40 + "...' (10000 characters) is not a number"),
+])
+def test_huge_and_long_values_are_refused_at_once_with_a_short_message(wan, widgets, message):
+    error = refused_at_once(lambda: fis(wan, **widgets))
+    assert message in error and len(error) < 300, error

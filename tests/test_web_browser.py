@@ -1,10 +1,12 @@
 """The schedule view in a real browser: the host's own server (``main.py --cpu`` on 127.0.0.1) with this pack in
 its custom_nodes, the front end of the comfyui-frontend-package it serves, and headless Chromium (Debian's
-``chromium``) driven by Playwright. Saves tests/artifacts/schedule_view.png (the node) and schedule_page.png.
+``chromium``) driven by Playwright. Saves tests/artifacts/schedule_view.png (the node) and schedule_page.png, and
+compare_report_canvas.png / compare_report_vue.png (FIS Compare's report after a run, in both node renderings).
 
 Skips, saying why, when Chromium or Playwright is missing; ``FIS_REQUIRE_WEB_TOOLS=1`` (CI) makes that a failure.
 """
 import json
+import math
 import os
 import shutil
 
@@ -21,6 +23,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TINY_MODEL = "fis_test_tiny_wan.safetensors"
+TINY_LTXV = "fis_test_tiny_ltxv.safetensors"
+TINY_MOCHI = "fis_test_tiny_mochi.safetensors"
 VIEW = ".fis-schedule-view"
 WORKFLOWS = sorted((PACK_ROOT / "workflows").glob("*.json"))
 
@@ -49,14 +53,16 @@ def sync_playwright():
 
 @pytest.fixture(scope="module")
 def server(host, sync_playwright, tmp_path_factory):
-    """The host's server with a tiny Wan model (6 blocks) in its diffusion_models folder."""
+    """The host's server with tiny Wan (6 blocks), LTX-Video (3 blocks) and Mochi files in its diffusion_models folder."""
     import safetensors.torch
-    from tiny_models import tiny_wan
+    from tiny_models import tiny_ltxv, tiny_mochi, tiny_wan
     base = tmp_path_factory.mktemp("comfy_base")
     models = base / "models" / "diffusion_models"
     models.mkdir(parents=True)
-    weights = tiny_wan(num_layers=6).model.diffusion_model.state_dict()
-    safetensors.torch.save_file({k: v.contiguous() for k, v in weights.items()}, models / TINY_MODEL)
+    files = {TINY_MODEL: tiny_wan(num_layers=6), TINY_LTXV: tiny_ltxv(layers=3), TINY_MOCHI: tiny_mochi(depth=2)}
+    for name, model in files.items():
+        weights = model.model.diffusion_model.state_dict()
+        safetensors.torch.save_file({k: v.contiguous() for k, v in weights.items()}, models / name)
     with ComfyServer(host, base) as running:
         yield running
 
@@ -158,8 +164,8 @@ def test_the_view_redraws_when_groups_changes(page):
     assert not [e for e in page.errors if "fis" in str(e).lower()]
 
 
-def test_the_view_reads_the_connected_model(page):
-    """Loader -> LoRA -> FIS: the view follows the MODEL link to the file and asks the server for its blocks."""
+def connect_model_file(page, file: str):
+    """A new workflow of Loader -> LoRA -> FIS for ``file``; returns when the view has read the file's blocks."""
     new_workflow(page)
     add_node_by_search(page, "Frame Interleaved")
     page.evaluate("""(file) => {
@@ -171,11 +177,28 @@ def test_the_view_reads_the_connected_model(page):
       loader.widgets.find((w) => w.name === "unet_name").value = file;
       loader.connect(0, lora, 0);
       lora.connect(0, fis, 0);
-    }""", TINY_MODEL)
+    }""", file)
     page.wait_for_function("document.querySelector('.fis-schedule-view').dataset.source === 'connected'")
+
+
+def test_the_view_reads_the_connected_model(page):
+    """Loader -> LoRA -> FIS: the view follows the MODEL link to the file and asks the server for its blocks."""
+    connect_model_file(page, TINY_MODEL)
     state = view_state(page)
     assert (state["blocks"], state["frames"]) == ("6", "21")
     assert state["summary"] == summary(6, 2)
+
+
+@pytest.mark.parametrize("file, blocks, frames", [(TINY_LTXV, 3, 16), (TINY_MOCHI, 48, 28)])
+def test_the_view_draws_the_connected_ltxv_and_mochi_files(page, server, file, blocks, frames):
+    """Their block count and usual clip come from the server's family adapters, as do the selector's presets."""
+    connect_model_file(page, file)
+    state = view_state(page)
+    assert (state["blocks"], state["frames"]) == (str(blocks), str(frames))
+    assert state["summary"] == summary(blocks, 2, frames)
+    options = page.locator(f"{VIEW} select option").all_text_contents()
+    presets = server.get_json("/fis/families")["presets"]
+    assert options[1:] == [f"{p['label']}: {p['blocks']} blocks" for p in presets] and "(connected)" in options[0]
 
 
 def test_the_template_browser_lists_and_opens_the_workflows(page, server):
@@ -202,3 +225,42 @@ def test_the_front_end_reads_each_workflow_as_the_tests_do(page, server, path):
     assert not [m for m in page.console if "invalid workflow" in m.lower()]
     assert {i: {k: v for k, v in node.items() if k != "_meta"} for i, node in output.items()} == \
         to_api(workflow, server.get_json("/object_info"))
+
+
+@pytest.mark.parametrize("vue_nodes", [False, True], ids=["canvas", "vue-nodes"])
+def test_the_compare_node_shows_its_report_after_a_run(page, vue_nodes):
+    """Two plain-colour batches 10/255 apart, through FIS Compare run by the server: the node shows the report it
+    returned, with the PSNR of that difference, in the classic canvas and in the Vue node rendering."""
+    page.evaluate("(on) => app.extensionManager.setting.set('Comfy.VueNodes.Enabled', on)", vue_nodes)
+    try:
+        new_workflow(page)
+        page.evaluate("""() => {
+          const images = [0x808080, 0x8a8a8a].map((color) => {
+            const node = LiteGraph.createNode("EmptyImage");
+            app.graph.add(node);
+            for (const [name, value] of Object.entries({ width: 64, height: 48, batch_size: 3, color })) {
+              node.widgets.find((w) => w.name === name).value = value;
+            }
+            return node;
+          });
+          const compare = LiteGraph.createNode("FISCompare");
+          compare.pos = [500, 100];
+          app.graph.add(compare);
+          images[0].connect(0, compare, 0);
+          images[1].connect(0, compare, 1);
+        }""")
+        report = page.locator(".fis-compare-report")
+        report.wait_for()
+        assert "Run the workflow" in report.text_content()
+        page.evaluate("app.queuePrompt(0)")
+        page.wait_for_function("document.querySelector('.fis-compare-report').textContent.includes('PSNR')",
+                               timeout=60_000)
+        text = report.text_content()
+        assert "3 frames of 64x48" in text and f"PSNR {20 * math.log10(25.5):.1f} dB" in text
+        assert "sampling time: not measured" in text and report.is_visible()
+        assert page.locator("[data-node-id]").count() == (3 if vue_nodes else 0)  # the rendering asked for
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.mouse.move(1300, 900)
+        page.screenshot(path=ARTIFACTS / f"compare_report_{'vue' if vue_nodes else 'canvas'}.png")
+    finally:
+        page.evaluate("app.extensionManager.setting.set('Comfy.VueNodes.Enabled', false)")

@@ -37,7 +37,12 @@ EXPECTED = {
     "wan22_ti2v_5b_fis": ("wan", 1, 0),
     "hunyuanvideo15_t2v_4step_fis": ("hunyuan_video", 1, 0),
     "hunyuanvideo15_i2v_step_distilled_fis": ("hunyuan_video", 1, 0),
+    "wan22_a14b_t2v_4step_compare": ("wan", 2, 2),
+    "hunyuanvideo15_t2v_4step_compare": ("hunyuan_video", 1, 0),
 }
+#: The A/B workflows: a dense and an accelerated branch of one model, FIS Compare at the end.
+COMPARE = [p for p in WORKFLOWS if p.stem.endswith("_compare")]
+SAMPLERS = {"KSampler", "KSamplerAdvanced"}
 
 
 def load(path):
@@ -107,6 +112,20 @@ def model_folders(definitions, sandbox):
     return sandbox
 
 
+def source(prompt, node, name):
+    """The node that feeds input ``name`` of ``node``."""
+    return prompt[node["inputs"][name][0]]
+
+
+def model_chain(prompt, node) -> list:
+    """The nodes up the MODEL links from ``node``'s model input, nearest first, to the loader."""
+    chain = []
+    while "model" in node["inputs"]:
+        node = source(prompt, node, "model")
+        chain.append(node)
+    return chain
+
+
 def validate(prompt):
     import execution
     return asyncio.run(execution.validate_prompt("fis-workflow-test", prompt, None))
@@ -141,8 +160,47 @@ def test_workflow_runs_fis_on_the_model_it_names(path, definitions, model_folder
     assert len(loaders) == fis_nodes
     for name in loaders:
         assert model_info(folder_paths.get_full_path("diffusion_models", name))["family"] == family
-    for node in fis:  # each FIS node takes its model straight from a loader, as the README says
-        assert prompt[node["inputs"]["model"][0]]["class_type"] == "UNETLoader"
+    for node in fis:  # each FIS node takes its model straight from a loader, as the README says; in the A/B
+        chain = model_chain(prompt, node)  # workflows after the LoRA and ModelSamplingSD3 both branches share
+        assert chain[-1]["class_type"] == "UNETLoader"
+        assert len(chain) == (3 if path in COMPARE else 1)
+
+
+@pytest.mark.parametrize("path", COMPARE, ids=lambda p: p.stem)
+def test_compare_workflow_samples_one_model_both_ways_with_one_seed(path, definitions):
+    """FIS Compare gets the decoded frames of two branches whose samplers differ only in their model: the same
+    shared model, plain on the reference branch, through FIS (and FPS) on the accelerated one; the same fixed seed;
+    each branch's FIS Timer chain covers all its samplers and feeds the matching timing input."""
+    workflow = load(path)
+    prompt = to_api(workflow, definitions)
+    compare, = [node for node in prompt.values() if node["class_type"] == "FISCompare"]
+    assert [source(prompt, n, "images") for n in prompt.values() if n["class_type"] == "SaveAnimatedWEBP"] == [compare]
+    branches = {}
+    for name in ("reference", "accelerated"):
+        samplers = [source(prompt, source(prompt, compare, name), "samples")]
+        while source(prompt, samplers[-1], "latent_image")["class_type"] in SAMPLERS:
+            samplers.append(source(prompt, samplers[-1], "latent_image"))
+        timers = [source(prompt, sampler, "model") for sampler in samplers]
+        assert {t["class_type"] for t in timers} == {"FISTimer"}
+        chained, timer = [], source(prompt, compare, f"{name}_timing")
+        while True:
+            chained.append(timer)
+            if "timing" not in timer["inputs"]:
+                break
+            timer = source(prompt, timer, "timing")
+        assert sorted(map(id, chained)) == sorted(map(id, timers))
+        branches[name] = samplers, [model_chain(prompt, t) for t in timers]
+    (dense, dense_chains), (fast, fast_chains) = branches["reference"], branches["accelerated"]
+    _, fis_nodes, fps_nodes = EXPECTED[path.stem]
+    assert len(dense) == len(fast) == fis_nodes
+    for a, b, dense_chain, fast_chain in zip(dense, fast, dense_chains, fast_chains):
+        # the same seed, steps and conditioning; a second expert starts from its own branch's first
+        assert {k for k in a["inputs"] if a["inputs"][k] != b["inputs"][k]} <= {"model", "latent_image"}
+        assert list(map(id, dense_chain)) == list(map(id, fast_chain[-len(dense_chain):]))  # one shared model
+        extra = [n["class_type"] for n in fast_chain[:-len(dense_chain)]]
+        assert extra == ["FPSAttention"] * (fps_nodes > 0) + ["FrameInterleavedSparsity"]
+    seeds = [n for n in workflow["nodes"] if n["type"] in SAMPLERS]
+    assert seeds and not [n for n in seeds if "randomize" in n["widgets_values"]]  # a fixed seed, or the runs part
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)

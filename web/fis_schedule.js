@@ -17,14 +17,6 @@ export const LEGEND = {
   dense: "dense block",
 };
 
-// Model families the view knows when it cannot read the connected model: label, blocks, latent frames.
-export const FAMILY_DEFAULTS = {
-  wan14b: { label: "Wan 2.1/2.2 14B", blocks: 40, frames: 21 },
-  wan5b: { label: "Wan 2.2 TI2V-5B", blocks: 30, frames: 31 },
-  hunyuan15: { label: "HunyuanVideo 1.5", blocks: 54, frames: 21 },
-  hunyuan10: { label: "HunyuanVideo 1.0 (20 double + 40 single)", blocks: 60, frames: 21 },
-};
-
 // Milliseconds of one Wan-14B block on an H100 by resolution and latent frames computed (fis_core/cost.py).
 export const ENVELOPE_FRAMES = 21;
 export const BLOCK_MS = {
@@ -32,50 +24,65 @@ export const BLOCK_MS = {
   "480p": { 21: 96.36, 11: 35.04, 7: 18.17, 5: 11.78 },
 };
 
+// Bounds and quoting of the widget lists (fis_core/widget_text.py, fis_core/schedule.py).
+const QUOTE_CHARS = 40;
+const NUMBER_CHARS = 15;
+const MAX_FRAMES = 4096;
+
+// `value` in quotes for an error message, its start only if it is long.
+function quoted(value) {
+  if (value.length <= QUOTE_CHARS) return `'${value}'`;
+  return `'${value.slice(0, QUOTE_CHARS)}...' (${value.length} characters)`;
+}
+
+// The comma-separated parts of `spec`, spaces removed and empty parts skipped, one at a time.
+function* listParts(spec) {
+  for (const match of spec.replaceAll(" ", "").matchAll(/[^,]+/g)) yield match[0];
+}
+
 function parseInteger(text, widget, form) {
-  if (!/^[+-]?\d+(_\d+)*$/.test(text)) {
-    throw new Error(`${widget}: '${text}' is not a number; expected ${form}`);
+  if (!/^[+-]?[0-9]+(_[0-9]+)*$/.test(text)) {
+    throw new Error(`${widget}: ${quoted(text)} is not a number; expected ${form}`);
   }
+  if (text.length > NUMBER_CHARS) throw new Error(`${widget}: ${quoted(text)} is too large a number; expected ${form}`);
   return Number.parseInt(text.replaceAll("_", ""), 10);
 }
 
-// "4-35" or "0,2,5-9" -> sorted unique block numbers; errors read as the node's own.
-export function parseBlockList(spec, numBlocks = null, widget = "sparse_blocks") {
+// "4-35" or "0,2,5-9" -> sorted unique block numbers, each range checked against the model before it is
+// expanded; errors read as the node's own.
+export function parseBlockList(spec, numBlocks, widget = "sparse_blocks") {
   const form = "a list of block numbers and ranges such as '4-35' or '0,2,5-9'";
-  const blocks = new Set();
-  for (const part of spec.replaceAll(" ", "").split(",")) {
-    if (!part) continue;
+  const chosen = new Uint8Array(Math.max(numBlocks, 0));
+  for (const part of listParts(spec)) {
     const dash = part.indexOf("-");
-    if (dash >= 0) {
-      const first = part.slice(0, dash);
-      const last = part.slice(dash + 1);
-      if (!first || !last) {
-        throw new Error(`${widget}: '${part}' is not a block number or range; expected ${form}`);
-      }
-      const lo = parseInteger(first, widget, form);
-      const hi = parseInteger(last, widget, form);
-      if (lo > hi) {
-        throw new Error(`${widget}: range '${part}' runs backwards; write it low-high, e.g. '${hi}-${lo}'`);
-      }
-      for (let b = lo; b <= hi; b++) blocks.add(b);
-    } else {
-      blocks.add(parseInteger(part, widget, form));
+    const first = dash >= 0 ? part.slice(0, dash) : part;
+    const last = dash >= 0 ? part.slice(dash + 1) : part;
+    if (dash >= 0 && (!first || !last)) {
+      throw new Error(`${widget}: ${quoted(part)} is not a block number or range; expected ${form}`);
     }
+    const lo = parseInteger(first, widget, form);
+    const hi = dash >= 0 ? parseInteger(last, widget, form) : lo;
+    if (lo > hi) throw new Error(`${widget}: range ${quoted(part)} runs backwards; write it low-high, e.g. '${hi}-${lo}'`);
+    if (hi >= numBlocks) {
+      throw new Error(`${widget}: block ${hi} does not exist; this model has blocks 0-${numBlocks - 1}`);
+    }
+    chosen.fill(1, lo, hi + 1);
   }
-  const sorted = [...blocks].sort((a, b) => a - b);
-  if (numBlocks !== null && sorted.length && sorted[sorted.length - 1] >= numBlocks) {
-    throw new Error(`${widget}: block ${sorted[sorted.length - 1]} does not exist; ` +
-      `this model has blocks 0-${numBlocks - 1}`);
-  }
-  return sorted;
+  const blocks = [];
+  chosen.forEach((flag, block) => { if (flag) blocks.push(block); });
+  return blocks;
 }
 
 // "0,-1" -> sorted unique frame numbers (negative ones count from the end).
 export function parseFrameList(spec, widget = "anchor_frames") {
   const form = "latent frame numbers separated by commas, e.g. '0' or '0,-1'";
   const frames = new Set();
-  for (const part of spec.replaceAll(" ", "").split(",")) {
-    if (part) frames.add(parseInteger(part, widget, form));
+  for (const part of listParts(spec)) {
+    const frame = parseInteger(part, widget, form);
+    if (frame < -MAX_FRAMES || frame >= MAX_FRAMES) {
+      throw new Error(`${widget}: frame ${frame} is out of range; frames go from ${-MAX_FRAMES} to ${MAX_FRAMES - 1}`);
+    }
+    frames.add(frame);
   }
   return [...frames].sort((a, b) => a - b);
 }

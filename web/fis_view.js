@@ -2,7 +2,7 @@
 // node's current widget values, with the estimated compute saved and speed-up (fis_schedule.js has the logic).
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
-import { CELL_KINDS, COLORS, FAMILY_DEFAULTS, LEGEND, describeSchedule } from "./fis_schedule.js";
+import { CELL_KINDS, COLORS, LEGEND, describeSchedule } from "./fis_schedule.js";
 
 const NODE_TYPE = "FrameInterleavedSparsity";
 const WIDGETS = ["sparse_blocks", "groups", "pattern", "anchor_frames"];
@@ -13,8 +13,22 @@ const TEXT = "#d8dadf";
 const MUTED = "#8d93a0";
 const FONT = "11px sans-serif";
 const LINE = 15;
+// What the view draws for when the server sent no presets and cannot read the connected file.
+const NO_MODEL = { label: "no model", blocks: 0, frames: 1 };
 
 const modelInfo = new Map(); // "folder/name" -> {state: "loading" | "done", info}
+// The model families' usual models, from the server's family adapters, loaded before the node is registered:
+// [{key, label, blocks, frames, file_hints}], the default first.
+let presets = [];
+
+async function loadPresets() {
+  try {
+    const response = await api.fetchApi("/fis/families");
+    presets = response.ok ? (await response.json()).presets : [];
+  } catch {
+    presets = [];
+  }
+}
 
 // The file of the loader feeding the node's model input, following MODEL links upstream (LoRA, ModelSampling, ...).
 function upstreamModelFile(node) {
@@ -51,13 +65,18 @@ function connectedModel(file, onLoaded) {
   return entry.info;
 }
 
-// The family default a file name suggests when the server cannot read the file (e.g. GGUF).
-function guessFamily(name = "") {
+// The preset a file name suggests when the server cannot read the file (e.g. GGUF): the one with the longest file
+// hint the name contains, else the default.
+function guessPreset(name = "") {
   const lower = name.toLowerCase();
-  if (lower.includes("hunyuanvideo1.5") || lower.includes("hunyuanvideo15")) return "hunyuan15";
-  if (lower.includes("hunyuan")) return "hunyuan10";
-  if (lower.includes("5b")) return "wan5b";
-  return "wan14b";
+  let best = presets[0];
+  let longest = 0;
+  for (const preset of presets) {
+    for (const hint of preset.file_hints) {
+      if (hint.length > longest && lower.includes(hint)) [best, longest] = [preset, hint.length];
+    }
+  }
+  return best?.key;
 }
 
 function element(tag, attributes = {}, children = []) {
@@ -72,7 +91,7 @@ class ScheduleView {
     this.node = node;
     this.key = null;
     this.select = element("select", { title: "Model the view assumes: the connected model where the server can read it, else a family default" });
-    this.frames = element("input", { type: "number", min: 1, max: 256, step: 1, title: "Latent frames: 21 for 81 video frames (Wan, HunyuanVideo), 31 for 121 (TI2V-5B)" });
+    this.frames = element("input", { type: "number", min: 1, max: 256, step: 1, title: "Latent frames the view draws; by default those of the model's usual clip" });
     this.firstFrame = element("input", { type: "checkbox", title: "anchor_frames 'auto' computes the frames the conditioning gives: the first frame of image-to-video" });
     this.canvas = element("canvas");
     this.canvas.style.cssText = "display:block;width:100%;flex:1 1 auto;min-height:0;border-radius:4px";
@@ -100,23 +119,24 @@ class ScheduleView {
     this.refresh();
   }
 
-  // The model the view draws for: {label, blocks, frames, i2v, source}.
+  // The model the view draws for: {label, blocks, frames, i2v, source}; without presets or a readable file, a
+  // model of no blocks (the view then says why).
   model() {
     const props = this.node.properties ?? {};
     const file = upstreamModelFile(this.node);
     const info = connectedModel(file, () => this.refresh());
-    const choices = Object.entries(FAMILY_DEFAULTS).map(([key, d]) => [key, `${d.label}: ${d.blocks} blocks`]);
+    const choices = presets.map((p) => [p.key, `${p.label}: ${p.blocks} blocks`]);
     if (info) choices.unshift(["connected", `${info.label}: ${info.blocks} blocks (connected)`]);
-    const fallback = info ? "connected" : guessFamily(file?.name);
+    const fallback = info ? "connected" : guessPreset(file?.name);
     const choice = choices.some(([key]) => key === props.fis_view_model) ? props.fis_view_model : fallback;
-    const family = choice === "connected" ? null : FAMILY_DEFAULTS[choice];
+    const shown = (choice === "connected" ? info : presets.find((p) => p.key === choice)) ?? NO_MODEL;
     const i2vDefault = Boolean(info?.image_to_video) || /i2v/i.test(file?.name ?? "");
     return {
       choices,
       choice,
-      label: family ? family.label : info.label,
-      blocks: family ? family.blocks : info.blocks,
-      frames: Number(props.fis_view_frames) > 0 ? Number(props.fis_view_frames) : (family ?? info).frames,
+      label: shown.label,
+      blocks: shown.blocks,
+      frames: Number(props.fis_view_frames) > 0 ? Number(props.fis_view_frames) : shown.frames,
       i2v: typeof props.fis_view_i2v === "boolean" ? props.fis_view_i2v : i2vDefault,
       source: choice === "connected" ? "connected" : "default",
     };
@@ -133,7 +153,8 @@ class ScheduleView {
     this.select.value = model.choice;
     this.frames.value = String(model.frames);
     this.firstFrame.checked = model.i2v;
-    const view = describeSchedule(widgets, model.blocks, model.frames, model.i2v ? [0] : []);
+    const view = model.blocks > 0 ? describeSchedule(widgets, model.blocks, model.frames, model.i2v ? [0] : [])
+      : { error: "No model to draw: the server sent no model families (GET /fis/families)" };
     Object.assign(this.root.dataset, {
       blocks: model.blocks, frames: model.frames, source: model.source,
       summary: view.error ? "" : view.lines.join(" | "), error: view.error ?? "",
@@ -228,6 +249,7 @@ app.registerExtension({
   name: "ComfyUI-FIS.ScheduleView",
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData.name !== NODE_TYPE) return;
+    await loadPresets();
     chain(nodeType.prototype, "onNodeCreated", function () {
       const view = new ScheduleView(this);
       const widget = this.addDOMWidget("fis_schedule_view", "fis-schedule-view", view.root, {

@@ -39,7 +39,7 @@ class FpsSettings:
     def layout(self, grid: tuple[int, int, int], prefix: int = 0) -> TileLayout:
         """The tiles of ``grid`` behind ``prefix`` non-frame tokens. With ``tile`` auto and sparsity 0 (no
         pattern, so nothing needs 3D neighbours) they are runs of 128 consecutive tokens: the grid pads by
-        less than one tile, where 3D tiles pad every frame's rows (Wan 720p: 13.8% more tile pairs)."""
+        less than one tile, where 3D tiles pad every frame's rows (a 720p grid of 45x80: 13.8% more tile pairs)."""
         return _layout(self.tile, self.sparsity == 0.0, tuple(grid), prefix)
 
 

@@ -3,7 +3,7 @@
 Two patterns, both at a given ``sparsity`` (the fraction of tile pairs skipped), both keeping the first
 frame fed: every query tile keeps the key tiles of the first latent frame (the frame image-to-video gives,
 and the attention sink of the clip), and the query tiles of the first frame keep every key tile. A layout's
-prefix (HunyuanVideo's text tokens) is treated as first-frame tiles: always attended to, attending to all.
+prefix (e.g. text tokens a joint attention puts first) is treated as first-frame tiles: always attended to, attending to all.
 
 * ``window``: each query tile keeps its nearest key tiles, nearness measured as the largest of the
   distances in frames, rows and columns, each as a fraction of the grid's extent on that axis (so the

@@ -14,6 +14,8 @@ from functools import cached_property
 
 import torch
 
+from ..widget_text import NUMBER_CHARS, quoted
+
 #: Tokens per tile the kernel takes (its block size).
 TILE_TOKENS = 128
 
@@ -23,12 +25,13 @@ def parse_tile(spec: str) -> tuple[int, int, int] | None:
     spec = spec.strip().lower()
     if spec == "auto":
         return None
+    parts = spec.split("x", 3)   # at most 4 parts: a long value is refused without splitting all of it
     try:
-        tile = tuple(int(part) for part in spec.split("x"))
+        tile = tuple(int(part) for part in parts) if max(map(len, parts)) <= NUMBER_CHARS else ()
     except ValueError:
         tile = ()
     if len(tile) != 3 or min(tile) < 1:
-        raise ValueError(f"tile: '{spec}' is not 'auto' or frames x rows x columns such as '1x8x16'")
+        raise ValueError(f"tile: {quoted(spec)} is not 'auto' or frames x rows x columns such as '1x8x16'")
     if math.prod(tile) not in (64, 128):
         raise ValueError(f"tile: {spec} holds {math.prod(tile)} tokens; the kernel takes tiles of 64 or 128 tokens")
     return tile
@@ -53,7 +56,7 @@ def choose_tile(frames: int, rows: int, cols: int, tokens: int = TILE_TOKENS) ->
 @dataclass(frozen=True)
 class TileLayout:
     """The tiles of a ``frames x rows x cols`` token grid (frames first, row-major), tile ``(tf, th, tw)``,
-    behind ``prefix`` tokens that are not frames (HunyuanVideo's text, which its blocks put first). The
+    behind ``prefix`` tokens that are not frames (e.g. text a joint attention puts first). The
     prefix comes first in tile order, cut into runs of ``tile_tokens``; its tiles count as first-frame
     tiles (frame 0), so every pattern keeps them as keys for every query and lets them attend to all."""
 

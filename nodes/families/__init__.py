@@ -1,11 +1,13 @@
 """Model families FIS knows; :func:`find_family` picks the adapter for a diffusion model."""
-from .base import FamilyAdapter, FrameGrid
+from .base import FamilyAdapter, FrameGrid, ModelInfo, Preset
 from .hunyuan import HunyuanVideoFamily
 from .ltxv import LTXVideoFamily
 from .mochi import MochiFamily
 from .wan import WanFamily
 
 FAMILIES: tuple[FamilyAdapter, ...] = (WanFamily(), HunyuanVideoFamily(), LTXVideoFamily(), MochiFamily())
+#: The families FPS attention takes.
+FPS_FAMILIES = tuple(f for f in FAMILIES if f.takes_fps)
 
 
 def find_family(diffusion_model) -> FamilyAdapter | None:
@@ -13,5 +15,16 @@ def find_family(diffusion_model) -> FamilyAdapter | None:
     return next((f for f in FAMILIES if f.matches(diffusion_model)), None)
 
 
-__all__ = ["FAMILIES", "FamilyAdapter", "FrameGrid", "HunyuanVideoFamily", "LTXVideoFamily", "MochiFamily", "WanFamily",
-           "find_family"]
+def named(families, conjunction: str = "or") -> str:
+    """The families' labels as a sentence lists them: ``"Wan 2.1/2.2, HunyuanVideo 1.0/1.5 or LTX-Video"``."""
+    labels = [f.label for f in families]
+    return labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} {conjunction} {labels[-1]}"
+
+
+def model_tooltip(families) -> str:
+    """The tooltip of a node's model input: the families it takes, and their usage notes."""
+    return " ".join([f"A {named(families)} model."] + [f.model_note for f in families if f.model_note])
+
+
+__all__ = ["FAMILIES", "FPS_FAMILIES", "FamilyAdapter", "FrameGrid", "HunyuanVideoFamily", "LTXVideoFamily",
+           "MochiFamily", "ModelInfo", "Preset", "WanFamily", "find_family", "model_tooltip", "named"]

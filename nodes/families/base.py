@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -31,16 +32,61 @@ class FrameGrid(NamedTuple):
         return FrameGrid(math.ceil(t / pt) + extra_frames, math.ceil(h / ph), math.ceil(w / pw), prefix)
 
 
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the schedule view draws for a model: its name, its blocks as ``sparse_blocks`` numbers them, the
+    latent frames of its usual clip, and whether it takes a concatenated image (then ``auto`` anchors a frame)."""
+
+    label: str
+    blocks: int
+    frames: int
+    image_to_video: bool = False
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A model the schedule view offers when it cannot read the connected file; a file name containing one of
+    ``file_hints`` suggests it (the longest hint that matches wins)."""
+
+    key: str
+    model: ModelInfo
+    file_hints: tuple[str, ...] = ()
+
+
 class FamilyAdapter:
-    """How FIS plugs into one family of diffusion models of the host.
+    """How FIS plugs into one family of diffusion models of the host, and everything the pack knows of it.
 
     An adapter names the block keys of ``patches_replace["dit"]``, finds the frame layout of a block's
     token sequence, and cuts the block's other arguments (RoPE, modulation, masks) to the frame subset.
-    The patcher does the rest: gather the tokens, call the block, restore the skipped frames.
+    The patcher does the rest: gather the tokens, call the block, restore the skipped frames. It also
+    recognises the family's model files for the schedule view (:meth:`describe`, :attr:`presets`), and says
+    whether and how FPS attention runs on it (:attr:`takes_fps`, :meth:`attention_grid`).
     """
 
     name = "base"
+    #: The models as the nodes' tooltips and log lines name them.
+    label = "base"
+    #: A sentence for the node's model tooltip (how to use FIS on this family), or "".
+    model_note = ""
+    #: A sentence for the ``sparse_blocks`` tooltip (how this family's blocks are numbered), or "".
+    blocks_note = ""
+    #: The family's usual models, for the schedule view.
+    presets: tuple[Preset, ...] = ()
+    #: Whether FPS attention takes this family's video self-attention.
+    takes_fps = False
+
     def matches(self, diffusion_model: torch.nn.Module) -> bool:
+        raise NotImplementedError
+
+    def describe(self, config: dict) -> ModelInfo | None:
+        """The view's :class:`ModelInfo` for a model file whose header ComfyUI's ``detect_unet_config`` reads as
+        ``config``, or None if it is not this family's."""
+        raise NotImplementedError
+
+    def attention_grid(self, options: dict, grid: FrameGrid) -> tuple[tuple[int, int, int] | None, int | None]:
+        """For FPS: (the frames x rows x columns token grid that a self-attention with ``options`` (its
+        ``transformer_options``) sees in a model call whose latent has ``grid``, or None where it has none;
+        the number of tokens in front of the frames, or None where that varies (text in front))."""
         raise NotImplementedError
 
     def takes_extra_kwargs(self, diffusion_model: torch.nn.Module) -> bool:

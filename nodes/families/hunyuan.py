@@ -3,16 +3,35 @@ blocks over text+image. The text stream is always whole; only the image tokens a
 from __future__ import annotations
 
 from ...fis_core import FrameLayout, FramePlan, gather, token_index
-from .base import FamilyAdapter, FrameGrid, conditioned_frames, cut_tokens, remap_ranges
+from .base import FamilyAdapter, FrameGrid, ModelInfo, Preset, conditioned_frames, cut_tokens, remap_ranges
 
 
 class HunyuanVideoFamily(FamilyAdapter):
     name = "hunyuan_video"
+    label = "HunyuanVideo 1.0/1.5"
+    blocks_note = "HunyuanVideo 1.0 counts its double blocks first, then its single blocks."
+    presets = (Preset("hunyuan15", ModelInfo("HunyuanVideo 1.5", 54, 21), ("hunyuanvideo1.5", "hunyuanvideo15")),
+               Preset("hunyuan10", ModelInfo("HunyuanVideo 1.0 (20 double + 40 single)", 60, 21), ("hunyuan",)))
+    takes_fps = True
 
     def matches(self, diffusion_model) -> bool:
         import comfy.ldm.hunyuan_video.model
         return (isinstance(diffusion_model, comfy.ldm.hunyuan_video.model.HunyuanVideo)
                 and len(diffusion_model.patch_size) == 3)
+
+    def describe(self, config):
+        if config.get("image_model") != "hunyuan_video" or len(config["patch_size"]) != 3:
+            return None
+        version = "1.5" if config.get("byt5") else "1.0"
+        double, single = config["depth"], config["depth_single_blocks"]
+        label = f"HunyuanVideo {version}" + (f" ({double} double + {single} single)" if single else "")
+        return ModelInfo(label, double + single, 21)
+
+    def attention_grid(self, options, grid):
+        # The joint attention runs over text and image tokens, text first (its length varies); the host gives no
+        # grid, so it is the latent's, with the frames FIS names in a sparse block.
+        frames = options.get("fis_frames")
+        return (len(frames) if frames is not None else grid.frames, grid.height, grid.width), None
 
     def block_keys(self, diffusion_model):
         return ([("double_block", i) for i in range(len(diffusion_model.double_blocks))]

@@ -7,7 +7,10 @@ mask): every block computes them. The timestep is per token when a frame is give
 from __future__ import annotations
 
 from ...fis_core import FrameLayout, FramePlan, gather, kept_before, token_index
-from .base import FamilyAdapter, FrameGrid, conditioned_frames, cut_tokens
+from .base import FamilyAdapter, FrameGrid, ModelInfo, Preset, conditioned_frames, cut_tokens
+
+#: LTX-Video sizes by the width of its cross-attention.
+SIZES = {2048: "2B", 4096: "13B"}
 
 
 def _guide_frames(x, kwargs) -> int:
@@ -18,6 +21,16 @@ def _guide_frames(x, kwargs) -> int:
 
 class LTXVideoFamily(FamilyAdapter):
     name = "ltxv"
+    label = "LTX-Video"
+    # the usual clip: 121 frames, 16 latent frames of 8
+    presets = (Preset("ltxv2b", ModelInfo("LTX-Video 2B", 28, 16), ("ltx",)),
+               Preset("ltxv13b", ModelInfo("LTX-Video 13B", 48, 16), ("ltxv-13b", "ltx-video-13b")))
+
+    def describe(self, config):
+        if config.get("image_model") != "ltxv":
+            return None
+        width = config["cross_attention_dim"]
+        return ModelInfo(f"LTX-Video {SIZES.get(width, f'{width}-wide')}", config["num_layers"], 16)
 
     def matches(self, diffusion_model) -> bool:
         import comfy.ldm.lightricks.av_model

@@ -7,11 +7,19 @@ one vector per sample.
 from __future__ import annotations
 
 from ...fis_core import FrameLayout, FramePlan, gather, token_index
-from .base import FamilyAdapter, FrameGrid
+from .base import FamilyAdapter, FrameGrid, ModelInfo, Preset
 
 
 class MochiFamily(FamilyAdapter):
     name = "mochi"
+    label = "Mochi"
+    # the usual clip: 163 frames, 28 latent frames of 6
+    presets = (Preset("mochi", ModelInfo("Mochi 1", 48, 28), ("mochi",)),)
+
+    def describe(self, config):
+        if config.get("image_model") != "mochi_preview":
+            return None
+        return ModelInfo("Mochi 1", config["depth"], 28)
 
     def matches(self, diffusion_model) -> bool:
         import comfy.ldm.genmo.joint_model.asymm_models_joint

@@ -2,19 +2,42 @@
 from __future__ import annotations
 
 from ...fis_core import FrameLayout, FramePlan, gather, token_index
-from .base import FamilyAdapter, FrameGrid, conditioned_frames, cut_tokens
+from .base import FamilyAdapter, FrameGrid, ModelInfo, Preset, conditioned_frames, cut_tokens
 
 #: WanModel subclasses whose forward does not go through ``patches_replace`` (autoregressive Wan).
 _BYPASSING_CLASSES = ("CausalWanModel",)
+#: Wan sizes by model width.
+SIZES = {1536: "1.3B", 3072: "5B", 5120: "14B"}
 
 
 class WanFamily(FamilyAdapter):
     name = "wan"
+    label = "Wan 2.1/2.2"
+    model_note = "For Wan 2.2 A14B, put one node on each expert."
+    presets = (Preset("wan14b", ModelInfo("Wan 2.1/2.2 14B", 40, 21)),
+               Preset("wan5b", ModelInfo("Wan 2.2 TI2V-5B", 30, 31), ("5b",)))
+    takes_fps = True
 
     def matches(self, diffusion_model) -> bool:
         import comfy.ldm.wan.model
         return (isinstance(diffusion_model, comfy.ldm.wan.model.WanModel)
                 and type(diffusion_model).__name__ not in _BYPASSING_CLASSES)
+
+    def describe(self, config):
+        if config.get("image_model") != "wan2.1":
+            return None
+        image_to_video = config["in_dim"] > config["out_dim"]
+        size = SIZES.get(config["dim"], f"{config['dim']}-wide")
+        label = " ".join(["Wan", size, "I2V" if image_to_video else ""]).strip()
+        # the usual clip: 121 frames for TI2V-5B, else 81
+        return ModelInfo(label, config["num_layers"], 31 if size == "5B" else 21, image_to_video)
+
+    def attention_grid(self, options, grid):
+        # The host's grid (which FIS cuts to the frames a sparse block computes), behind a reference image's tokens.
+        sizes = options.get("grid_sizes")
+        if sizes is None or len(sizes) != 3:
+            return None, 0
+        return tuple(int(s) for s in sizes), grid.prefix
 
     def block_keys(self, diffusion_model):
         return [("double_block", i) for i in range(len(diffusion_model.blocks))]
