@@ -44,6 +44,8 @@ class FisSettings:
     start_percent: float = 0.0
     end_percent: float = 1.0
     rotate: bool = True
+    #: the final step (the one that lands on sigma 0, whose errors go straight into the video) runs dense
+    dense_final_step: bool = False
 
     def __post_init__(self):
         check_choice("interpolation", self.interpolation, INTERPOLATIONS)
@@ -94,6 +96,9 @@ class FisRuntime:
         current = float(sigma.max())
         if not end < current <= start:
             return None
+        step, final = schedule_position(options.get("sample_sigmas"), current)
+        if final and self.settings.dense_final_step:
+            return None
         model = base_model.diffusion_model
         grid = self.family.frame_grid(model, x, kwargs)
         anchors = self.settings.anchors
@@ -107,7 +112,7 @@ class FisRuntime:
         if fitted.groups != schedule.groups:
             self.warn_once("few-frames", f"{grid.frames} latent frames are fewer than groups={schedule.groups}; "
                                          f"using {fitted.groups} groups")
-        step = sampling_step(options.get("sample_sigmas"), current) % fitted.groups
+        step %= fitted.groups
         subsets = {fitted.frames_for_block(b, grid.frames, step) for b in fitted.sparse_blocks} - {None}
         plans = {computed: self.plan(grid.frames, computed, x.device) for computed in subsets}
         if not self._logged_run:
@@ -223,12 +228,15 @@ class FisCall:
         return options
 
 
-def sampling_step(sample_sigmas, sigma: float) -> int:
-    """The index of the step at ``sigma`` in the sampling schedule ``sample_sigmas`` (0 without one)."""
-    if sample_sigmas is None or len(sample_sigmas) == 0:
-        return 0
+def schedule_position(sample_sigmas, sigma: float) -> tuple[int, bool]:
+    """The index of the step at ``sigma`` in the sampling schedule ``sample_sigmas`` (0 without one), and whether
+    it is the final step: the last one, landing on sigma 0 (a sampler that stops early, such as the high-noise
+    expert of Wan 2.2 A14B, has none)."""
+    if sample_sigmas is None or len(sample_sigmas) < 2:
+        return 0, False
     sigmas = sample_sigmas.tolist() if hasattr(sample_sigmas, "tolist") else list(sample_sigmas)
-    return min(range(len(sigmas)), key=lambda i: abs(sigmas[i] - sigma))
+    step = min(range(len(sigmas)), key=lambda i: abs(sigmas[i] - sigma))
+    return step, step == len(sigmas) - 2 and sigmas[-1] == 0
 
 
 class SparseBlockPatch:

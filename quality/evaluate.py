@@ -52,29 +52,31 @@ class Setting:
     widgets: dict = field(default_factory=dict)
 
 
-FIS_DEFAULT = Setting("FIS default (auto, G=2, linear)", "fis")
+FIS_DEFAULT = Setting("FIS default (balanced: auto blocks, G=2, corrected, rotated)", "fis")
+#: Before this round's fidelity work: linear interpolation, each block's group fixed across steps.
+FIS_BEFORE = Setting("FIS linear, fixed groups (the default before)", "fis", {"interpolation": "linear", "rotate": False})
 
 
 def fis_settings(num_blocks: int, steps: int) -> tuple[Setting, ...]:
-    """The FIS settings measured: the default, more groups, fewer or more sparse blocks, other
-    interpolations, the contiguous pattern, and FIS active only in the later part of the schedule.
-    At many steps (five times the sampling work) the pattern and the variants that only lose are left out."""
-    middle = f"{num_blocks // 4}-{num_blocks - num_blocks // 4 - 1}"
+    """The FIS settings measured: the presets, what rotation and the correction each add, more groups, and (at few
+    steps) the old interpolations and the correction's parts. At many steps (five times the sampling work) only
+    the presets, the default before and more groups."""
     settings = (
         FIS_DEFAULT,
+        Setting("FIS faithful (balanced, the final step dense)", "fis", {"quality": "faithful"}),
+        Setting("FIS fastest (every block sparse, G=2, corrected)", "fis", {"quality": "fastest"}),
+        FIS_BEFORE,
         Setting("FIS G=3", "fis", {"groups": 3}),
-        Setting("FIS G=4", "fis", {"groups": 4}),
-        Setting(f"FIS middle half of the blocks ({middle})", "fis", {"sparse_blocks": middle}),
-        Setting(f"FIS every block (0-{num_blocks - 1})", "fis", {"sparse_blocks": f"0-{num_blocks - 1}"}),
-        Setting("FIS nearest", "fis", {"interpolation": "nearest"}),
-        Setting("FIS from 25% of the schedule", "fis", {"start_percent": 0.25}),
     )
     if steps != FEW_STEPS:
         return settings
     return settings + (
-        Setting("FIS no interpolation", "fis", {"interpolation": "none"}),
-        Setting("FIS contiguous groups", "fis", {"pattern": "contiguous"}),
-        Setting("FIS from 50% of the schedule", "fis", {"start_percent": 0.5}),
+        Setting("FIS linear, rotated", "fis", {"interpolation": "linear"}),
+        Setting("FIS corrected, fixed groups", "fis", {"rotate": False}),
+        Setting("FIS G=4", "fis", {"groups": 4}),
+        Setting("FIS G=3, every block", "fis", {"groups": 3, "sparse_blocks": "all"}),
+        Setting("FIS nearest, rotated", "fis", {"interpolation": "nearest"}),
+        Setting("FIS first step dense (from 25% of the schedule)", "fis", {"start_percent": 0.25}),
     )
 
 
@@ -190,7 +192,7 @@ def checkpoint_hashes(models_dir: Path = MODELS_DIR) -> dict:
     return {name: hashlib.sha256((Path(models_dir) / name).read_bytes()).hexdigest() for name in (BASE_FILE, LORA_FILE)}
 
 
-def run(prompt_count: int, steps_list: list[int], models_dir: Path, log=print) -> dict:
+def run(prompt_count: int, steps_list: list[int], models_dir: Path, log=print, blocks: bool = True) -> dict:
     """Every measurement; returns the results as written to ``quality_results.json``."""
     prompt_set = prompts(prompt_count)
     results = {"checkpoint_sha256": checkpoint_hashes(models_dir), "prompts": [s.description for s in prompt_set],
@@ -211,7 +213,7 @@ def run(prompt_count: int, steps_list: list[int], models_dir: Path, log=print) -
             s = entry["settings"][-1]
             log(f"  {setting.name}: saved {100 * s['compute_saved']:.0f}%, PSNR {s['psnr']:.2f} dB "
                 f"({time.monotonic() - started:.0f} s)")
-        if steps == FEW_STEPS:
+        if steps == FEW_STEPS and blocks:
             results["blocks"] = block_studies(runner, log)
         results["steps"][str(steps)] = entry
     if len(dense_by_steps) > 1:
@@ -232,7 +234,9 @@ def _fidelity_summary(clips: list[torch.Tensor], references: list[torch.Tensor])
 
 # --- outputs -------------------------------------------------------------------------------------
 
-_GROUP_SETTINGS = (FIS_DEFAULT.name, "FIS G=3", "FIS G=4")
+#: The presets, as the curve labels them (fastest first: the front runs from most saved to least).
+_PRESETS = {"FIS fastest (every block sparse, G=2, corrected)": "fastest", FIS_DEFAULT.name: "balanced",
+            "FIS faithful (balanced, the final step dense)": "faithful"}
 
 
 def curve(results: dict, path: Path):
@@ -241,13 +245,13 @@ def curve(results: dict, path: Path):
     panels = []
     for steps, entry in results["steps"].items():
         settings = [s for s in entry["settings"] if s["compute_saved"] > 0]
-        groups = [s for s in settings if s["name"] in _GROUP_SETTINGS]
-        variants = [s for s in settings if s["kind"] == "fis" and s["name"] not in _GROUP_SETTINGS]
+        presets = sorted((s for s in settings if s["name"] in _PRESETS), key=lambda s: s["compute_saved"])
+        variants = [s for s in settings if s["kind"] == "fis" and s["name"] not in _PRESETS]
         caches = [s for s in settings if s["kind"] == "easycache"]
         series = [
-            Series("FIS, auto blocks, G = 2, 3, 4", [100 * s["compute_saved"] for s in groups], [s["psnr"] for s in groups],
-                   labels=[f"G={s['widgets'].get('groups', 2)}" for s in groups]),
-            Series("FIS variants (G = 2)", [100 * s["compute_saved"] for s in variants], [s["psnr"] for s in variants],
+            Series("FIS presets", [100 * s["compute_saved"] for s in presets], [s["psnr"] for s in presets],
+                   labels=[_PRESETS[s["name"]] for s in presets]),
+            Series("FIS variants", [100 * s["compute_saved"] for s in variants], [s["psnr"] for s in variants],
                    line=False, marker="s", labels=[_short(s["name"]) for s in variants]),
         ]
         if caches:
@@ -263,7 +267,9 @@ def _short(name: str) -> str:
     """A point label for the plot: 'FIS middle half of the blocks (2-5)' -> 'blocks 2-5', 'FIS nearest' -> 'nearest'."""
     if name.endswith(")") and " block" in name:
         return "blocks " + name[name.rindex("(") + 1:-1]
-    return {"FIS no interpolation": "none", "FIS contiguous groups": "contiguous"}.get(name, name.removeprefix("FIS "))
+    short = {FIS_BEFORE.name: "before", "FIS linear, rotated": "linear", "FIS corrected, fixed groups": "fixed groups",
+             "FIS first step dense (from 25% of the schedule)": "from 25%"}
+    return short.get(name, name.removeprefix("FIS ").split(" (")[0])
 
 
 def fidelity_cells(result: dict) -> str:
@@ -375,6 +381,7 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=DOCS)
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for the host's GPU")
     parser.add_argument("--readme", action="store_true", help="rewrite the README's measured section")
+    parser.add_argument("--no-blocks", action="store_true", help="leave out the block studies (14 more settings)")
     parser.add_argument("--redraw", action="store_true",
                         help="sample nothing: redraw the curve and tables from OUT/quality_results.json")
     args = parser.parse_args(argv)
@@ -390,7 +397,7 @@ def main(argv=None):
     def log(message):
         print(f"[{time.monotonic() - started:6.0f} s] {message}", flush=True)
 
-    results = run(args.prompts, [int(s) for s in args.steps.split(",")], args.models, log)
+    results = run(args.prompts, [int(s) for s in args.steps.split(",")], args.models, log, blocks=not args.no_blocks)
     write_outputs(results, args.out, args.readme)
 
 

@@ -92,7 +92,7 @@ def test_a_clip_sampled_alone_gets_the_noise_it_gets_in_a_batch(quality):
 
 @pytest.fixture(scope="module")
 def default_fis(quality, runner):
-    """The default FIS (``auto`` blocks, G=2, linear) on the CI prompts."""
+    """The default FIS (``balanced``: ``auto`` blocks, G=2, corrected, groups rotated) on the CI prompts."""
     return runner.measure(quality.FIS_DEFAULT)
 
 

@@ -218,3 +218,37 @@ def test_bad_widget_values_fail_with_a_message_naming_the_widget(wan, widgets, m
 def test_huge_and_long_values_are_refused_at_once_with_a_short_message(wan, widgets, message):
     error = refused_at_once(lambda: fis(wan, **widgets))
     assert message in error and len(error) < 300, error
+
+
+# --- quality presets -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("quality, blocks, final", [("balanced", (1, 2, 3, 4), False), ("faithful", (1, 2, 3, 4), True),
+                                                    ("fastest", (0, 1, 2, 3, 4, 5), False)])
+def test_a_quality_preset_sets_its_widgets_and_leaves_the_others(wan, quality, blocks, final):
+    from comfyui_fis.nodes.fis_node import settings_from_widgets
+    settings = settings_from_widgets(wan, "0", 5, "contiguous", "none", "0", 0.5, 0.6, quality)
+    assert (settings.sparse_blocks, settings.groups, settings.interpolation) == (blocks, 2, "corrected")
+    assert (settings.start_percent, settings.end_percent, settings.dense_final_step) == (0.0, 1.0, final)
+    assert (settings.pattern, settings.anchors) == ("contiguous", (0,))     # not a preset's: the widgets'
+
+
+def test_custom_uses_the_widgets_and_a_bad_preset_names_the_widget(wan):
+    from comfyui_fis.nodes.fis_node import settings_from_widgets
+    settings = settings_from_widgets(wan, "all", 3, "interleave", "linear", "auto", 0.0, 1.0, "custom")
+    assert (settings.sparse_blocks, settings.groups, settings.interpolation) == ((0, 1, 2, 3, 4, 5), 3, "linear")
+    with pytest.raises(ValueError, match="quality: 'best' is unknown; choose one of balanced, faithful, fastest, custom"):
+        settings_from_widgets(wan, "auto", 2, "interleave", "corrected", "auto", 0.0, 1.0, "best")
+
+
+def test_faithful_runs_the_final_step_dense_and_a_sampler_that_stops_early_sparse(wan):
+    """The final step is the one landing on sigma 0; the high-noise expert of Wan 2.2 A14B stops before it."""
+    import comfy.sample
+    attention = {1: wan.model.diffusion_model.blocks[1].self_attn}
+    with record_attention_tokens(attention) as calls:
+        sample(fis(wan, quality="faithful"), wan_latent(9), text(), steps=4)
+    assert [tokens // T for _, tokens, _ in calls] == [5, 4, 5, 9]
+    x = wan_latent(9)
+    with record_attention_tokens(attention) as calls:
+        comfy.sample.sample(fis(wan, quality="faithful"), torch.randn_like(x), 4, 1.0, "euler", "simple", text(),
+                            text(), x, start_step=0, last_step=2, force_full_denoise=False)
+    assert [tokens // T for _, tokens, _ in calls] == [5, 4]
