@@ -6,7 +6,8 @@ FIS would do is computed from the same call's output on the frames FIS would com
 every block sparse gives that block at that step; corrected interpolation), and compared with the real output on the
 frames it would skip: the defect ``|restore(x, y[computed]) - y| / |y - x|`` over those frames is the share of the
 block's update that the interpolation misses. The cost is one dense run plus one restore per block call (a few
-percent). A block sees its full context here, which a sparse block does not: the defect measures the interpolation,
+percent), and the memory of two more copies of a block's tokens (its input, which some blocks overwrite, and the
+restore). A block sees its full context here, which a sparse block does not: the defect measures the interpolation,
 not the error of the computed frames themselves.
 """
 from __future__ import annotations
@@ -57,12 +58,14 @@ class Calibration:
             return
         plan = _plan(layout.frames, computed, x.device)
         restored = restore(x, gather(y, token_index(layout, plan)), layout, plan)
-        skipped = [f for f in range(layout.frames) if f not in computed]
-
-        def frames(tokens):
-            return tokens[:, layout.frame_tokens].unflatten(1, (layout.frames, -1))[:, skipped].float()
-        truth = frames(y)
-        defect = (frames(restored) - truth).norm() / (truth - frames(x)).norm()
+        error = update = 0.0
+        tokens = layout.tokens_per_frame
+        for frame in (f for f in range(layout.frames) if f not in computed):   # fp32 temporaries of one frame
+            rows = slice(layout.prefix + frame * tokens, layout.prefix + (frame + 1) * tokens)
+            truth = y[:, rows].float()
+            error = error + (restored[:, rows].float() - truth).square().sum()
+            update = update + (truth - x[:, rows].float()).square().sum()
+        defect = (error / update).sqrt()
         total = self.sums.setdefault((step, position), [0.0, 0])
         total[0] = total[0] + defect
         total[1] += 1
