@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 from ..fis_core import INTERPOLATIONS, PATTERNS, check_choice, parse_block_list, parse_frame_list
-from .families import FAMILIES, model_tooltip, named
+from ..fis_core.widget_text import parse_int, quoted
+from .families import FAMILIES, FamilyAdapter, model_tooltip, named
 from .patcher import FisSettings, apply_fis, model_block_keys
+from .profiles import least_defect_blocks, load_profile
 
 AUTO = "auto"
 ALL = "all"
+PROFILE = "profile:"
 CUSTOM = "custom"
 #: The ``quality`` presets: the widgets each one sets, chosen from the fidelity study (README, "Quality").
 PRESETS = {
@@ -37,12 +40,32 @@ def settings_from_widgets(model, sparse_blocks: str, groups: int, pattern: str, 
         blocks = family.default_blocks(len(keys)) if family else ()
     elif spec == ALL:
         blocks = tuple(range(len(keys)))
+    elif spec.startswith(PROFILE):
+        blocks = profile_blocks(sparse_blocks.strip()[len(PROFILE):], family, len(keys)) if family else ()
     else:
         blocks = parse_block_list(spec, len(keys) if family else None)
     anchors_spec = anchor_frames.strip().lower()
     anchors = None if anchors_spec == AUTO else parse_frame_list(anchors_spec)
     return FisSettings(blocks, groups, pattern, interpolation, anchors, start_percent, end_percent,
                        dense_final_step=preset.get("dense_final_step", False))
+
+
+def profile_blocks(spec: str, family: FamilyAdapter, num_blocks: int) -> tuple[int, ...]:
+    """``NAME`` or ``NAME:K`` (after ``profile:``): the K blocks of least defect in the profile NAME that FIS Calibrate
+    measured on this model; without K as many as ``auto`` makes sparse, so that the compute stays that of ``auto``."""
+    name, colon, count = spec.partition(":")
+    profile = load_profile(name, "sparse_blocks")
+    if profile["family"] != family.name or profile["blocks"] != num_blocks:
+        raise ValueError(f"sparse_blocks: profile {quoted(name)} was measured on a {profile['family']} model of "
+                         f"{profile['blocks']} blocks, and this is a {family.name} model of {num_blocks} blocks; "
+                         f"calibrate this model with FIS Calibrate")
+    if not colon:
+        return least_defect_blocks(profile, len(family.default_blocks(num_blocks)))
+    form = f"'profile:{name}:K' with K the number of sparse blocks, 0-{num_blocks}"
+    k = parse_int(count, "sparse_blocks", form)
+    if not 0 <= k <= num_blocks:
+        raise ValueError(f"sparse_blocks: {k} sparse blocks is out of range; expected {form}")
+    return least_defect_blocks(profile, k)
 
 
 PRESET_TOOLTIP = (
@@ -73,7 +96,9 @@ class FrameInterleavedSparsity:
             "quality": ([*PRESETS, CUSTOM], {"default": "balanced", "tooltip": PRESET_TOOLTIP}),
             "sparse_blocks": ("STRING", {"default": AUTO, "tooltip": " ".join([
                 "Blocks that compute a subset of the frames (with quality 'custom'): 'auto' (all but the first and "
-                "last block), 'all', or numbers and ranges such as '4-35' or '0,2,5-9'. Others stay dense."]
+                "last block), 'all', numbers and ranges such as '4-35' or '0,2,5-9', or 'profile:NAME': as many "
+                "blocks as 'auto', those where FIS Calibrate measured the least defect on this model "
+                "('profile:NAME:K': the K best). Others stay dense."]
                 + [f.blocks_note for f in FAMILIES if f.blocks_note])}),
             "groups": ("INT", {"default": 2, "min": 1, "max": 8, "tooltip":
                 "Interleaved frame groups G: each sparse block computes about 1/G of the frames, and every frame is "

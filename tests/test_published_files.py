@@ -53,4 +53,4 @@ def test_the_published_files_are_a_working_pack(host, tmp_path):
     result = subprocess.run([sys.executable, "-c", LOAD_CHECK, str(host), str(pack)], capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "['FISCompare', 'FISTimer', 'FPSAttention', 'FrameInterleavedSparsity']" in result.stdout
+    assert "['FISCalibrate', 'FISCompare', 'FISTimer', 'FPSAttention', 'FrameInterleavedSparsity']" in result.stdout

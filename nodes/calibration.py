@@ -1,0 +1,139 @@
+"""Calibration: measure, during one dense sampling run of the user's model, how badly FIS would do in each block at
+each step, and write what it measured as a profile (:mod:`.profiles`) at the end of the run.
+
+Every block runs on all frames, so the model's output is the dense one, bit for bit. Beside each block, the restore
+FIS would do is computed from the same call's output on the frames FIS would compute there (G=2, the group FIS with
+every block sparse gives that block at that step; corrected interpolation), and compared with the real output on the
+frames it would skip: the defect ``|restore(x, y[computed]) - y| / |y - x|`` over those frames is the share of the
+block's update that the interpolation misses. The cost is one dense run plus one restore per block call (a few
+percent), and the memory of two more copies of a block's tokens (its input, which some blocks overwrite, and the
+restore). A block sees its full context here, which a sparse block does not: the defect measures the interpolation,
+not the error of the computed frames themselves.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+
+import comfy.patcher_extension
+import torch
+
+from ..fis_core import FisSchedule, build_plan, gather, restore, token_index
+from .families import FamilyAdapter
+from .patcher import model_block_keys, schedule_position
+from .profiles import check_name, save_profile
+
+WRAPPER_KEY = "fis_calibration"
+#: transformer_options key of the model call's (frame grid, sampling step), for the block patches
+CALL_OPTION = "fis_calibration_call"
+GROUPS = 2
+INTERPOLATION = "corrected"
+LOG = logging.getLogger("ComfyUI-FIS")
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(frames: int, computed: tuple[int, ...], device: torch.device):
+    return build_plan(frames, computed, INTERPOLATION, device)
+
+
+class Calibration:
+    """The measurements of one calibrated model: per (step, block) the sum of its defects over the model calls
+    (on the device, read once at the end of the run) and their count."""
+
+    def __init__(self, family: FamilyAdapter, num_blocks: int, name: str):
+        self.family = family
+        self.num_blocks = num_blocks
+        self.name = name
+        self.schedule = FisSchedule(tuple(range(num_blocks)), GROUPS)
+        self.sums: dict[tuple[int, int], list] = {}
+
+    def measure(self, position: int, key: tuple[str, int], args: dict, x: torch.Tensor, y: torch.Tensor):
+        """Add the defect of block ``key`` (at ``position``) whose call with ``args`` took ``x`` and gave ``y``."""
+        grid, step = args["transformer_options"][CALL_OPTION]
+        layout = self.family.image_layout(key, args, grid)
+        if layout is None:
+            return
+        computed = self.schedule.fit_to(layout.frames).frames_for_block(position, layout.frames, step)
+        if computed is None:   # one frame: nothing FIS would skip
+            return
+        plan = _plan(layout.frames, computed, x.device)
+        restored = restore(x, gather(y, token_index(layout, plan)), layout, plan)
+        error = update = 0.0
+        tokens = layout.tokens_per_frame
+        for frame in (f for f in range(layout.frames) if f not in computed):   # fp32 temporaries of one frame
+            rows = slice(layout.prefix + frame * tokens, layout.prefix + (frame + 1) * tokens)
+            truth = y[:, rows].float()
+            error = error + (restored[:, rows].float() - truth).square().sum()
+            update = update + (truth - x[:, rows].float()).square().sum()
+        defect = (error / update).sqrt()
+        total = self.sums.setdefault((step, position), [0.0, 0])
+        total[0] = total[0] + defect
+        total[1] += 1
+
+    def profile(self) -> dict:
+        """The profile of the measurements (see :mod:`.profiles`)."""
+        steps = 1 + max(step for step, _ in self.sums)
+        by_step = [[None] * self.num_blocks for _ in range(steps)]
+        for (step, block), (total, count) in self.sums.items():
+            by_step[step][block] = float(total) / count
+        means = []
+        for block in range(self.num_blocks):
+            measured = [row[block] for row in by_step if row[block] is not None]
+            means.append(sum(measured) / len(measured) if measured else None)
+        return {"family": self.family.name, "blocks": self.num_blocks, "steps": steps, "groups": GROUPS,
+                "interpolation": INTERPOLATION, "defect": means, "defect_by_step": by_step}
+
+    # ComfyUI wrappers -------------------------------------------------------------------------------
+
+    def outer_sample_wrapper(self, executor, *args, **kwargs):
+        """One sampling run: measure it, then write the profile."""
+        self.sums.clear()
+        result = executor(*args, **kwargs)
+        if not self.sums:
+            LOG.warning("FIS Calibrate: the %s model never ran a block on more than one latent frame, so there was "
+                        "nothing to measure; profile '%s' not written", self.family.name, self.name)
+            return result
+        path = save_profile(self.name, self.profile())
+        LOG.info("FIS Calibrate: wrote %s (use it with sparse_blocks 'profile:%s' on the FIS node)", path, self.name)
+        return result
+
+    def apply_model_wrapper(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
+        grid = self.family.frame_grid(executor.class_obj.diffusion_model, x, kwargs)
+        step, _ = schedule_position(transformer_options.get("sample_sigmas"), float(t.max()))
+        transformer_options = {**transformer_options, CALL_OPTION: (grid, step)}
+        return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+
+
+class CalibrationPatch:
+    """The ``patches_replace["dit"]`` entry of one block: runs it (or the replacement it wraps) and measures it."""
+
+    def __init__(self, calibration: Calibration, position: int, key: tuple[str, int], previous=None):
+        self.calibration = calibration
+        self.position = position
+        self.key = key
+        self.previous = previous
+
+    def __call__(self, args: dict, extra: dict):
+        measuring = CALL_OPTION in args["transformer_options"]
+        x = args["img"].clone() if measuring else None   # some blocks (HunyuanVideo's) add their update in place
+        out = extra["original_block"](args) if self.previous is None else self.previous(args, extra)
+        if measuring:
+            self.calibration.measure(self.position, self.key, args, x, out["img"])
+        return out
+
+
+def apply_calibration(model, name: str):
+    """A clone of ``model`` that measures its next sampling runs and writes profile ``name`` after each."""
+    check_name(name, "profile_name")
+    patched = model.clone()
+    family, keys = model_block_keys(patched)
+    if family is None:
+        raise ValueError(f"model: {type(patched.get_model_object('diffusion_model')).__name__} is not a model FIS "
+                         f"supports, so there is nothing to calibrate")
+    calibration = Calibration(family, len(keys), name)
+    replaced = patched.model_options["transformer_options"].get("patches_replace", {}).get("dit", {})
+    for position, key in enumerate(keys):
+        patched.set_model_patch_replace(CalibrationPatch(calibration, position, key, replaced.get(key)), "dit", *key)
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, WRAPPER_KEY, calibration.apply_model_wrapper)
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, calibration.outer_sample_wrapper)
+    return patched

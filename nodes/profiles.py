@@ -1,0 +1,63 @@
+"""Calibration profiles: what FIS Calibrate measured on a model, kept as a small JSON file in ComfyUI's user directory
+(``fis_profiles/NAME.json``) so that the FIS node can pick its sparse blocks from it in a later run.
+
+A profile holds the model's ``family`` and number of ``blocks``, the sampling ``steps`` measured, ``defect_by_step``
+(per step, per block: the share of a block's update on the frames FIS would skip that the corrected interpolation
+misses, or null where not measured) and ``defect`` (per block, its mean over the measured steps).
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+from ..fis_core.widget_text import quoted
+
+PROFILE_DIR = "fis_profiles"
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def check_name(name: str, widget: str) -> str:
+    """``name`` if it is a valid profile name (a file name on every system: letters, digits, - and _)."""
+    if not _NAME.fullmatch(name):
+        raise ValueError(f"{widget}: {quoted(name)} is not a profile name; use 1-64 letters, digits, '-' and '_', "
+                         f"e.g. 'wan14b_720p'")
+    return name
+
+
+def profile_path(name: str, widget: str) -> Path:
+    import folder_paths  # the host's; here, so that the module imports without it
+    return Path(folder_paths.get_user_directory()) / PROFILE_DIR / f"{check_name(name, widget)}.json"
+
+
+def save_profile(name: str, profile: dict, widget: str = "profile_name") -> Path:
+    path = profile_path(name, widget)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(profile, indent=1))
+    return path
+
+
+def load_profile(name: str, widget: str) -> dict:
+    """The profile ``name``; a ValueError names ``widget`` when it is missing or not a profile."""
+    path = profile_path(name, widget)
+    if not path.is_file():
+        raise ValueError(f"{widget}: there is no profile {quoted(name)} ({path} does not exist); run a FIS Calibrate "
+                         f"node with profile_name '{name}' on this model first")
+    try:
+        profile = json.loads(path.read_text())
+        defect = profile["defect"]
+        valid = (isinstance(profile["family"], str) and isinstance(profile["blocks"], int)
+                 and len(defect) == profile["blocks"] and all(d is None or isinstance(d, (int, float)) for d in defect))
+    except (ValueError, KeyError, TypeError):
+        valid = False
+    if not valid:
+        raise ValueError(f"{widget}: {path} is not a FIS profile; calibrate again with profile_name '{name}'")
+    return profile
+
+
+def least_defect_blocks(profile: dict, count: int) -> tuple[int, ...]:
+    """The ``count`` blocks of least mean defect (the lower block on a tie; blocks never measured last), in order."""
+    defect = profile["defect"]
+    ranked = sorted(range(len(defect)), key=lambda b: (math.inf if defect[b] is None else defect[b], b))
+    return tuple(sorted(ranked[:count]))

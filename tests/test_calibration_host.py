@@ -1,0 +1,142 @@
+"""FIS Calibrate on real ComfyUI models (a tiny Wan and a tiny HunyuanVideo 1.5, sampled on the CPU): the run stays
+dense bit for bit, it writes a profile, the FIS node applies the profile's blocks, and bad names, missing profiles
+and profiles of another model stop the node naming the widget."""
+import json
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+
+from tiny_models import FAMILIES, fis, sample, tiny_wan
+
+CALIBRATED = {f.name: f for f in FAMILIES if f.name in ("wan", "hunyuan_video_15")}
+STEPS = 3
+
+
+@contextmanager
+def user_directory(path):
+    """ComfyUI's user directory set to ``path`` for a while."""
+    import folder_paths
+    earlier = folder_paths.get_user_directory()
+    folder_paths.set_user_directory(str(path))
+    try:
+        yield Path(path)
+    finally:
+        folder_paths.set_user_directory(earlier)
+
+
+@pytest.fixture
+def user_dir(host, tmp_path):
+    """A fresh user directory for the test."""
+    with user_directory(tmp_path) as path:
+        yield path
+
+
+def calibrate(model, name):
+    from comfyui_fis.nodes import FISCalibrate
+    return FISCalibrate().calibrate(model, name)[0]
+
+
+def sparse_blocks_of(model):
+    """The blocks the FIS node made sparse, by their position in the model's block keys."""
+    from comfyui_fis.nodes.patcher import SparseBlockPatch, model_block_keys
+    _, keys = model_block_keys(model)
+    dit = model.model_options["transformer_options"].get("patches_replace", {}).get("dit", {})
+    return tuple(i for i, key in enumerate(keys) if isinstance(dit.get(key), SparseBlockPatch))
+
+
+@pytest.fixture(scope="module", params=sorted(CALIBRATED))
+def calibrated_run(request, host, tmp_path_factory):
+    """One calibration run (CFG 3) per family: (family, model, user directory, the profile it wrote, the output)."""
+    family = CALIBRATED[request.param]
+    model = family.build()
+    directory = tmp_path_factory.mktemp("user")
+    with user_directory(directory):
+        out = sample(calibrate(model, f"tiny_{family.name}"), family.latent(9), family.cond(), steps=STEPS, cfg=3.0)
+    profile = json.loads((directory / "fis_profiles" / f"tiny_{family.name}.json").read_text())
+    return family, model, directory, profile, out
+
+
+def test_the_calibrated_run_is_the_dense_run(calibrated_run):
+    family, model, _, _, out = calibrated_run
+    assert torch.equal(out, sample(model, family.latent(9), family.cond(), steps=STEPS, cfg=3.0))
+
+
+def test_the_profile_holds_a_defect_per_block_and_step(calibrated_run):
+    family, _, _, profile, _ = calibrated_run
+    assert profile["family"] == ("wan" if family.name == "wan" else "hunyuan_video")
+    assert profile["blocks"] == 6 and profile["steps"] == STEPS
+    assert len(profile["defect_by_step"]) == STEPS
+    for row in profile["defect_by_step"]:
+        assert len(row) == 6 and all(0.0 < d < 10.0 for d in row)
+    for block, mean in enumerate(profile["defect"]):
+        assert mean == pytest.approx(sum(row[block] for row in profile["defect_by_step"]) / STEPS)
+    assert len(set(profile["defect"])) == 6   # the blocks differ, so the choice means something
+
+
+def test_the_fis_node_applies_the_profiles_blocks(calibrated_run):
+    family, model, directory, profile, _ = calibrated_run
+    ranked = sorted(range(6), key=lambda b: profile["defect"][b])
+    with user_directory(directory):
+        chosen = fis(model, sparse_blocks=f"profile:tiny_{family.name}")
+        assert sparse_blocks_of(chosen) == tuple(sorted(ranked[:4]))   # as many as auto (all but 2)
+        assert sparse_blocks_of(fis(model, sparse_blocks=f" profile:tiny_{family.name}:2 ")) == tuple(sorted(ranked[:2]))
+        assert sparse_blocks_of(fis(model, sparse_blocks=f"profile:tiny_{family.name}:0")) == ()
+        out = sample(chosen, family.latent(9), family.cond(), steps=1)
+    assert torch.isfinite(out).all()
+    assert not torch.equal(out, sample(model, family.latent(9), family.cond(), steps=1))
+
+
+@pytest.mark.parametrize("name", ["", "../escape", "a b", "wan/14b", "x" * 65, "ünï"])
+def test_a_bad_profile_name_names_the_widget(host, name):
+    with pytest.raises(ValueError, match="^profile_name: .* is not a profile name; use 1-64 letters, digits"):
+        calibrate(tiny_wan(num_layers=4), name)
+    with pytest.raises(ValueError, match="^sparse_blocks: .* is not a profile name"):
+        fis(tiny_wan(num_layers=4), sparse_blocks=f"profile:{name}")
+
+
+class NotAVideoModel:
+    """A ModelPatcher's face over a model no family takes."""
+
+    def clone(self):
+        return self
+
+    def get_model_object(self, name):
+        return torch.nn.Linear(1, 1)
+
+
+def test_a_model_fis_does_not_support_cannot_be_calibrated(host):
+    model = NotAVideoModel()
+    with pytest.raises(ValueError, match="^model: Linear is not a model FIS supports"):
+        calibrate(model, "x")
+
+
+def test_missing_profile_names_the_widget(user_dir):
+    with pytest.raises(ValueError, match="^sparse_blocks: there is no profile 'nope' .*run a FIS Calibrate node with "
+                                         "profile_name 'nope'"):
+        fis(tiny_wan(num_layers=4), sparse_blocks="profile:nope")
+
+
+def test_a_broken_profile_file_names_the_widget(user_dir):
+    (user_dir / "fis_profiles").mkdir()
+    (user_dir / "fis_profiles" / "broken.json").write_text("{\"family\": \"wan\"")
+    with pytest.raises(ValueError, match="^sparse_blocks: .*broken.json is not a FIS profile"):
+        fis(tiny_wan(num_layers=4), sparse_blocks="profile:broken")
+
+
+def test_a_profile_of_another_model_names_the_widget(user_dir):
+    sample(calibrate(tiny_wan(num_layers=6), "six"), FAMILIES[0].latent(5), FAMILIES[0].cond(), steps=1)
+    with pytest.raises(ValueError, match="^sparse_blocks: profile 'six' was measured on a wan model of 6 blocks, and "
+                                         "this is a wan model of 4 blocks; calibrate this model"):
+        fis(tiny_wan(num_layers=4), sparse_blocks="profile:six")
+    with pytest.raises(ValueError, match="^sparse_blocks: 7 sparse blocks is out of range; expected 'profile:six:K'"):
+        fis(tiny_wan(num_layers=6), sparse_blocks="profile:six:7")
+    with pytest.raises(ValueError, match="^sparse_blocks: 'two' is not a number"):
+        fis(tiny_wan(num_layers=6), sparse_blocks="profile:six:two")
+
+
+def test_a_run_on_one_frame_writes_no_profile(user_dir, caplog):
+    sample(calibrate(tiny_wan(num_layers=4), "one"), FAMILIES[0].latent(1), FAMILIES[0].cond(), steps=1)
+    assert not (user_dir / "fis_profiles" / "one.json").exists()
+    assert "nothing to measure; profile 'one' not written" in caplog.text
