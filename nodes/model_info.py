@@ -95,7 +95,8 @@ def register_routes():
 
     @instance.routes.get("/fis/families")
     async def get_families(request):
-        return web.json_response({"presets": presets()})
+        from .fis_node import PRESETS
+        return web.json_response({"presets": presets(), "quality_presets": PRESETS})
 
     @instance.routes.get("/fis/model_info")
     async def get_model_info(request):

@@ -54,8 +54,8 @@ def model_url(name: str) -> str:
 
 NEGATIVE = ("blurry, low quality, worst quality, static, still frame, overexposed, washed out, jpeg artifacts, deformed, "
             "extra fingers, bad hands, bad face, watermark, subtitles, text")
-FIS_DEFAULTS = {"sparse_blocks": "auto", "groups": 2, "pattern": "interleave", "interpolation": "linear",
-                "anchor_frames": "auto", "start_percent": 0.0, "end_percent": 1.0}
+FIS_DEFAULTS = {"quality": "balanced", "sparse_blocks": "auto", "groups": 2, "pattern": "interleave",
+                "interpolation": "corrected", "anchor_frames": "auto", "start_percent": 0.0, "end_percent": 1.0}
 FPS_DEFAULTS = {"precision": "fp8", "tile": "auto", "sparsity": 0.0, "pattern": "window", "dense_steps": "40-60"}
 #: Loader widgets that name a model file.
 FILE_WIDGETS = ("unet_name", "lora_name", "clip_name", "clip_name1", "clip_name2", "vae_name")

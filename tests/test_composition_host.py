@@ -73,7 +73,7 @@ def test_easycache_and_fis_stack(wan):
     with record_attention_tokens({1: wan.model.diffusion_model.blocks[1].self_attn}) as calls:
         out = sample(both, latent(), text(), steps=6)
     assert torch.isfinite(out).all()
-    assert calls and all(t == 5 * T for _, t, _ in calls)   # every step it ran, block 1 ran sparse
+    assert calls and all(t in (5 * T, 4 * T) for _, t, _ in calls)   # every step it ran, block 1 ran sparse
     assert len(calls) <= 6
 
 

@@ -184,14 +184,21 @@ export function estimateLines(schedule, numBlocks, numFrames) {
 
 // Everything the view shows for the node's widget values, or {error} for values the node would refuse.
 // `autoAnchors` are the anchors "auto" stands for (the given first frame of image-to-video, or none).
+// The widgets as the node applies them: a `quality` preset other than custom sets the widgets it names.
+export function withQuality(widgets, qualityPresets) {
+  const preset = qualityPresets[widgets.quality];
+  return preset ? { ...widgets, ...preset } : widgets;
+}
+
 export function describeSchedule(widgets, numBlocks, numFrames, autoAnchors = []) {
   try {
     const groups = Number(widgets.groups);
     if (!(groups >= 1)) throw new Error(`groups: must be at least 1 (1 turns FIS off); got ${widgets.groups}`);
     const blocksSpec = String(widgets.sparse_blocks).trim().toLowerCase();
+    if (blocksSpec.startsWith("profile:")) throw new Error("sparse_blocks: the view cannot draw a profile's blocks yet");
     const sparseBlocks = blocksSpec === "auto"
       ? (numBlocks > 2 ? Array.from({ length: numBlocks - 2 }, (_, i) => i + 1) : [])
-      : parseBlockList(blocksSpec, numBlocks);
+      : blocksSpec === "all" ? Array.from({ length: numBlocks }, (_, i) => i) : parseBlockList(blocksSpec, numBlocks);
     const anchorSpec = String(widgets.anchor_frames).trim().toLowerCase();
     const anchors = anchorSpec === "auto" ? autoAnchors : parseFrameList(anchorSpec);
     const schedule = makeSchedule({ sparseBlocks, groups, pattern: widgets.pattern, anchors }, numFrames);

@@ -2,10 +2,10 @@
 // node's current widget values, with the estimated compute saved and speed-up (fis_schedule.js has the logic).
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
-import { CELL_KINDS, COLORS, LEGEND, describeSchedule } from "./fis_schedule.js";
+import { CELL_KINDS, COLORS, LEGEND, describeSchedule, withQuality } from "./fis_schedule.js";
 
 const NODE_TYPE = "FrameInterleavedSparsity";
-const WIDGETS = ["sparse_blocks", "groups", "pattern", "anchor_frames"];
+const WIDGETS = ["quality", "sparse_blocks", "groups", "pattern", "anchor_frames"];
 // Loader widgets that name a model file, and the model folder the server looks in.
 const LOADER_WIDGETS = { unet_name: "diffusion_models", ckpt_name: "checkpoints" };
 const BACKGROUND = "#202225";
@@ -20,13 +20,18 @@ const modelInfo = new Map(); // "folder/name" -> {state: "loading" | "done", inf
 // The model families' usual models, from the server's family adapters, loaded before the node is registered:
 // [{key, label, blocks, frames, file_hints}], the default first.
 let presets = [];
+// The node's `quality` presets: {name: {widget: value}}, from the server (nodes/fis_node.py PRESETS).
+let qualityPresets = {};
 
 async function loadPresets() {
   try {
     const response = await api.fetchApi("/fis/families");
-    presets = response.ok ? (await response.json()).presets : [];
+    const body = response.ok ? await response.json() : {};
+    presets = body.presets ?? [];
+    qualityPresets = body.quality_presets ?? {};
   } catch {
     presets = [];
+    qualityPresets = {};
   }
 }
 
@@ -153,7 +158,8 @@ class ScheduleView {
     this.select.value = model.choice;
     this.frames.value = String(model.frames);
     this.firstFrame.checked = model.i2v;
-    const view = model.blocks > 0 ? describeSchedule(widgets, model.blocks, model.frames, model.i2v ? [0] : [])
+    const view = model.blocks > 0
+      ? describeSchedule(withQuality(widgets, qualityPresets), model.blocks, model.frames, model.i2v ? [0] : [])
       : { error: "No model to draw: the server sent no model families (GET /fis/families)" };
     Object.assign(this.root.dataset, {
       blocks: model.blocks, frames: model.frames, source: model.source,
