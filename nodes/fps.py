@@ -16,22 +16,26 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import NamedTuple
 
 import comfy.patcher_extension
 import torch
 
 from ..fis_core.fps import FpsSettings, fps_attention_op, in_ranges, triton_reason
-from .families import FPS_FAMILIES, FamilyAdapter, find_family, named
+from .call_state import FPS_CALL
+from .families import FPS_FAMILIES, FamilyAdapter, FrameGrid, find_family, named
 
 WRAPPER_KEY = "fps_attention"
-#: transformer_options key of the latent's FrameGrid in a model call, which the family adapter reads
-GRID_KEY = "fps_grid"
 #: the model keyword argument that carries the FPS state of a call (see ``apply_model_wrapper``)
 CALL_KWARG = "fps_call"
 LOG = logging.getLogger("ComfyUI-FIS")
 
-#: Whether the model call in progress lies in ``dense_steps`` (set by the wrapper, read by the override).
-_exact_call = False
+
+class FpsCall(NamedTuple):
+    """FPS state of one model call: whether it lies in ``dense_steps``, and the latent's frame grid."""
+
+    exact: bool
+    grid: FrameGrid
 
 
 class FpsOverride:
@@ -59,12 +63,12 @@ class FpsOverride:
 
     def __call__(self, func, q, k, v, heads, *args, **kwargs):
         options = kwargs.get("transformer_options") or {}
-        call_grid = options.get(GRID_KEY)
-        grid, prefix = (None, 0) if call_grid is None else self.family.attention_grid(options, call_grid)
+        call = FPS_CALL.get(self)   # None outside this model's calls: no grid, the original attention
+        grid, prefix = (None, 0) if call is None else self.family.attention_grid(options, call.grid)
         skip_reshape = kwargs.get("skip_reshape", False)
         token_axis = 2 if skip_reshape else 1
         self_attention = q.shape[token_axis] == k.shape[token_axis] == v.shape[token_axis] and not args
-        if self.settings.exact or _exact_call or grid is None or not self_attention:
+        if self.settings.exact or call is None or call.exact or grid is None or not self_attention:
             return self.passthrough(func, q, k, v, heads, *args, **kwargs)
         if kwargs.get("mask") is not None:
             if prefix is None:
@@ -103,25 +107,21 @@ class FpsOverride:
                                      f"time, it only reproduces the kernel's arithmetic): {what}", logging.WARNING)
 
     def apply_model_wrapper(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
-        """Marks the model calls in ``dense_steps`` as exact (:data:`_exact_call`); records the latent's frame grid.
+        """Publishes the :class:`FpsCall` of each model call in :data:`~.call_state.FPS_CALL` for the override:
+        whether it lies in ``dense_steps``, and the latent's frame grid.
 
-        ComfyUI's ``TorchCompileModel`` drops every compile guard on ``transformer_options``. A module global
-        and the model's inputs are guarded, so the exact flag is a global the override reads, and the FPS
-        state also goes to the model as a keyword argument (the models FPS takes pass unknown ones on): a compiled
-        model recompiles when FPS turns on, off or exact, instead of reusing a graph traced without it."""
-        global _exact_call
+        ComfyUI's ``TorchCompileModel`` drops every compile guard on ``transformer_options``. The call state
+        and the model's inputs are guarded, so the FPS state also goes to the model as a keyword argument (the
+        models FPS takes pass unknown ones on): a compiled model recompiles when FPS turns on, off or exact,
+        instead of reusing a graph traced without it."""
         sampling = executor.class_obj.model_sampling
         exact = in_ranges(float(t.max()), self.dense_ranges, sampling.percent_to_sigma)
         grid = self.family.frame_grid(executor.class_obj.diffusion_model, x, kwargs)
-        transformer_options = {**transformer_options, GRID_KEY: grid}
         kwargs = {**kwargs, CALL_KWARG: (exact, *self.signature)}
         if not exact:
             self._say_backend(x.device, (grid.frames, grid.height, grid.width))
-        outer, _exact_call = _exact_call, exact
-        try:
+        with FPS_CALL.of_call(self, FpsCall(exact, grid)):
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
-        finally:
-            _exact_call = outer
 
     @property
     def signature(self) -> tuple:

@@ -2,10 +2,10 @@
 
 One :class:`SparseBlockPatch` per sparse block goes into ``patches_replace["dit"]``. An ``APPLY_MODEL``
 wrapper, which runs outside any ``torch.compile`` region, decides for each model call whether FIS is
-active (start/end percent), finds the frames, builds the index plans, publishes that state as
-:data:`_current_call` for the block patches, and passes the schedule to the model as a keyword
+active (start/end percent), finds the frames, builds the index plans, publishes that state in
+:data:`~.call_state.FIS_CALL` for the block patches, and passes the schedule to the model as a keyword
 argument. ComfyUI's ``TorchCompileModel`` drops every compile guard on ``transformer_options``; the
-global and the model's keyword arguments are guarded, so a compiled model recompiles (once) when FIS
+call state and the model's keyword arguments are guarded, so a compiled model recompiles (once) when FIS
 turns on or off or its schedule changes, instead of silently reusing the wrong graph. Nothing is kept
 between model calls but shape-only data.
 """
@@ -18,17 +18,12 @@ import comfy.patcher_extension
 
 from ..fis_core import (INTERPOLATIONS, FisSchedule, FramePlan, build_plan, check_choice, estimated_speedup,
                         format_block_list, restore)
+from .call_state import FIS_CALL, sparse_block_options
 from .families import FAMILIES, FamilyAdapter, FrameGrid, find_family
 
 WRAPPER_KEY = "frame_interleaved_sparsity"
-#: transformer_options key, inside a sparse block, of the frames it computes (FPS and the lab read it)
-FIS_FRAMES = "fis_frames"
 SCHEDULE_KWARG = "fis_schedule"
 LOG = logging.getLogger("ComfyUI-FIS")
-
-#: The FIS state of the model call in progress (None outside FIS-active calls). ComfyUI runs one
-#: prompt at a time; nested calls save and restore it.
-_current_call: "FisCall | None" = None
 
 
 @dataclass(frozen=True)
@@ -147,17 +142,15 @@ class FisRuntime:
         return result
 
     def apply_model_wrapper(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
-        global _current_call
         call = self.begin_call(executor.class_obj, x, t, c_concat, transformer_options, kwargs)
         if call is not None and self.family.takes_extra_kwargs(executor.class_obj.diffusion_model):
             # The schedule as a model input: a graph torch.compile made without FIS (or with other
             # settings) no longer matches, since it guards its inputs (unlike transformer_options).
             kwargs = {**kwargs, SCHEDULE_KWARG: call.signature}
-        outer, _current_call = _current_call, call
         try:
-            return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+            with FIS_CALL.of_call(self, call):
+                return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
         finally:
-            _current_call = outer
             if call is not None:
                 self._reached_run |= call.reached
                 self._sparse_run |= call.ran_sparse
@@ -206,7 +199,7 @@ class FisCall:
         except ValueError as error:
             runtime.warn_once("cut", f"{key[0]} {key[1]}: {error}; running dense")
             return block(args)
-        sub_args["transformer_options"] = self._sparse_options(args["transformer_options"], computed)
+        sub_args["transformer_options"] = sparse_block_options(args["transformer_options"], computed)
         out = dict(block(sub_args))
         out["img"] = restore(args["img"], out["img"], layout, plan)
         self.ran_sparse = True
@@ -216,16 +209,6 @@ class FisCall:
         if key not in self.shared:
             self.shared[key] = make()
         return self.shared[key]
-
-    @staticmethod
-    def _sparse_options(options: dict, computed: tuple[int, ...]) -> dict:
-        """transformer_options for a sparse block: the grid it really sees, and which frames those are."""
-        options = dict(options)
-        sizes = options.get("grid_sizes")
-        if sizes is not None:
-            options["grid_sizes"] = type(sizes)((len(computed), *tuple(sizes)[1:]))
-        options[FIS_FRAMES] = computed
-        return options
 
 
 def schedule_position(sample_sigmas, sigma: float) -> tuple[int, bool]:
@@ -255,8 +238,8 @@ class SparseBlockPatch:
         else:
             def block(block_args):
                 return self.previous(block_args, extra)
-        call = _current_call
-        if call is None or call.runtime is not self.runtime:
+        call = FIS_CALL.get(self.runtime)
+        if call is None:
             return block(args)
         return call.run_block(self.position, self.key, args, block)
 

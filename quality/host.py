@@ -160,14 +160,14 @@ class BlockWork:
 
     def record(self, block_index: int, x: torch.Tensor, context: torch.Tensor, options: dict):
         from comfyui_fis.fis_core import correction_flops, fit_sources
-        from comfyui_fis.nodes.patcher import FIS_FRAMES
+        from comfyui_fis.nodes.call_state import computed_frames
 
         from .metrics import block_flops
         batch, tokens = x.shape[0], x.shape[1]
         self.runs += block_index == 0
         self.flops += batch * block_flops(tokens, self.dim, self.ffn_dim, context.shape[1])
         self.tokens += batch * tokens
-        computed = options.get(FIS_FRAMES)
+        computed = computed_frames(options)
         if self.corrected and computed is not None:
             frames = scenes.FRAMES
             per_frame = tokens // len(computed)

@@ -110,12 +110,13 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 def record_attention_tokens(attention_modules):
     """Record, for each call of each module in ``attention_modules`` (block index -> self-attention module),
     the number of tokens it got and the frames FIS told it about: a list of (block, tokens, frames)."""
+    from comfyui_fis.nodes.call_state import computed_frames
     calls = []
     handles = []
     for index, module in attention_modules.items():
         def hook(module, args, kwargs, index=index):
             tokens = (args[0] if args else kwargs.get("x", kwargs.get("img"))).shape[1]
-            frames = kwargs.get("transformer_options", {}).get("fis_frames")
+            frames = computed_frames(kwargs.get("transformer_options", {}))
             calls.append((index, tokens, frames))
         handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
     try:

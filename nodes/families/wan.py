@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ...fis_core import FrameLayout, FramePlan, gather, token_index
+from ..call_state import host_grid
 from .base import FamilyAdapter, FrameGrid, ModelInfo, Preset, conditioned_frames, cut_tokens
 
 #: WanModel subclasses whose forward does not go through ``patches_replace`` (autoregressive Wan).
@@ -34,10 +35,8 @@ class WanFamily(FamilyAdapter):
 
     def attention_grid(self, options, grid):
         # The host's grid (which FIS cuts to the frames a sparse block computes), behind a reference image's tokens.
-        sizes = options.get("grid_sizes")
-        if sizes is None or len(sizes) != 3:
-            return None, 0
-        return tuple(int(s) for s in sizes), grid.prefix
+        sizes = host_grid(options)
+        return (None, 0) if sizes is None else (sizes, grid.prefix)
 
     def block_keys(self, diffusion_model):
         return [("double_block", i) for i in range(len(diffusion_model.blocks))]
@@ -63,8 +62,7 @@ class WanFamily(FamilyAdapter):
         return ()
 
     def image_layout(self, key, args, grid):
-        sizes = args["transformer_options"].get("grid_sizes")
-        frames, height, width = tuple(int(s) for s in sizes) if sizes is not None else (grid.frames, grid.height, grid.width)
+        frames, height, width = host_grid(args["transformer_options"]) or (grid.frames, grid.height, grid.width)
         return FrameLayout.fit(args["img"].shape[1], grid.prefix, frames, height * width)
 
     def cut_args(self, key, args, layout: FrameLayout, plan: FramePlan, share):
