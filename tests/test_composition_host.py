@@ -128,6 +128,6 @@ def test_comfyui_loads_the_pack_as_a_custom_node(host):
     assert nodes.NODE_DISPLAY_NAME_MAPPINGS["FrameInterleavedSparsity"] == "Frame Interleaved Sparsity (FIS)"
     node_class = nodes.NODE_CLASS_MAPPINGS["FrameInterleavedSparsity"]
     inputs = node_class.INPUT_TYPES()["required"]
-    assert list(inputs) == ["model", "sparse_blocks", "groups", "pattern", "interpolation", "anchor_frames",
+    assert list(inputs) == ["model", "quality", "sparse_blocks", "groups", "pattern", "interpolation", "anchor_frames",
                             "start_percent", "end_percent"]
     assert all("tooltip" in options for _, options in inputs.values())
