@@ -18,22 +18,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from host_path import import_pack  # noqa: E402
 
+from fps_kernel import median_ms  # noqa: E402  (CUDA events, warm-up, median)
+
 SHAPES = {"wan14b-720p": (21, 3600, 5120), "wan14b-480p": (21, 1560, 5120), "hv15-720p": (21, 3600, 2048),
           "wan5b-720p": (31, 880, 3072)}
-
-
-def median_ms(fn, reps: int = 20) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
 
 
 def measure(name: str, frames: int, tokens: int, channels: int, fit_budgets) -> list[dict]:
@@ -44,7 +32,7 @@ def measure(name: str, frames: int, tokens: int, channels: int, fit_budgets) -> 
     linear, corrected = (build_plan(frames, computed, mode, "cuda") for mode in ("linear", "corrected"))
     y = x.index_select(1, token_index(layout, linear)) * 1.01
     rows = []
-    linear_ms = median_ms(lambda: restore(x, y, layout, linear))
+    linear_ms = median_ms(lambda: restore(x, y, layout, linear), reps=20, warmup=3)
     x4, y4 = x.view(1, frames, tokens, channels), y.view(1, len(computed), tokens, channels)
     for budget in fit_budgets:
         correction.FIT_TOKENS = budget
@@ -56,9 +44,9 @@ def measure(name: str, frames: int, tokens: int, channels: int, fit_budgets) -> 
         extra_gib = (torch.cuda.max_memory_allocated() - base) / 2**30
         rows.append(dict(shape=name, frames=frames, tokens=tokens, channels=channels, fit_tokens=budget,
                          linear_ms=round(linear_ms, 3),
-                         corrected_ms=round(median_ms(lambda: restore(x, y, layout, corrected)), 3),
+                         corrected_ms=round(median_ms(lambda: restore(x, y, layout, corrected), reps=20, warmup=3), 3),
                          fit_ms=round(median_ms(lambda: correction.fit_maps(
-                             x4, y4, corrected.fit, corrected.fit_weight, corrected.frame_index)), 3),
+                             x4, y4, corrected.fit, corrected.fit_weight, corrected.frame_index), reps=20, warmup=3), 3),
                          restore_peak_extra_gib=round(extra_gib, 3)))
         print(rows[-1], flush=True)
     return rows
