@@ -7,8 +7,8 @@ model call and per batch entry by ridge least squares on the computed frames, wh
 known: every computed frame whose computed neighbours lie on both sides gives ``dx = x_c - interp(x)_c`` and
 ``du = u_c - interp(u)_c`` over its tokens, and ``A = argmin |du - dx A|^2 + lambda |A|^2``.
 
-A is block-diagonal, one map per :data:`MAP_CHANNELS` channels (a Wan-14B block's 5120 channels give 40 maps of
-128 x 128, the size of a head): the full C x C map would cost a quarter of a sparse block on Wan-14B, these cost a
+A is block-diagonal, one map per :data:`MAP_CHANNELS` channels (a 14B video model's 5120 channels give 40 maps of
+128 x 128, the size of a head): the full C x C map would cost a quarter of a sparse block there, these cost a
 few percent and keep most of its fidelity. The fit reads at most :data:`FIT_TOKENS` tokens per batch entry (an
 even subsample of the fit frames' tokens: 128 unknowns per output channel need far fewer than 30,000 samples).
 """

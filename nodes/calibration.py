@@ -115,7 +115,7 @@ class CalibrationPatch:
 
     def __call__(self, args: dict, extra: dict):
         measuring = CALL_OPTION in args["transformer_options"]
-        x = args["img"].clone() if measuring else None   # some blocks (HunyuanVideo's) add their update in place
+        x = args["img"].clone() if measuring else None   # some families' blocks add their update in place
         out = extra["original_block"](args) if self.previous is None else self.previous(args, extra)
         if measuring:
             self.calibration.measure(self.position, self.key, args, x, out["img"])

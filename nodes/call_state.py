@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 #: transformer_options key, inside a sparse block, of the latent frames it computes
 FIS_FRAMES = "fis_frames"
-#: transformer_options key of the host's frames x rows x columns token grid (Wan sets it; FIS cuts its frames)
+#: transformer_options key of the host's frames x rows x columns token grid (where the host sets one; FIS cuts its frames)
 GRID_SIZES = "grid_sizes"
 
 

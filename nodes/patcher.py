@@ -214,7 +214,7 @@ class FisCall:
 def schedule_position(sample_sigmas, sigma: float) -> tuple[int, bool]:
     """The index of the step at ``sigma`` in the sampling schedule ``sample_sigmas`` (0 without one), and whether
     it is the final step: the last one, landing on sigma 0 (a sampler that stops early, such as the high-noise
-    expert of Wan 2.2 A14B, has none)."""
+    expert of a two-expert model, has none)."""
     if sample_sigmas is None or len(sample_sigmas) < 2:
         return 0, False
     sigmas = sample_sigmas.tolist() if hasattr(sample_sigmas, "tolist") else list(sample_sigmas)
