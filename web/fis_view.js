@@ -251,6 +251,20 @@ function chain(node, name, hook) {
   };
 }
 
+// An artist who edits a widget a `quality` preset sets means to use it: the preset switches to custom.
+function switchToCustomOnEdit(node) {
+  const presetWidgets = new Set(Object.values(qualityPresets).flatMap((preset) => Object.keys(preset)));
+  for (const widget of node.widgets ?? []) {
+    if (!presetWidgets.has(widget.name)) continue;
+    const original = widget.callback;
+    widget.callback = function (...args) {
+      const quality = node.widgets.find((w) => w.name === "quality");
+      if (quality && quality.value !== "custom") quality.value = "custom";
+      return original?.apply(this, args);
+    };
+  }
+}
+
 app.registerExtension({
   name: "ComfyUI-FIS.ScheduleView",
   async beforeRegisterNodeDef(nodeType, nodeData) {
@@ -268,6 +282,7 @@ app.registerExtension({
       for (const name of ["onWidgetChanged", "onConnectionsChange", "onConfigure", "onDrawForeground"]) {
         chain(this, name, () => view.refresh());
       }
+      switchToCustomOnEdit(this);
     });
   },
 });
