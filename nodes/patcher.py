@@ -2,7 +2,8 @@
 
 One :class:`SparseBlockPatch` per sparse block goes into ``patches_replace["dit"]``. An ``APPLY_MODEL``
 wrapper, which runs outside any ``torch.compile`` region, decides for each model call whether FIS is
-active (start/end percent), finds the frames, builds the index plans, publishes that state in
+active (start/end percent, a preset's dense final step), finds the frames and the step (the groups rotate
+across steps), builds the index plans, publishes that state in
 :data:`~.call_state.FIS_CALL` for the block patches, and passes the schedule to the model as a keyword
 argument. ComfyUI's ``TorchCompileModel`` drops every compile guard on ``transformer_options``; the
 call state and the model's keyword arguments are guarded, so a compiled model recompiles (once) when FIS
