@@ -23,3 +23,15 @@ def test_speed_benchmark_tiny_mode_writes_its_table_and_json(host, tmp_path):
     assert "wan-tiny | tiny | default" in result.stdout
     table = subprocess.run([sys.executable, str(PACK_ROOT / "bench" / "markdown.py"), str(out)], capture_output=True, text=True)
     assert "| tiny Wan | tiny | default | auto of 6 | 2 |" in table.stdout
+
+
+def test_end_to_end_benchmark_tiny_mode_times_sampling_and_decode(host, tmp_path):
+    out = tmp_path / "end_to_end.json"
+    result = subprocess.run([sys.executable, str(PACK_ROOT / "bench" / "end_to_end.py"), "--tiny", "--settings",
+                             "balanced,fastest", "--out", str(out)], capture_output=True, text=True, timeout=600,
+                            cwd=PACK_ROOT / "bench", env={"COMFYUI_PATH": str(host), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["setting"] for r in rows] == ["dense", "balanced", "fastest"]
+    for row in rows:
+        assert row["frames"] == 33 and row["sample_s"] > 0 and row["decode_s"] > 0   # 9 latent frames: 33 video frames

@@ -151,3 +151,17 @@ def test_the_depth_study_compares_auto_with_the_naive_choice_at_equal_compute(qu
     assert result["settings"][0]["compute_saved"] == pytest.approx(result["settings"][1]["compute_saved"])
     assert result["settings"][3]["compute_saved"] > result["settings"][0]["compute_saved"]   # G=3 saves more
     assert "| 8 blocks | 2267, 0.325 |" in depth.table([result])
+
+
+def test_the_calibration_study_compares_a_profile_with_auto_at_equal_compute(quality):
+    import folder_paths
+    from comfyui_fis.quality import calibration_study
+    user_directory = folder_paths.get_user_directory()
+    try:
+        result = calibration_study.study(1, log=lambda message: None)
+    finally:
+        folder_paths.set_user_directory(user_directory)
+    auto, calibrated = result["settings"]
+    assert auto["blocks"] == [1, 2, 3, 4, 5, 6] and len(calibrated["blocks"]) == 6
+    assert calibrated["compute_saved"] == pytest.approx(auto["compute_saved"])
+    assert result["calibration_prompt"] not in result["prompts"]
