@@ -2,7 +2,7 @@
 from .cost import BLOCK_MS, block_ms, estimated_speedup, forward_ms
 from .frames import FramePlan, build_plan, fit_sources, gather, interpolation_sources, kept_before, restore, token_index
 from .layout import FrameLayout
-from .correction import correction_flops
+from .correction import FitSums, correction_flops
 from .schedule import (INTERPOLATIONS, PATTERNS, FisSchedule, check_choice, format_block_list, parse_block_list,
                        parse_frame_list)
 

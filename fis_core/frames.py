@@ -127,13 +127,13 @@ def gather(x: torch.Tensor, index: torch.Tensor, dim: int = 1) -> torch.Tensor:
     return x.index_select(dim, index)
 
 
-def restore(x: torch.Tensor, y_sub: torch.Tensor, layout: FrameLayout, plan: FramePlan) -> torch.Tensor:
+def restore(x: torch.Tensor, y_sub: torch.Tensor, layout: FrameLayout, plan: FramePlan, carry=None) -> torch.Tensor:
     """The full output of a sparse block.
 
     ``x`` [B, L, C] is the block's input (untouched), ``y_sub`` its output on the gathered tokens of
     ``layout``. Computed tokens take their output; a skipped frame keeps its input plus the block's
     update (output minus input) interpolated from the computed frames (``none``: its input alone), plus, with
-    ``corrected``, the fitted correction of :mod:`.correction`.
+    ``corrected``, the fitted correction of :mod:`.correction` (``carry``: its sums over earlier calls).
     """
     k, T, batch = len(plan.computed), layout.tokens_per_frame, x.shape[0]
     x_frames = x[:, layout.frame_tokens].reshape(batch, layout.frames, -1)
@@ -141,7 +141,7 @@ def restore(x: torch.Tensor, y_sub: torch.Tensor, layout: FrameLayout, plan: Fra
     restored = restore_frames(x_frames, y_frames, plan.table, plan.weight)
     if plan.corrects:
         x4, shape = x_frames.view(batch, layout.frames, T, -1), (batch, -1, T, x.shape[-1])
-        maps = fit_maps(x4, y_frames.view(shape), plan.fit, plan.fit_weight, plan.frame_index)
+        maps = fit_maps(x4, y_frames.view(shape), plan.fit, plan.fit_weight, plan.frame_index, carry)
         apply_maps(restored.view(shape), x4, maps, plan.corrected)
     restored = restored.view(batch, layout.frames * T, *x.shape[2:])
     if layout.prefix == 0 and layout.suffix == 0:

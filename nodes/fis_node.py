@@ -70,9 +70,9 @@ def profile_blocks(spec: str, family: FamilyAdapter, num_blocks: int) -> tuple[i
 
 PRESET_TOOLTIP = (
     "balanced: all blocks but the first and last sparse, G=2, corrected interpolation (a 14B model at 720p: 2.9x "
-    "per step; the test model trained here: 28 dB from dense). faithful: the same, with the final step (the one "
-    "landing on the clean video) dense (about 2x per 4-step run; 31 dB). fastest: every block sparse (3.2x per "
-    "step; 27 dB). custom: the widgets below. A preset sets sparse_blocks, groups, interpolation, start_percent "
+    "per step; the test model trained here: 28.6 dB from dense). faithful: the same, with the final step (the one "
+    "landing on the clean video) dense (about 2x per 4-step run; 30.1 dB). fastest: every block sparse (3.2x per "
+    "step; 28.1 dB). custom: the widgets below. A preset sets sparse_blocks, groups, interpolation, start_percent "
     "and end_percent; pattern and anchor_frames apply to every choice.")
 
 
@@ -83,7 +83,7 @@ class FrameInterleavedSparsity:
     DESCRIPTION = (f"Speeds up each denoising step of video models ({named(FAMILIES, 'and')}; 2-3x at "
                    "720p): the chosen blocks compute every G-th latent frame, taking turns from block to block and from step "
                    "to step, and the frames a block skipped get its update interpolated from their neighbours, "
-                   "corrected by a map fitted on the frames it computed. Training-free; no cache between steps.")
+                   "corrected by a map fitted on the frames it computed. Training-free; no activations cached between steps.")
     CATEGORY = "model_patches/FIS"
     RETURN_TYPES = ("MODEL",)
     OUTPUT_TOOLTIPS = ("The model with FIS applied (a patched copy; the input model is unchanged).",)

@@ -8,7 +8,7 @@ across steps), builds the index plans, publishes that state in
 argument. ComfyUI's ``TorchCompileModel`` drops every compile guard on ``transformer_options``; the
 call state and the model's keyword arguments are guarded, so a compiled model recompiles (once) when FIS
 turns on or off or its schedule changes, instead of silently reusing the wrong graph. Nothing is kept
-between model calls but shape-only data.
+between model calls but shape-only data and, within a sampling run, the corrected interpolation's fit sums.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 import comfy.patcher_extension
 
-from ..fis_core import (INTERPOLATIONS, FisSchedule, FramePlan, build_plan, check_choice, estimated_speedup,
+from ..fis_core import (INTERPOLATIONS, FitSums, FisSchedule, FramePlan, build_plan, check_choice, estimated_speedup,
                         format_block_list, restore)
 from .call_state import FIS_CALL, sparse_block_options
 from .families import FAMILIES, FamilyAdapter, FrameGrid, find_family
@@ -57,13 +57,15 @@ class FisSettings:
 
 
 class FisRuntime:
-    """What the patches of one patched model share: the settings, the family, warnings already given."""
+    """What the patches of one patched model share: the settings, the family, warnings already given, and the
+    corrected interpolation's fit sums of the sampling run in progress (cleared when a run starts)."""
 
     def __init__(self, family: FamilyAdapter, settings: FisSettings, num_blocks: int):
         self.family = family
         self.settings = settings
         self.schedule = settings.schedule
         self.num_blocks = num_blocks
+        self.fit_sums = FitSums()
         self._plans: dict = {}
         self._warned: set = set()
         self._logged_run = False
@@ -127,7 +129,9 @@ class FisRuntime:
     # ComfyUI wrappers -------------------------------------------------------------------------------
 
     def outer_sample_wrapper(self, executor, *args, **kwargs):
-        """Marks the start of a sampling run: one log line per run, and a warning if no block ran sparse."""
+        """Marks the start of a sampling run: fit sums afresh, one log line per run, and a warning if no block ran
+        sparse."""
+        self.fit_sums.clear()
         self._logged_run = False
         self._reached_run = False
         self._sparse_run = False
@@ -202,7 +206,8 @@ class FisCall:
             return block(args)
         sub_args["transformer_options"] = sparse_block_options(args["transformer_options"], computed)
         out = dict(block(sub_args))
-        out["img"] = restore(args["img"], out["img"], layout, plan)
+        batch_layout = tuple(args["transformer_options"].get("cond_or_uncond") or ()), args["img"].shape[0]
+        out["img"] = restore(args["img"], out["img"], layout, plan, (runtime.fit_sums, (position, batch_layout)))
         self.ran_sparse = True
         return out
 

@@ -79,3 +79,26 @@ def test_correction_flops_count_fit_solve_and_apply():
     products = 2 * 2 * min(7 * 3600, FIT_TOKENS) * 5120 * 128
     assert apply + products < flops < 1.2 * (apply + products)
     assert correction_flops(0, 8, 3600, 5120) == 0.0
+
+
+def test_carried_sums_fit_as_if_the_calls_data_were_one():
+    """With a FitSums, a call's fit takes the earlier calls' sums too: the same maps as one fit on all their tokens;
+    ``clear`` starts afresh."""
+    from comfyui_fis.fis_core import FitSums
+    from comfyui_fis.fis_core.correction import fit_maps
+    plan = build_plan(FRAMES, (0, 2, 4, 6, 8), "corrected", "cpu")
+    maps = block_diagonal_maps(1)
+    calls = []
+    for seed in (1, 2):
+        x = video(1, seed)[:, LAYOUT.frame_tokens][:, :, :].unflatten(1, (FRAMES, TOKENS))[:, :, :64]
+        y = (x + torch.tanh(x @ maps)).index_select(1, plan.frame_index)
+        calls.append((x, y))
+    sums = FitSums()
+    first = fit_maps(*calls[0], plan.fit, plan.fit_weight, plan.frame_index, (sums, "key"))
+    second = fit_maps(*calls[1], plan.fit, plan.fit_weight, plan.frame_index, (sums, "key"))
+    together = fit_maps(torch.cat([calls[0][0], calls[1][0]], 2), torch.cat([calls[0][1], calls[1][1]], 2),
+                        plan.fit, plan.fit_weight, plan.frame_index)
+    torch.testing.assert_close(second, together, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(first, second, atol=1e-3)
+    sums.clear()
+    torch.testing.assert_close(fit_maps(*calls[0], plan.fit, plan.fit_weight, plan.frame_index, (sums, "key")), first)

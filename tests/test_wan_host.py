@@ -252,3 +252,11 @@ def test_faithful_runs_the_final_step_dense_and_a_sampler_that_stops_early_spars
         comfy.sample.sample(fis(wan, quality="faithful"), torch.randn_like(x), 4, 1.0, "euler", "simple", text(),
                             text(), x, start_step=0, last_step=2, force_full_denoise=False)
     assert [tokens // T for _, tokens, _ in calls] == [5, 4]
+
+
+def test_a_second_sampling_run_starts_its_fit_sums_afresh(wan):
+    """The corrected interpolation carries each block's fit sums over the steps of one run only: the same run
+    twice gives the same video."""
+    patched, x = fis(wan), wan_latent(9)
+    first = sample(patched, x, text(), steps=3)
+    assert torch.equal(sample(patched, x, text(), steps=3), first)
