@@ -101,11 +101,13 @@ def test_default_fis_keeps_psnr_against_dense_above_the_measured_bound(default_f
     assert default_fis["psnr"] >= psnr_bound, default_fis["per_prompt"]["psnr"]
 
 
-def test_auto_beats_the_naive_choice_at_equal_compute(quality, runner, default_fis):
-    """``auto`` against the same number of sparse blocks taken from the front (0, 1, 2, ...)."""
+def test_auto_and_the_naive_choice_save_the_same_and_land_close(quality, runner, default_fis):
+    """``auto`` against the same number of sparse blocks taken from the front (0, 1, 2, ...). With the linear restore
+    ``auto`` was clearly ahead; corrected and rotated, the choice matters little on this model (on 16 prompts auto
+    28.3 dB, the first six blocks 28.0; on these 4 the first six are ahead by 0.7): equal compute, within 1 dB."""
     naive = runner.measure(quality.Setting("naive", "fis", {"sparse_blocks": f"0-{len(default_fis['blocks']) - 1}"}))
     assert default_fis["compute_saved"] == pytest.approx(naive["compute_saved"])
-    assert default_fis["psnr"] > naive["psnr"]
+    assert abs(default_fis["psnr"] - naive["psnr"]) < 1.0
 
 
 def test_easycache_is_measured_without_the_hosts_fp32_aliasing_bug(quality, runner):
