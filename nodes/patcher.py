@@ -179,7 +179,7 @@ class FisCall:
     @property
     def signature(self) -> tuple:
         """What decides the compute graph of this call: the schedule, the step's rotation, the interpolation,
-        the frames (so a compiled model keeps at most ``groups`` graphs per setting)."""
+        the frames (so a compiled model keeps one graph per rotation phase, and one for a run's first call)."""
         return (self.schedule.sparse_blocks, self.schedule.groups, self.schedule.pattern, self.schedule.anchors,
                 self.step if self.schedule.rotate else 0, self.runtime.settings.interpolation, tuple(self.grid))
 
