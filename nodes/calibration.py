@@ -20,7 +20,7 @@ import torch
 
 from ..fis_core import FisSchedule, build_plan, gather, restore, token_index
 from .families import FamilyAdapter
-from .patcher import model_block_keys, schedule_position
+from .patcher import inner_block, model_block_keys, schedule_position
 from .profiles import check_name, save_profile
 
 WRAPPER_KEY = "fis_calibration"
@@ -116,7 +116,7 @@ class CalibrationPatch:
     def __call__(self, args: dict, extra: dict):
         measuring = CALL_OPTION in args["transformer_options"]
         x = args["img"].clone() if measuring else None   # some families' blocks add their update in place
-        out = extra["original_block"](args) if self.previous is None else self.previous(args, extra)
+        out = inner_block(self.previous, extra)(args)
         if measuring:
             self.calibration.measure(self.position, self.key, args, x, out["img"])
         return out

@@ -228,6 +228,14 @@ def schedule_position(sample_sigmas, sigma: float) -> tuple[int, bool]:
     return step, step == len(sigmas) - 2 and sigmas[-1] == 0
 
 
+def inner_block(previous, extra: dict):
+    """The block a ``patches_replace`` entry runs: the replacement another node registered before it (``previous``),
+    else the original block, as one callable taking the block's ``args``."""
+    if previous is None:
+        return extra["original_block"]
+    return lambda block_args: previous(block_args, extra)
+
+
 class SparseBlockPatch:
     """The ``patches_replace["dit"]`` entry of one sparse block. It wraps the replacement another node
     registered for that block, if any, so both apply."""
@@ -239,11 +247,7 @@ class SparseBlockPatch:
         self.previous = previous
 
     def __call__(self, args: dict, extra: dict):
-        if self.previous is None:
-            block = extra["original_block"]
-        else:
-            def block(block_args):
-                return self.previous(block_args, extra)
+        block = inner_block(self.previous, extra)
         call = FIS_CALL.get(self.runtime)
         if call is None:
             return block(args)
