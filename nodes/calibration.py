@@ -99,7 +99,8 @@ class Calibration:
 
     def apply_model_wrapper(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
         grid = self.family.frame_grid(executor.class_obj.diffusion_model, x, kwargs)
-        step, _ = schedule_position(transformer_options.get("sample_sigmas"), float(t.max()))
+        sigma_max = executor.class_obj.model_sampling.sigma_max
+        step = schedule_position(transformer_options.get("sample_sigmas"), float(t.max()), sigma_max)[0]
         transformer_options = {**transformer_options, CALL_OPTION: (grid, step)}
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
 

@@ -15,8 +15,8 @@ CUSTOM = "custom"
 PRESETS = {
     "balanced": {"sparse_blocks": AUTO, "groups": 2, "interpolation": "corrected", "start_percent": 0.0,
                  "end_percent": 1.0},
-    "faithful": {"sparse_blocks": AUTO, "groups": 2, "interpolation": "corrected", "start_percent": 0.0,
-                 "end_percent": 1.0, "dense_final_step": True},
+    "faithful": {"sparse_blocks": ALL, "groups": 2, "interpolation": "corrected", "start_percent": 0.0,
+                 "end_percent": 1.0, "dense_first_step": True, "dense_final_step": True},
     "fastest": {"sparse_blocks": ALL, "groups": 2, "interpolation": "corrected", "start_percent": 0.0,
                 "end_percent": 1.0},
 }
@@ -47,6 +47,7 @@ def settings_from_widgets(model, sparse_blocks: str, groups: int, pattern: str, 
     anchors_spec = anchor_frames.strip().lower()
     anchors = None if anchors_spec == AUTO else parse_frame_list(anchors_spec)
     return FisSettings(blocks, groups, pattern, interpolation, anchors, start_percent, end_percent,
+                       dense_first_step=preset.get("dense_first_step", False),
                        dense_final_step=preset.get("dense_final_step", False))
 
 

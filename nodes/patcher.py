@@ -40,6 +40,8 @@ class FisSettings:
     start_percent: float = 0.0
     end_percent: float = 1.0
     rotate: bool = True
+    #: the first step (from pure noise: it lays out the scene, where the frames' updates differ most) runs dense
+    dense_first_step: bool = False
     #: the final step (the one that lands on sigma 0, whose errors go straight into the video) runs dense
     dense_final_step: bool = False
 
@@ -94,8 +96,8 @@ class FisRuntime:
         current = float(sigma.max())
         if not end < current <= start:
             return None
-        step, final = schedule_position(options.get("sample_sigmas"), current)
-        if final and self.settings.dense_final_step:
+        step, first, final = schedule_position(options.get("sample_sigmas"), current, sampling.sigma_max)
+        if (first and self.settings.dense_first_step) or (final and self.settings.dense_final_step):
             return None
         model = base_model.diffusion_model
         grid = self.family.frame_grid(model, x, kwargs)
@@ -217,15 +219,17 @@ class FisCall:
         return self.shared[key]
 
 
-def schedule_position(sample_sigmas, sigma: float) -> tuple[int, bool]:
-    """The index of the step at ``sigma`` in the sampling schedule ``sample_sigmas`` (0 without one), and whether
-    it is the final step: the last one, landing on sigma 0 (a sampler that stops early, such as the high-noise
-    expert of a two-expert model, has none)."""
+def schedule_position(sample_sigmas, sigma: float, sigma_max: float) -> tuple[int, bool, bool]:
+    """The index of the step at ``sigma`` in the sampling schedule ``sample_sigmas`` (0 without one), whether it is
+    the first step, the one from pure noise (``sigma_max``, the model's; a sampler that starts later, such as the
+    low-noise expert of a two-expert model or a denoise below 1, has none), and whether it is the final step, the
+    one landing on sigma 0 (a sampler that stops early, such as the high-noise expert, has none)."""
     if sample_sigmas is None or len(sample_sigmas) < 2:
-        return 0, False
+        return 0, False, False
     sigmas = sample_sigmas.tolist() if hasattr(sample_sigmas, "tolist") else list(sample_sigmas)
     step = min(range(len(sigmas)), key=lambda i: abs(sigmas[i] - sigma))
-    return step, step == len(sigmas) - 2 and sigmas[-1] == 0
+    first = step == 0 and sigmas[0] >= float(sigma_max) * (1 - 1e-4)
+    return step, first, step == len(sigmas) - 2 and sigmas[-1] == 0
 
 
 def inner_block(previous, extra: dict):

@@ -222,13 +222,15 @@ def test_huge_and_long_values_are_refused_at_once_with_a_short_message(wan, widg
 
 # --- quality presets -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("quality, blocks, final", [("balanced", (1, 2, 3, 4), False), ("faithful", (1, 2, 3, 4), True),
-                                                    ("fastest", (0, 1, 2, 3, 4, 5), False)])
-def test_a_quality_preset_sets_its_widgets_and_leaves_the_others(wan, quality, blocks, final):
+@pytest.mark.parametrize("quality, blocks, ends", [("balanced", (1, 2, 3, 4), (False, False)),
+                                                   ("faithful", (0, 1, 2, 3, 4, 5), (True, True)),
+                                                   ("fastest", (0, 1, 2, 3, 4, 5), (False, False))])
+def test_a_quality_preset_sets_its_widgets_and_leaves_the_others(wan, quality, blocks, ends):
     from comfyui_fis.nodes.fis_node import settings_from_widgets
     settings = settings_from_widgets(wan, "0", 5, "contiguous", "none", "0", 0.5, 0.6, quality)
     assert (settings.sparse_blocks, settings.groups, settings.interpolation) == (blocks, 2, "corrected")
-    assert (settings.start_percent, settings.end_percent, settings.dense_final_step) == (0.0, 1.0, final)
+    assert (settings.start_percent, settings.end_percent) == (0.0, 1.0)
+    assert (settings.dense_first_step, settings.dense_final_step) == ends
     assert (settings.pattern, settings.anchors) == ("contiguous", (0,))     # not a preset's: the widgets'
 
 
@@ -240,18 +242,20 @@ def test_custom_uses_the_widgets_and_a_bad_preset_names_the_widget(wan):
         settings_from_widgets(wan, "auto", 2, "interleave", "corrected", "auto", 0.0, 1.0, "best")
 
 
-def test_faithful_runs_the_final_step_dense_and_a_sampler_that_stops_early_sparse(wan):
-    """The final step is the one landing on sigma 0; the high-noise expert of Wan 2.2 A14B stops before it."""
+def test_faithful_runs_the_first_and_final_steps_dense_and_an_expert_run_sparse_where_it_has_neither(wan):
+    """The first step starts from pure noise, the final one lands on sigma 0. The two experts of Wan 2.2 A14B
+    split the schedule: the high-noise one starts from noise and stops early, the low-noise one starts later."""
     import comfy.sample
     attention = {1: wan.model.diffusion_model.blocks[1].self_attn}
     with record_attention_tokens(attention) as calls:
         sample(fis(wan, quality="faithful"), wan_latent(9), text(), steps=4)
-    assert [tokens // T for _, tokens, _ in calls] == [5, 4, 5, 9]
+    assert [tokens // T for _, tokens, _ in calls] == [9, 5, 4, 9]
     x = wan_latent(9)
-    with record_attention_tokens(attention) as calls:
-        comfy.sample.sample(fis(wan, quality="faithful"), torch.randn_like(x), 4, 1.0, "euler", "simple", text(),
-                            text(), x, start_step=0, last_step=2, force_full_denoise=False)
-    assert [tokens // T for _, tokens, _ in calls] == [5, 4]
+    for start, end, frames in [(0, 2, [9, 5]), (2, 4, [4, 9])]:
+        with record_attention_tokens(attention) as calls:
+            comfy.sample.sample(fis(wan, quality="faithful"), torch.randn_like(x), 4, 1.0, "euler", "simple", text(),
+                                text(), x, start_step=start, last_step=end, force_full_denoise=end == 4)
+        assert [tokens // T for _, tokens, _ in calls] == frames, (start, end)
 
 
 def test_a_second_sampling_run_starts_its_fit_sums_afresh(wan):
