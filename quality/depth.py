@@ -4,8 +4,8 @@ checkpoint trained by ``quality.train`` (e.g. ``--layers 24``), same prompts and
     python -m quality.train --device cuda --minutes 7 --layers 24 --out DEEP     # on a GPU
     python -m quality.depth --models DEEP                                        # CPU: docs/quality_depth.json
 
-For each model: FIS at its defaults (all blocks but the first and last sparse, G=2), the same number of
-sparse blocks taken from the front, FIS from 25% of the schedule, G=3, and another seed for scale.
+For each model: the three presets, FIS as it was before the fidelity work (linear, fixed groups), the default's
+number of sparse blocks taken from the front, G=3, and another seed for scale.
 """
 from __future__ import annotations
 
@@ -15,15 +15,15 @@ import time
 from pathlib import Path
 
 from . import host
-from .evaluate import DOCS, FIS_DEFAULT, NOISE_SEED, Runner, Setting, _fidelity_summary, prompts
+from .evaluate import (DOCS, FIS_BEFORE, FIS_DEFAULT, FIS_FASTEST, FIS_FAITHFUL, NOISE_SEED, Runner, Setting,
+                       _fidelity_summary, prompts)
 from .model import FEW_STEPS, MODELS_DIR
 
 
 def settings(num_blocks: int) -> list[Setting]:
     sparse = num_blocks - 2                                   # auto: all but the first and the last
-    return [FIS_DEFAULT,
+    return [FIS_DEFAULT, FIS_FAITHFUL, FIS_FASTEST, FIS_BEFORE,
             Setting(f"first {sparse} blocks (naive, equal compute)", "fis", {"sparse_blocks": f"0-{sparse - 1}"}),
-            Setting("FIS from 25% of the schedule", "fis", {"start_percent": 0.25}),
             Setting("FIS G=3", "fis", {"groups": 3})]
 
 

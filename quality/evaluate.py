@@ -53,6 +53,8 @@ class Setting:
 
 
 FIS_DEFAULT = Setting("FIS default (balanced: auto blocks, G=2, corrected, rotated)", "fis")
+FIS_FAITHFUL = Setting("FIS faithful (every block sparse, the first and final steps dense)", "fis", {"quality": "faithful"})
+FIS_FASTEST = Setting("FIS fastest (every block sparse, G=2, corrected)", "fis", {"quality": "fastest"})
 #: Before this round's fidelity work: linear interpolation, each block's group fixed across steps.
 FIS_BEFORE = Setting("FIS linear, fixed groups (the default before)", "fis", {"interpolation": "linear", "rotate": False})
 
@@ -63,8 +65,8 @@ def fis_settings(num_blocks: int, steps: int) -> tuple[Setting, ...]:
     the presets, the default before and more groups."""
     settings = (
         FIS_DEFAULT,
-        Setting("FIS faithful (balanced, the final step dense)", "fis", {"quality": "faithful"}),
-        Setting("FIS fastest (every block sparse, G=2, corrected)", "fis", {"quality": "fastest"}),
+        FIS_FAITHFUL,
+        FIS_FASTEST,
         FIS_BEFORE,
         Setting("FIS G=3", "fis", {"groups": 3}),
     )
@@ -77,6 +79,7 @@ def fis_settings(num_blocks: int, steps: int) -> tuple[Setting, ...]:
         Setting("FIS G=3, every block", "fis", {"groups": 3, "sparse_blocks": "all"}),
         Setting("FIS nearest, rotated", "fis", {"interpolation": "nearest"}),
         Setting("FIS first step dense (from 25% of the schedule)", "fis", {"start_percent": 0.25}),
+        Setting("FIS final step dense (auto blocks)", "fis", {"dense_final_step": True}),
     )
 
 
@@ -235,8 +238,7 @@ def _fidelity_summary(clips: list[torch.Tensor], references: list[torch.Tensor])
 # --- outputs -------------------------------------------------------------------------------------
 
 #: The presets, as the curve labels them (fastest first: the front runs from most saved to least).
-_PRESETS = {"FIS fastest (every block sparse, G=2, corrected)": "fastest", FIS_DEFAULT.name: "balanced",
-            "FIS faithful (balanced, the final step dense)": "faithful"}
+_PRESETS = {FIS_FASTEST.name: "fastest", FIS_DEFAULT.name: "balanced", FIS_FAITHFUL.name: "faithful"}
 
 
 def curve(results: dict, path: Path):

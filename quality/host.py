@@ -97,17 +97,18 @@ def sample(model, scene_list: list[scenes.Scene], seed: int, steps: int, batch_i
 
 
 def with_fis(model, sparse_blocks="auto", groups=2, pattern="interleave", interpolation="corrected", anchor_frames="auto",
-             start_percent=0.0, end_percent=1.0, quality="custom", rotate=True):
-    """``model`` through this pack's FIS node (``quality="custom"``: the widgets as given). ``rotate=False``, which
-    no widget offers, keeps each block's group fixed across steps (the behaviour before rotation, for the study)."""
+             start_percent=0.0, end_percent=1.0, quality="custom", **overrides):
+    """``model`` through this pack's FIS node (``quality="custom"``: the widgets as given). ``overrides`` set
+    settings no widget offers, for the study: ``rotate=False`` keeps each block's group fixed across steps (the
+    behaviour before rotation), ``dense_final_step=True`` runs the final step dense with any blocks."""
     from dataclasses import replace
 
     from comfyui_fis.nodes.fis_node import FrameInterleavedSparsity, settings_from_widgets
     from comfyui_fis.nodes.patcher import apply_fis
-    if not rotate:
+    if overrides:
         settings = settings_from_widgets(model, sparse_blocks, groups, pattern, interpolation, anchor_frames,
                                          start_percent, end_percent, quality)
-        return apply_fis(model, replace(settings, rotate=False))
+        return apply_fis(model, replace(settings, **overrides))
     return FrameInterleavedSparsity().patch(model, quality, sparse_blocks, groups, pattern, interpolation, anchor_frames,
                                             start_percent, end_percent)[0]
 

@@ -148,10 +148,12 @@ def test_fps_attention_keeps_the_measured_fidelity_end_to_end(quality, runner, n
 def test_the_depth_study_compares_auto_with_the_naive_choice_at_equal_compute(quality):
     from comfyui_fis.quality import depth, model
     result = depth.study(model.MODELS_DIR, prompt_count=1, log=lambda message: None)
-    names = [row["name"] for row in result["settings"]]
-    assert result["blocks"] == 8 and names[0] == quality.FIS_DEFAULT.name and names[1].startswith("first 6 blocks")
-    assert result["settings"][0]["compute_saved"] == pytest.approx(result["settings"][1]["compute_saved"])
-    assert result["settings"][3]["compute_saved"] > result["settings"][0]["compute_saved"]   # G=3 saves more
+    rows = {row["name"]: row for row in result["settings"]}
+    default, naive = rows[quality.FIS_DEFAULT.name], rows["first 6 blocks (naive, equal compute)"]
+    assert result["blocks"] == 8 and list(rows)[0] == quality.FIS_DEFAULT.name
+    assert default["compute_saved"] == pytest.approx(naive["compute_saved"])
+    assert rows["FIS G=3"]["compute_saved"] > default["compute_saved"]                        # G=3 saves more
+    assert rows[quality.FIS_FAITHFUL.name]["compute_saved"] < default["compute_saved"]        # two steps dense
     assert "| 8 blocks | 2267, 0.325 |" in depth.table([result])
 
 
