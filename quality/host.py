@@ -101,14 +101,11 @@ def with_fis(model, sparse_blocks="auto", groups=2, pattern="interleave", interp
     """``model`` through this pack's FIS node (``quality="custom"``: the widgets as given). ``overrides`` set
     settings no widget offers, for the study: ``rotate=False`` keeps each block's group fixed across steps (the
     behaviour before rotation), ``dense_final_step=True`` runs the final step dense with any blocks."""
-    from dataclasses import replace
-
-    from comfyui_fis.nodes.fis_node import FrameInterleavedSparsity, settings_from_widgets
+    from comfyui_fis.nodes.fis_node import FrameInterleavedSparsity
     from comfyui_fis.nodes.patcher import apply_fis
     if overrides:
-        settings = settings_from_widgets(model, sparse_blocks, groups, pattern, interpolation, anchor_frames,
-                                         start_percent, end_percent, quality)
-        return apply_fis(model, replace(settings, **overrides))
+        return apply_fis(model, resolved_settings(model, sparse_blocks, groups, pattern, interpolation, anchor_frames,
+                                                  start_percent, end_percent, quality, **overrides))
     return FrameInterleavedSparsity().patch(model, quality, sparse_blocks, groups, pattern, interpolation, anchor_frames,
                                             start_percent, end_percent)[0]
 
@@ -141,11 +138,15 @@ def with_easycache(model, reuse_threshold: float, start_percent: float = 0.15, e
 
 
 def resolved_settings(model, sparse_blocks="auto", groups=2, pattern="interleave", interpolation="corrected",
-                      anchor_frames="auto", start_percent=0.0, end_percent=1.0, quality="custom", rotate=True):
-    """The settings the FIS node makes of these widgets on ``model`` (presets and ``auto`` resolved)."""
+                      anchor_frames="auto", start_percent=0.0, end_percent=1.0, quality="custom", **overrides):
+    """The settings :func:`with_fis` makes of these widgets and ``overrides`` on ``model`` (presets and ``auto``
+    resolved)."""
+    from dataclasses import replace
+
     from comfyui_fis.nodes.fis_node import settings_from_widgets
-    return settings_from_widgets(model, sparse_blocks, groups, pattern, interpolation, anchor_frames, start_percent,
-                                 end_percent, quality)
+    settings = settings_from_widgets(model, sparse_blocks, groups, pattern, interpolation, anchor_frames,
+                                     start_percent, end_percent, quality)
+    return replace(settings, **overrides)
 
 
 class BlockWork:
