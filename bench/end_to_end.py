@@ -90,4 +90,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    with torch.inference_mode():   # as ComfyUI runs a prompt (the VAE's tiled fallback writes its output in place)
+        main()
