@@ -2,8 +2,8 @@
 (``fis_profiles/NAME.json``) so that the FIS node can pick its sparse blocks from it in a later run.
 
 A profile holds the model's ``family`` and number of ``blocks``, the sampling ``steps`` measured, ``defect_by_step``
-(per step, per block: the share of a block's update on the frames FIS would skip that the corrected interpolation
-misses, or null where not measured) and ``defect`` (per block, its mean over the measured steps).
+(per step, per block: FIS's error in that block alone relative to the block's output, ``|fis(x) - y| / |y|``, or
+null where not measured; see :mod:`.calibration`) and ``defect`` (per block, its mean over the measured steps).
 """
 from __future__ import annotations
 
