@@ -125,11 +125,11 @@ class CalibrationPatch:
         self.previous = previous
 
     def __call__(self, args: dict, extra: dict):
+        block = inner_block(self.previous, extra)
         if CALL_OPTION not in args["transformer_options"]:
-            return inner_block(self.previous, extra)(args)
+            return block(args)
         # the inputs as they came, for the second run: some families' blocks add their updates (img, txt) in place
         inputs = {**args, **{name: value.clone() for name, value in args.items() if isinstance(value, torch.Tensor)}}
-        block = inner_block(self.previous, extra)
         out = block(args)
         self.calibration.measure(self.position, self.key, inputs, out["img"], block)
         return out
