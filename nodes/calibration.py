@@ -1,14 +1,16 @@
 """Calibration: measure, during one dense sampling run of the user's model, how badly FIS would do in each block at
 each step, and write what it measured as a profile (:mod:`.profiles`) at the end of the run.
 
-Every block runs on all frames, so the model's output is the dense one, bit for bit. Beside each block, the restore
-FIS would do is computed from the same call's output on the frames FIS would compute there (G=2, the group FIS with
-every block sparse gives that block at that step; corrected interpolation), and compared with the real output on the
-frames it would skip: the defect ``|restore(x, y[computed]) - y| / |y - x|`` over those frames is the share of the
-block's update that the interpolation misses. The cost is one dense run plus one restore per block call (a few
-percent), and the memory of two more copies of a block's tokens (its input, which some blocks overwrite, and the
-restore). A block sees its full context here, which a sparse block does not: the defect measures the interpolation,
-not the error of the computed frames themselves.
+Every block runs on all frames, so the model's output is the dense one, bit for bit. Beside each block call, the
+block runs a second time as FIS would run it sparse (G=2, the group FIS with every block sparse gives that block at
+that step): on its frame subset alone, the skipped frames restored by the corrected interpolation (its fit sums
+carried over the run's steps, as FIS carries them). The defect ``|fis(x) - y| / |y|`` over all the frames is FIS's
+whole error in that block alone (the computed frames' error from seeing half the frames, and the interpolation's),
+relative to the residual stream it lands in: a block whose update is small matters little even where its
+interpolation is poor. The cost is one dense run plus each block again on half its frames, about 1.5 dense runs
+(at most about two), and the memory of two more copies of a block's tokens (its inputs, which some blocks
+overwrite, and the sparse output). A block's error here does not run through the later blocks; how it grows there
+is not measured.
 """
 from __future__ import annotations
 
@@ -18,13 +20,14 @@ import logging
 import comfy.patcher_extension
 import torch
 
-from ..fis_core import FisSchedule, build_plan, gather, restore, token_index
+from ..fis_core import FitSums, FisSchedule, build_plan, restore
 from .families import FamilyAdapter
-from .patcher import inner_block, model_block_keys, schedule_position
+from .patcher import inner_block, model_block_keys, schedule_position, sparse_args
 from .profiles import check_name, save_profile
 
 WRAPPER_KEY = "fis_calibration"
-#: transformer_options key of the model call's (frame grid, sampling step), for the block patches
+#: transformer_options key of the model call's (frame grid, sampling step, what its sparse blocks share), for the
+#: block patches
 CALL_OPTION = "fis_calibration_call"
 GROUPS = 2
 INTERPOLATION = "corrected"
@@ -46,10 +49,13 @@ class Calibration:
         self.name = name
         self.schedule = FisSchedule(tuple(range(num_blocks)), GROUPS)
         self.sums: dict[tuple[int, int], list] = {}
+        self.fit_sums = FitSums()
 
-    def measure(self, position: int, key: tuple[str, int], args: dict, x: torch.Tensor, y: torch.Tensor):
-        """Add the defect of block ``key`` (at ``position``) whose call with ``args`` took ``x`` and gave ``y``."""
-        grid, step = args["transformer_options"][CALL_OPTION]
+    def measure(self, position: int, key: tuple[str, int], args: dict, y: torch.Tensor, block):
+        """Add the defect of ``block`` (``key``, at ``position``), whose call with ``args`` gave ``y``: run it again as
+        FIS would (on its frame subset, the rest restored) and compare with ``y``."""
+        grid, step, shared = args["transformer_options"][CALL_OPTION]
+        x = args["img"]
         layout = self.family.image_layout(key, args, grid)
         if layout is None:
             return
@@ -57,17 +63,21 @@ class Calibration:
         if computed is None:   # one frame: nothing FIS would skip
             return
         plan = _plan(layout.frames, computed, x.device)
-        restored = restore(x, gather(y, token_index(layout, plan)), layout, plan)
-        error = update = 0.0
+        try:
+            sub_args = sparse_args(self.family, key, args, layout, plan, shared)
+        except ValueError:     # FIS runs this call dense too
+            return
+        batch_layout = tuple(args["transformer_options"].get("cond_or_uncond") or ()), x.shape[0]
+        sparse = restore(x, block(sub_args)["img"], layout, plan, (self.fit_sums, (position, batch_layout)))
+        error = stream = 0.0
         tokens = layout.tokens_per_frame
-        for frame in (f for f in range(layout.frames) if f not in computed):   # fp32 temporaries of one frame
+        for frame in range(layout.frames):   # fp32 temporaries of one frame
             rows = slice(layout.prefix + frame * tokens, layout.prefix + (frame + 1) * tokens)
             truth = y[:, rows].float()
-            error = error + (restored[:, rows].float() - truth).square().sum()
-            update = update + (truth - x[:, rows].float()).square().sum()
-        defect = (error / update).sqrt()
+            error = error + (sparse[:, rows].float() - truth).square().sum()
+            stream = stream + truth.square().sum()
         total = self.sums.setdefault((step, position), [0.0, 0])
-        total[0] = total[0] + defect
+        total[0] = total[0] + (error / stream).sqrt()
         total[1] += 1
 
     def profile(self) -> dict:
@@ -88,6 +98,7 @@ class Calibration:
     def outer_sample_wrapper(self, executor, *args, **kwargs):
         """One sampling run: measure it, then write the profile."""
         self.sums.clear()
+        self.fit_sums.clear()
         result = executor(*args, **kwargs)
         if not self.sums:
             LOG.warning("FIS Calibrate: the %s model never ran a block on more than one latent frame, so there was "
@@ -101,7 +112,7 @@ class Calibration:
         grid = self.family.frame_grid(executor.class_obj.diffusion_model, x, kwargs)
         sigma_max = executor.class_obj.model_sampling.sigma_max
         step = schedule_position(transformer_options.get("sample_sigmas"), float(t.max()), sigma_max)[0]
-        transformer_options = {**transformer_options, CALL_OPTION: (grid, step)}
+        transformer_options = {**transformer_options, CALL_OPTION: (grid, step, {})}
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
 
 
@@ -115,11 +126,13 @@ class CalibrationPatch:
         self.previous = previous
 
     def __call__(self, args: dict, extra: dict):
-        measuring = CALL_OPTION in args["transformer_options"]
-        x = args["img"].clone() if measuring else None   # some families' blocks add their update in place
-        out = inner_block(self.previous, extra)(args)
-        if measuring:
-            self.calibration.measure(self.position, self.key, args, x, out["img"])
+        block = inner_block(self.previous, extra)
+        if CALL_OPTION not in args["transformer_options"]:
+            return block(args)
+        # the inputs as they came, for the second run: some families' blocks add their updates (img, txt) in place
+        inputs = {**args, **{name: value.clone() for name, value in args.items() if isinstance(value, torch.Tensor)}}
+        out = block(args)
+        self.calibration.measure(self.position, self.key, inputs, out["img"], block)
         return out
 
 

@@ -1,8 +1,9 @@
-"""What the schedule view asks the server: the model families' usual models, and a model file's family and blocks.
+"""What the schedule view asks the server: the model families' usual models, a model file's family and blocks, and a
+calibration profile (:mod:`.profile_info`).
 
 A file is read from its safetensors header alone (no weights are loaded) with ComfyUI's own model detection, and
-each family adapter says whether the detected config is its model. Served as ``GET /fis/families`` and
-``GET /fis/model_info?folder=diffusion_models&name=<file>``.
+each family adapter says whether the detected config is its model. Served as ``GET /fis/families``,
+``GET /fis/model_info?folder=diffusion_models&name=<file>`` and ``GET /fis/profile?name=<profile>``.
 """
 from __future__ import annotations
 
@@ -79,13 +80,15 @@ def model_info(path) -> dict | None:
 
 
 def presets() -> list[dict]:
-    """The families' usual models, for the view's selector: ``{"key", "label", "blocks", "frames",
+    """The families' usual models, for the view's selector: ``{"key", "family", "label", "blocks", "frames",
     "image_to_video", "file_hints"}`` each, the default first."""
-    return [{"key": p.key, **asdict(p.model), "file_hints": list(p.file_hints)} for f in FAMILIES for p in f.presets]
+    return [{"key": p.key, "family": f.name, **asdict(p.model), "file_hints": list(p.file_hints)}
+            for f in FAMILIES for p in f.presets]
 
 
 def register_routes():
-    """Add ``GET /fis/families`` and ``GET /fis/model_info`` to the running ComfyUI server (nothing when there is none)."""
+    """Add ``GET /fis/families``, ``/fis/model_info`` and ``/fis/profile`` to the running ComfyUI server (nothing when
+    there is none)."""
     import server
     from aiohttp import web
 
@@ -97,6 +100,16 @@ def register_routes():
     async def get_families(request):
         from .fis_node import PRESETS
         return web.json_response({"presets": presets(), "quality_presets": PRESETS})
+
+    @instance.routes.get("/fis/profile")
+    async def get_profile(request):
+        from .profile_info import ProfileRequestError, profile_info
+        query = {key: request.query.get(key) for key in ("name", "count", "family", "blocks")}
+        try:
+            return web.json_response(await asyncio.to_thread(profile_info, query["name"] or "", query["count"],
+                                                             query["family"], query["blocks"]))
+        except ProfileRequestError as error:
+            return web.json_response({"error": str(error)}, status=error.status)
 
     @instance.routes.get("/fis/model_info")
     async def get_model_info(request):

@@ -17,8 +17,8 @@ from dataclasses import dataclass, replace
 
 import comfy.patcher_extension
 
-from ..fis_core import (INTERPOLATIONS, FitSums, FisSchedule, FramePlan, build_plan, check_choice, estimated_speedup,
-                        format_block_list, restore)
+from ..fis_core import (INTERPOLATIONS, FitSums, FisSchedule, FrameLayout, FramePlan, build_plan, check_choice,
+                        estimated_speedup, format_block_list, restore)
 from .call_state import FIS_CALL, sparse_block_options
 from .families import FAMILIES, FamilyAdapter, FrameGrid, find_family
 
@@ -202,21 +202,29 @@ class FisCall:
         if plan is None:   # the block sees other frames than the latent (a model that adds frames itself)
             plan = runtime.plan(layout.frames, computed, args["img"].device)
         try:
-            sub_args = family.cut_args(key, args, layout, plan, lambda name, make: self._share((name, *layout, computed), make))
+            sub_args = sparse_args(family, key, args, layout, plan, self.shared)
         except ValueError as error:
             runtime.warn_once("cut", f"{key[0]} {key[1]}: {error}; running dense")
             return block(args)
-        sub_args["transformer_options"] = sparse_block_options(args["transformer_options"], computed)
         out = dict(block(sub_args))
         batch_layout = tuple(args["transformer_options"].get("cond_or_uncond") or ()), args["img"].shape[0]
         out["img"] = restore(args["img"], out["img"], layout, plan, (runtime.fit_sums, (position, batch_layout)))
         self.ran_sparse = True
         return out
 
-    def _share(self, key: tuple, make):
-        if key not in self.shared:
-            self.shared[key] = make()
-        return self.shared[key]
+
+def sparse_args(family: FamilyAdapter, key: tuple[str, int], args: dict, layout: FrameLayout, plan: FramePlan,
+                shared: dict) -> dict:
+    """The arguments of block ``key`` cut to the computed frames of ``plan``, as FIS runs it sparse (a ValueError where
+    the family cannot cut them). ``shared`` keeps, for the model call, what the blocks of a group can share."""
+    def share(name, make):
+        entry = (name, *layout, plan.computed)
+        if entry not in shared:
+            shared[entry] = make()
+        return shared[entry]
+    sub_args = family.cut_args(key, args, layout, plan, share)
+    sub_args["transformer_options"] = sparse_block_options(args["transformer_options"], plan.computed)
+    return sub_args
 
 
 def schedule_position(sample_sigmas, sigma: float, sigma_max: float) -> tuple[int, bool, bool]:

@@ -2,8 +2,8 @@
 (``fis_profiles/NAME.json``) so that the FIS node can pick its sparse blocks from it in a later run.
 
 A profile holds the model's ``family`` and number of ``blocks``, the sampling ``steps`` measured, ``defect_by_step``
-(per step, per block: the share of a block's update on the frames FIS would skip that the corrected interpolation
-misses, or null where not measured) and ``defect`` (per block, its mean over the measured steps).
+(per step, per block: FIS's error in that block alone relative to the block's output, ``|fis(x) - y| / |y|``, or
+null where not measured; see :mod:`.calibration`) and ``defect`` (per block, its mean over the measured steps).
 """
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from pathlib import Path
 from ..fis_core.widget_text import quoted
 
 PROFILE_DIR = "fis_profiles"
+#: The largest profile file read: a profile of 100 blocks and 200 steps has about 500 kB.
+MAX_PROFILE_BYTES = 2_000_000
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -44,6 +46,10 @@ def load_profile(name: str, widget: str) -> dict:
     if not path.is_file():
         raise ValueError(f"{widget}: there is no profile {quoted(name)} ({path} does not exist); run a FIS Calibrate "
                          f"node with profile_name '{name}' on this model first")
+    size = path.stat().st_size
+    if size > MAX_PROFILE_BYTES:
+        raise ValueError(f"{widget}: {path} has {size} bytes, more than the {MAX_PROFILE_BYTES // 10**6} MB a FIS "
+                         f"profile may have; calibrate again with profile_name '{name}'")
     try:
         profile = json.loads(path.read_text())
         defect = profile["defect"]

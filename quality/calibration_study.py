@@ -18,10 +18,12 @@ from .model import FEW_STEPS
 PROFILE = "quality_study"
 
 
-def calibrate(model, scene):
-    """Run the FIS Calibrate node over one prompt at 4 steps; the profile is saved as :data:`PROFILE`."""
+def calibrate(model, scene) -> dict:
+    """Run the FIS Calibrate node over one prompt at 4 steps; the profile is saved as :data:`PROFILE` and returned."""
     from comfyui_fis.nodes import FISCalibrate
+    from comfyui_fis.nodes.profiles import load_profile
     host.sample(FISCalibrate().calibrate(model, PROFILE)[0], [scene], NOISE_SEED, FEW_STEPS)
+    return load_profile(PROFILE, "profile_name")
 
 
 def study(prompt_count: int, log=print) -> dict:
@@ -30,7 +32,7 @@ def study(prompt_count: int, log=print) -> dict:
     folder_paths.set_user_directory(tempfile.mkdtemp(prefix="fis_profiles_"))
     prompt_set = prompts(prompt_count + 1)
     runner = Runner(FEW_STEPS, prompt_set[1:])
-    calibrate(runner.model, prompt_set[0])
+    profile = calibrate(runner.model, prompt_set[0])
     auto = Setting("auto (all but the first and last)", "fis", {})
     profiled = Setting("calibrated (profile, as many blocks as auto)", "fis", {"sparse_blocks": f"profile:{PROFILE}"})
     rows = []
@@ -38,8 +40,8 @@ def study(prompt_count: int, log=print) -> dict:
         rows.append(runner.measure(setting))
         log(f"{setting.name}: blocks {rows[-1]['blocks']}, saved {100 * rows[-1]['compute_saved']:.0f}%, "
             f"PSNR {rows[-1]['psnr']:.2f} dB")
-    return {"calibration_prompt": prompt_set[0].description, "prompts": [p.description for p in prompt_set[1:]],
-            "date": time.strftime("%Y-%m-%d"), "settings": rows}
+    return {"calibration_prompt": prompt_set[0].description, "profile_defect": profile["defect"],
+            "prompts": [p.description for p in prompt_set[1:]], "date": time.strftime("%Y-%m-%d"), "settings": rows}
 
 
 def main(argv=None):

@@ -1,6 +1,6 @@
 """FIS Calibrate on real ComfyUI models (a tiny Wan and a tiny HunyuanVideo 1.5, sampled on the CPU): the run stays
-dense bit for bit, it writes a profile, the FIS node applies the profile's blocks, and bad names, missing profiles
-and profiles of another model stop the node naming the widget."""
+dense bit for bit, it writes a profile whose defect is the error FIS makes in a block, the FIS node applies the
+profile's blocks, and bad names, missing profiles and profiles of another model stop the node naming the widget."""
 import json
 from contextlib import contextmanager
 from pathlib import Path
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tiny_models import FAMILIES, fis, sample, tiny_wan
+from tiny_models import FAMILIES, block_output_recorder, fis, relative_error, sample, tiny_wan
 
 CALIBRATED = {f.name: f for f in FAMILIES if f.name in ("wan", "hunyuan_video_15")}
 STEPS = 3
@@ -86,6 +86,23 @@ def test_the_fis_node_applies_the_profiles_blocks(calibrated_run):
         out = sample(chosen, family.latent(9), family.cond(), steps=1)
     assert torch.isfinite(out).all()
     assert not torch.equal(out, sample(model, family.latent(9), family.cond(), steps=1))
+
+
+@pytest.mark.parametrize("block", [0, 2])
+def test_the_defect_is_the_error_fis_makes_in_that_block(user_dir, block):
+    """At the first step a block's defect is the relative error of its output when the FIS node makes it (alone)
+    sparse, against its dense output: the computed frames' error and the interpolation's (blocks 0 and 2 compute
+    group 0 there, as the calibration has them)."""
+    wan, latent, cond = tiny_wan(num_layers=6), FAMILIES[0].latent(9), FAMILIES[0].cond()
+    sample(calibrate(wan, "first_step"), latent, cond, steps=1)
+    defect = json.loads((user_dir / "fis_profiles" / "first_step.json").read_text())["defect_by_step"][0][block]
+    outputs = []
+    for model in (wan, fis(wan, quality="custom", sparse_blocks=str(block))):
+        recorded, record = block_output_recorder(model)
+        sample(recorded, latent, cond, steps=1)
+        outputs.append(record[0][block])
+    assert defect == pytest.approx(relative_error(outputs[1], outputs[0]), rel=1e-4)
+    assert defect > 0.01
 
 
 @pytest.mark.parametrize("name", ["", "../escape", "a b", "wan/14b", "x" * 65, "ünï"])

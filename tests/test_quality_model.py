@@ -166,6 +166,9 @@ def test_the_calibration_study_compares_a_profile_with_auto_at_equal_compute(qua
     finally:
         folder_paths.set_user_directory(user_directory)
     auto, calibrated = result["settings"]
-    assert auto["blocks"] == [1, 2, 3, 4, 5, 6] and len(calibrated["blocks"]) == 6
+    assert auto["blocks"] == [1, 2, 3, 4, 5, 6]
+    published = json.loads((quality.DOCS / "calibration_study.json").read_text())   # the calibration prompt's choice
+    assert calibrated["blocks"] == published["settings"][1]["blocks"] == [0, 1, 2, 4, 5, 7]
+    assert result["profile_defect"] == pytest.approx(published["profile_defect"], rel=1e-4)
     assert calibrated["compute_saved"] == pytest.approx(auto["compute_saved"])
     assert result["calibration_prompt"] not in result["prompts"]

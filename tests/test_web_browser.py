@@ -1,7 +1,8 @@
 """The schedule view in a real browser: the host's own server (``main.py --cpu`` on 127.0.0.1) with this pack in
 its custom_nodes, the front end of the comfyui-frontend-package it serves, and headless Chromium (Debian's
-``chromium``) driven by Playwright. Saves tests/artifacts/schedule_view.png (the node) and schedule_page.png, and
-compare_report_canvas.png / compare_report_vue.png (FIS Compare's report after a run, in both node renderings).
+``chromium``) driven by Playwright. Saves tests/artifacts/schedule_view.png (the node) and schedule_page.png, schedule_profile_canvas.png /
+schedule_profile_vue.png (a calibration profile's blocks and defects drawn in the node), and compare_report_canvas.png
+/ compare_report_vue.png (FIS Compare's report after a run), in both node renderings.
 
 Skips, saying why, when Chromium or Playwright is missing; ``FIS_REQUIRE_WEB_TOOLS=1`` (CI) makes that a failure.
 """
@@ -26,6 +27,8 @@ TINY_MODEL = "fis_test_tiny_wan.safetensors"
 TINY_LTXV = "fis_test_tiny_ltxv.safetensors"
 TINY_MOCHI = "fis_test_tiny_mochi.safetensors"
 VIEW = ".fis-schedule-view"
+#: A calibration profile of the tiny Wan (6 blocks) in the server's user directory, and the blocks of least defect.
+PROFILE = {"family": "wan", "blocks": 6, "steps": 3, "defect": [0.05, 0.02, 0.09, 0.01, 0.07, 0.03]}
 WORKFLOWS = sorted((PACK_ROOT / "workflows").glob("*.json"))
 
 
@@ -53,7 +56,8 @@ def sync_playwright():
 
 @pytest.fixture(scope="module")
 def server(host, sync_playwright, tmp_path_factory):
-    """The host's server with tiny Wan (6 blocks), LTX-Video (3 blocks) and Mochi files in its diffusion_models folder."""
+    """The host's server with tiny Wan (6 blocks), LTX-Video (3 blocks) and Mochi files in its diffusion_models folder,
+    and a profile of the Wan file (``tiny_wan6``) in its user directory."""
     import safetensors.torch
     from tiny_models import tiny_ltxv, tiny_mochi, tiny_wan
     base = tmp_path_factory.mktemp("comfy_base")
@@ -63,6 +67,8 @@ def server(host, sync_playwright, tmp_path_factory):
     for name, model in files.items():
         weights = model.model.diffusion_model.state_dict()
         safetensors.torch.save_file({k: v.contiguous() for k, v in weights.items()}, models / name)
+    (base / "user" / "fis_profiles").mkdir(parents=True)
+    (base / "user" / "fis_profiles" / "tiny_wan6.json").write_text(json.dumps(PROFILE))
     with ComfyServer(host, base) as running:
         yield running
 
@@ -128,8 +134,8 @@ def view_state(page) -> dict:
     }""", VIEW)
 
 
-def summary(blocks, groups, frames=21, anchors=()):
-    schedule = FisSchedule(tuple(range(1, blocks - 1)), groups, anchors=anchors)
+def summary(blocks, groups, frames=21, anchors=(), sparse=None):
+    schedule = FisSchedule(tuple(range(1, blocks - 1)) if sparse is None else sparse, groups, anchors=anchors)
     return " | ".join(estimate_lines(schedule, blocks, frames))
 
 
@@ -226,6 +232,67 @@ def test_the_front_end_reads_each_workflow_as_the_tests_do(page, server, path):
     assert not [m for m in page.console if "invalid workflow" in m.lower()]
     assert {i: {k: v for k, v in node.items() if k != "_meta"} for i, node in output.items()} == \
         to_api(workflow, server.get_json("/object_info"))
+
+
+def set_sparse_blocks(page, value: str):
+    """Type ``value`` into sparse_blocks as the widget's own edit does (its callback switches quality to custom)."""
+    page.evaluate("""(value) => {
+      const node = app.graph._nodes.find((n) => n.type === "FrameInterleavedSparsity");
+      const widget = node.widgets.find((w) => w.name === "sparse_blocks");
+      const old = widget.value;
+      widget.value = value;
+      widget.callback?.(value, app.canvas, node);
+      node.onWidgetChanged?.(widget.name, value, old, widget);
+      app.graph.setDirtyCanvas(true, true);
+    }""", value)
+
+
+def wait_for_view(page, attribute: str, value: str):
+    page.wait_for_function(f"document.querySelector('{VIEW}').dataset.{attribute} === {value!r}")
+
+
+@pytest.mark.parametrize("vue_nodes", [False, True], ids=["canvas", "vue-nodes"])
+def test_the_view_draws_a_profile(page, vue_nodes):
+    """Loader (the tiny Wan file) -> FIS with sparse_blocks 'profile:tiny_wan6[:K]': the view asks the server, draws
+    the blocks the node would make sparse and the profile's defects beside them, and says the node's error for a
+    missing profile, in the classic canvas and in the Vue node rendering."""
+    page.evaluate("(on) => app.extensionManager.setting.set('Comfy.VueNodes.Enabled', on)", vue_nodes)
+    try:
+        new_workflow(page)
+        page.evaluate("""(file) => {
+          const fis = LiteGraph.createNode("FrameInterleavedSparsity");
+          const loader = LiteGraph.createNode("UNETLoader");
+          fis.pos = [420, 60];
+          loader.pos = [40, 60];
+          app.graph.add(fis);
+          app.graph.add(loader);
+          loader.widgets.find((w) => w.name === "unet_name").value = file;
+          loader.connect(0, fis, 0);
+        }""", TINY_MODEL)
+        wait_for_view(page, "source", "connected")
+        plain = view_state(page)
+        set_sparse_blocks(page, "profile:tiny_wan6")
+        wait_for_view(page, "profile", "0,1,3,5")                     # as many as auto, of least defect
+        state = view_state(page)
+        assert page.evaluate("app.graph._nodes[0].widgets.find((w) => w.name === 'quality').value") == "custom"
+        assert state["summary"] == summary(6, 2, sparse=(0, 1, 3, 5)) and state["error"] == ""
+        assert state["pixels"] != plain["pixels"]
+        page.mouse.move(1300, 900)
+        page.wait_for_timeout(300)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / f"schedule_profile_{'vue' if vue_nodes else 'canvas'}.png",
+                        clip=node_geometry(page, "groups")["box"])
+
+        set_sparse_blocks(page, "profile:tiny_wan6:2")
+        wait_for_view(page, "profile", "1,3")
+        assert view_state(page)["summary"] == summary(6, 2, sparse=(1, 3))
+        set_sparse_blocks(page, "profile:nope")
+        page.wait_for_function(f"document.querySelector('{VIEW}').dataset.error.includes('no profile')")
+        assert view_state(page)["error"].startswith("sparse_blocks: there is no profile 'nope'; run a FIS Calibrate")
+        assert page.locator("[data-node-id]").count() == (2 if vue_nodes else 0)  # the rendering asked for
+        assert not [e for e in page.errors if "fis" in str(e).lower()]
+    finally:
+        page.evaluate("app.extensionManager.setting.set('Comfy.VueNodes.Enabled', false)")
 
 
 @pytest.mark.parametrize("vue_nodes", [False, True], ids=["canvas", "vue-nodes"])

@@ -18,8 +18,8 @@ import * as fis from "./fis_schedule.mjs";
 const cases = JSON.parse(await new Promise((done) => {
   let text = ""; process.stdin.on("data", (d) => (text += d)); process.stdin.on("end", () => done(text));
 }));
-const results = cases.map(({ widgets, blocks, frames, autoAnchors }) => {
-  const view = fis.describeSchedule(widgets, blocks, frames, autoAnchors);
+const results = cases.map(({ widgets, blocks, frames, autoAnchors, profile }) => {
+  const view = fis.describeSchedule(widgets, blocks, frames, autoAnchors, profile ?? null);
   if (view.error) return { error: view.error };
   return { cells: view.cells, lines: view.lines,
            fraction: fis.computedFraction(view.schedule, blocks, frames),
@@ -108,3 +108,17 @@ def test_a_changed_widget_changes_the_view(run_js):
     assert off["lines"] == ["Estimate: 0% of the block compute saved",
                             "blocks 1.00x faster at 720p, 1.00x at 480p (H100 envelope)"]
     assert off["speedup"] == pytest.approx([1.0, 1.0])
+
+
+def test_a_profile_draws_the_blocks_the_server_chose(run_js):
+    """For ``profile:NAME[:K]`` the view draws the blocks of the server's answer (the node's own choice, see
+    tests/test_web_profile.py), says the server's error as it is, and says so while it asks."""
+    widgets = {"sparse_blocks": " profile:wan6:4 ", "groups": 2, "pattern": "interleave", "anchor_frames": ""}
+    answer = {"chosen": [0, 1, 3, 5], "defect": [0.05, 0.02, 0.09, 0.01, 0.07, 0.03]}
+    error = "sparse_blocks: there is no profile 'wan6'; run a FIS Calibrate node"
+    profiles = [answer, {"error": error}, None]
+    results, _ = run_js([{"widgets": widgets, "blocks": 6, "frames": 9, "autoAnchors": [], "profile": profile}
+                         for profile in profiles])
+    assert results[0] == python_view({**widgets, "sparse_blocks": "0,1,3,5"}, 6, 9, [])
+    assert results[1] == {"error": error}
+    assert results[2] == {"error": "sparse_blocks: asking the server for the profile..."}

@@ -190,13 +190,26 @@ export function withQuality(widgets, qualityPresets) {
   return preset ? { ...widgets, ...preset } : widgets;
 }
 
-export function describeSchedule(widgets, numBlocks, numFrames, autoAnchors = []) {
+// The profile `sparse_blocks` names ("profile:NAME" or "profile:NAME:K", as the node reads it) as the query of the
+// server's GET /fis/profile: {name, count?}; null for any other value.
+export function profileQuery(sparseBlocks) {
+  const spec = String(sparseBlocks).trim();
+  if (!spec.toLowerCase().startsWith("profile:")) return null;
+  const [name, ...count] = spec.slice("profile:".length).split(":");
+  return count.length ? { name, count: count.join(":") } : { name };
+}
+
+// `profile` is the server's answer for a `profile:` value ({chosen, defect, ...} or {error}; null while it is asked):
+// the server picks the blocks with the node's own function, so the view draws what the node applies.
+export function describeSchedule(widgets, numBlocks, numFrames, autoAnchors = [], profile = null) {
   try {
     const groups = Number(widgets.groups);
     if (!(groups >= 1)) throw new Error(`groups: must be at least 1 (1 turns FIS off); got ${widgets.groups}`);
     const blocksSpec = String(widgets.sparse_blocks).trim().toLowerCase();
-    if (blocksSpec.startsWith("profile:")) throw new Error("sparse_blocks: the view cannot draw a profile's blocks yet");
-    const sparseBlocks = blocksSpec === "auto"
+    const profiled = blocksSpec.startsWith("profile:");
+    if (profiled && !profile) throw new Error("sparse_blocks: asking the server for the profile...");
+    if (profiled && profile.error) throw new Error(profile.error);
+    const sparseBlocks = profiled ? profile.chosen : blocksSpec === "auto"
       ? (numBlocks > 2 ? Array.from({ length: numBlocks - 2 }, (_, i) => i + 1) : [])
       : blocksSpec === "all" ? Array.from({ length: numBlocks }, (_, i) => i) : parseBlockList(blocksSpec, numBlocks);
     const anchorSpec = String(widgets.anchor_frames).trim().toLowerCase();
@@ -206,6 +219,7 @@ export function describeSchedule(widgets, numBlocks, numFrames, autoAnchors = []
       schedule,
       cells: scheduleCells(schedule, numBlocks, numFrames),
       lines: estimateLines(schedule, numBlocks, numFrames),
+      profile: profiled ? profile : null,
     };
   } catch (error) {
     return { error: error.message };

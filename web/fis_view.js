@@ -1,8 +1,9 @@
 // The schedule view inside the "Frame Interleaved Sparsity (FIS)" node: a grid of blocks x latent frames for the
-// node's current widget values, with the estimated compute saved and speed-up (fis_schedule.js has the logic).
+// node's current widget values, with the estimated compute saved and speed-up (fis_schedule.js has the logic); for
+// sparse_blocks "profile:NAME[:K]", the blocks the server picks from the profile and each block's measured defect.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
-import { CELL_KINDS, COLORS, LEGEND, describeSchedule, withQuality } from "./fis_schedule.js";
+import { CELL_KINDS, COLORS, LEGEND, describeSchedule, profileQuery, withQuality } from "./fis_schedule.js";
 
 const NODE_TYPE = "FrameInterleavedSparsity";
 const WIDGETS = ["quality", "sparse_blocks", "groups", "pattern", "anchor_frames"];
@@ -13,10 +14,16 @@ const TEXT = "#d8dadf";
 const MUTED = "#8d93a0";
 const FONT = "11px sans-serif";
 const LINE = 15;
+// Width of the profile's defect bars beside the grid, and the gap before them.
+const BARS = 56;
+const BARS_GAP = 8;
 // What the view draws for when the server sent no presets and cannot read the connected file.
 const NO_MODEL = { label: "no model", blocks: 0, frames: 1 };
 
 const modelInfo = new Map(); // "folder/name" -> {state: "loading" | "done", info}
+const profiles = new Map(); // the query of GET /fis/profile -> {state: "loading" | "done", answer}
+// A run may have written a profile anew (FIS Calibrate): ask again.
+api.addEventListener("execution_success", () => profiles.clear());
 // The model families' usual models, from the server's family adapters, loaded before the node is registered:
 // [{key, label, blocks, frames, file_hints}], the default first.
 let presets = [];
@@ -68,6 +75,26 @@ function connectedModel(file, onLoaded) {
       });
   }
   return entry.info;
+}
+
+// The server's answer for the profile `query` ({name, count?}) on `model` (its family and blocks): the blocks the
+// node would make sparse and the profile's defects, or {error} as the node would say it; null while it is asked.
+function askProfile(query, model, onLoaded) {
+  const search = new URLSearchParams({ ...query, family: model.family, blocks: model.blocks });
+  let entry = profiles.get(String(search));
+  if (!entry) {
+    entry = { state: "loading", answer: null };
+    profiles.set(String(search), entry);
+    api.fetchApi(`/fis/profile?${search}`)
+      .then((response) => response.json())
+      .catch(() => ({ error: "sparse_blocks: the server did not answer GET /fis/profile" }))
+      .then((answer) => {
+        entry.state = "done";
+        entry.answer = answer;
+        onLoaded();
+      });
+  }
+  return entry.answer;
 }
 
 // The preset a file name suggests when the server cannot read the file (e.g. GGUF): the one with the longest file
@@ -139,6 +166,7 @@ class ScheduleView {
     return {
       choices,
       choice,
+      family: shown.family,
       label: shown.label,
       blocks: shown.blocks,
       frames: Number(props.fis_view_frames) > 0 ? Number(props.fis_view_frames) : shown.frames,
@@ -151,7 +179,10 @@ class ScheduleView {
   refresh(force = false) {
     const widgets = Object.fromEntries(this.node.widgets.filter((w) => WIDGETS.includes(w.name)).map((w) => [w.name, w.value]));
     const model = this.model();
-    const key = JSON.stringify([widgets, model]);
+    const applied = withQuality(widgets, qualityPresets);
+    const query = profileQuery(applied.sparse_blocks);
+    const profile = query && model.blocks > 0 ? askProfile(query, model, () => this.refresh()) : null;
+    const key = JSON.stringify([widgets, model, profile]);
     if (key === this.key && !force) return;
     this.key = key;
     this.select.replaceChildren(...model.choices.map(([value, text]) => element("option", { value, textContent: text })));
@@ -159,11 +190,12 @@ class ScheduleView {
     this.frames.value = String(model.frames);
     this.firstFrame.checked = model.i2v;
     const view = model.blocks > 0
-      ? describeSchedule(withQuality(widgets, qualityPresets), model.blocks, model.frames, model.i2v ? [0] : [])
+      ? describeSchedule(applied, model.blocks, model.frames, model.i2v ? [0] : [], profile)
       : { error: "No model to draw: the server sent no model families (GET /fis/families)" };
     Object.assign(this.root.dataset, {
       blocks: model.blocks, frames: model.frames, source: model.source,
       summary: view.error ? "" : view.lines.join(" | "), error: view.error ?? "",
+      profile: view.profile ? view.profile.chosen.join(",") : "",
     });
     this.draw(model, view);
   }
@@ -196,8 +228,10 @@ class ScheduleView {
     const labelWidth = ctx.measureText(String(blocks - 1)).width + 6;
     const gridX = margin + labelWidth;
     const gridY = margin + 2 * LINE;
-    const gridHeight = height - gridY - 3 * LINE - margin - 4;
-    const cw = Math.max(1, Math.floor((width - gridX - margin) / frames));
+    const lines = view.profile ? [...view.lines, profileLine(view.profile)] : view.lines;
+    const gridHeight = height - gridY - (1 + lines.length) * LINE - margin - 4;
+    const bars = view.profile ? BARS + BARS_GAP : 0;
+    const cw = Math.max(1, Math.floor((width - gridX - margin - bars) / frames));
     const ch = Math.max(1, gridHeight / blocks);
     const gap = cw >= 5 && ch >= 4 ? 1 : 0;
     const frameStep = frames <= 12 ? 1 : 5;
@@ -213,6 +247,7 @@ class ScheduleView {
       }
       ctx.fillStyle = MUTED;
     }
+    if (view.profile) drawDefects(ctx, view.profile, gridX + frames * cw + BARS_GAP, gridY, ch, gap);
     let x = margin;
     const legendY = gridY + blocks * ch + 4 + LINE / 2;
     ctx.textAlign = "left";
@@ -223,8 +258,35 @@ class ScheduleView {
       ctx.fillText(LEGEND[kind], x + 14, legendY);
       x += ctx.measureText(LEGEND[kind]).width + 24;
     }
-    view.lines.forEach((line, i) => ctx.fillText(line, margin, legendY + LINE * (i + 1)));
+    lines.forEach((line, i) => ctx.fillText(line, margin, legendY + LINE * (i + 1)));
   }
+}
+
+// What the defect bars show, under the estimates.
+function profileLine(profile) {
+  return `profile ${profile.name}: the ${profile.chosen.length} blocks of least defect (bars: FIS's error per block)`;
+}
+
+// Beside each block's row, a bar of the defect the profile measured there (green: sparse, blue: dense), and a line at
+// the largest defect the chosen blocks have: the cut the profile's K makes.
+function drawDefects(ctx, profile, x, y, rowHeight, gap) {
+  const most = Math.max(1e-12, ...profile.defect.filter((d) => d !== null));
+  const chosen = new Set(profile.chosen);
+  ctx.textAlign = "left";
+  ctx.fillStyle = MUTED;
+  ctx.fillText("defect", x, y - LINE / 2);
+  profile.defect.forEach((defect, block) => {
+    if (defect === null) return;
+    ctx.fillStyle = chosen.has(block) ? COLORS.computed : COLORS.dense;
+    ctx.fillRect(x, y + block * rowHeight, Math.max(1, (BARS * defect) / most), Math.max(1, rowHeight - gap));
+  });
+  if (!profile.chosen.length) return;
+  const cut = Math.max(...profile.chosen.map((block) => profile.defect[block] ?? 0));
+  ctx.strokeStyle = TEXT;
+  ctx.beginPath();
+  ctx.moveTo(x + (BARS * cut) / most + 0.5, y - 2);
+  ctx.lineTo(x + (BARS * cut) / most + 0.5, y + profile.defect.length * rowHeight + 2);
+  ctx.stroke();
 }
 
 function wrapText(ctx, text, x, y, width) {
