@@ -21,6 +21,7 @@ from ..fis_core import (INTERPOLATIONS, FitSums, FisSchedule, FramePlan, build_p
                         format_block_list, restore)
 from .call_state import FIS_CALL, sparse_block_options
 from .families import FAMILIES, FamilyAdapter, FrameGrid, find_family
+from .sequence_parallel import SequenceShard, current_shard
 
 WRAPPER_KEY = "frame_interleaved_sparsity"
 SCHEDULE_KWARG = "fis_schedule"
@@ -116,7 +117,7 @@ class FisRuntime:
         if not self._logged_run:
             self._logged_run = True
             self._log_run(fitted, grid)
-        return FisCall(self, fitted, grid, plans, step)
+        return FisCall(self, fitted, grid, plans, step, current_shard())
 
     def _log_run(self, schedule: FisSchedule, grid: FrameGrid):
         saved = 1.0 - schedule.computed_fraction(self.num_blocks, grid.frames)
@@ -166,8 +167,11 @@ class FisCall:
     frame grid, the sampling step (modulo the groups: it rotates the groups), the index plans of its
     groups, and values shared by the blocks of a group."""
 
-    def __init__(self, runtime: FisRuntime, schedule: FisSchedule, grid: FrameGrid, plans: dict, step: int = 0):
+    def __init__(self, runtime: FisRuntime, schedule: FisSchedule, grid: FrameGrid, plans: dict, step: int = 0,
+                 shard: SequenceShard | None = None):
         self.runtime = runtime
+        #: this rank's part of a sequence-parallel call (Raylight), else None
+        self.shard = shard
         self.schedule = schedule
         self.grid = grid
         self.plans = plans
@@ -187,7 +191,11 @@ class FisCall:
         """Run ``block`` (a ``patches_replace`` callable taking ``args``) on its frame subset."""
         self.reached = True
         runtime, family = self.runtime, self.runtime.family
-        layout = family.image_layout(key, args, self.grid)
+        layout, full = family.image_layout(key, args, self.grid), args
+        if layout is None and self.shard is not None:   # one rank's chunk of a sequence-parallel call
+            full = family.unshard_args(key, args, self.grid, self.shard, lambda name, make: self._share(("unshard", key[0], name), make))
+            layout = None if full is None else family.image_layout(key, full, self.grid)
+            full = args if layout is None else full
         if layout is None:
             runtime.warn_once("layout", f"{key[0]} {key[1]} has {args['img'].shape[1]} tokens, which do not fit "
                                         f"{self.grid}; running dense")
@@ -199,15 +207,23 @@ class FisCall:
         plan = self.plans.get(computed) if layout.frames == self.grid.frames else None
         if plan is None:   # the block sees other frames than the latent (a model that adds frames itself)
             plan = runtime.plan(layout.frames, computed, args["img"].device)
+        share = lambda name, make: self._share((name, *layout, computed), make)  # noqa: E731
         try:
-            sub_args = family.cut_args(key, args, layout, plan, lambda name, make: self._share((name, *layout, computed), make))
+            sub_args = family.cut_args(key, full, layout, plan, share)
         except ValueError as error:
             runtime.warn_once("cut", f"{key[0]} {key[1]}: {error}; running dense")
             return block(args)
+        sharded = full is not args
+        if sharded:
+            length = sub_args["img"].shape[1]
+            sub_args = family.shard_args(key, sub_args, self.shard, lambda name, make: share(("shard", name), make))
         sub_args["transformer_options"] = sparse_block_options(args["transformer_options"], computed)
         out = dict(block(sub_args))
+        y_sub = self.shard.gather(out["img"], 1, length) if sharded else out["img"]
         batch_layout = tuple(args["transformer_options"].get("cond_or_uncond") or ()), args["img"].shape[0]
-        out["img"] = restore(args["img"], out["img"], layout, plan, (runtime.fit_sums, (position, batch_layout)))
+        out["img"] = restore(full["img"], y_sub, layout, plan, (runtime.fit_sums, (position, batch_layout)))
+        if sharded:
+            out["img"] = self.shard.own(out["img"], args["img"])
         self.ran_sparse = True
         return out
 
