@@ -49,3 +49,34 @@ def wan_padded(world, rank, raylight_src):
     """16 tokens a frame (8x8), 5 frames: 80 tokens; on 3 ranks Raylight pads the sequence by 1 and the subset
     {1, 3} (32 tokens) by 1."""
     return _wan_pair(world, rank, raylight_src, height=8)
+
+
+def fps_ulysses(world, rank, raylight_src):
+    """FPS's attention override given this rank's chunk of q, k, v (2 heads a rank) under the xFuser stand-in,
+    against the same override given the whole sequence in one process: the whole grid behind a 16-token reference
+    image (96 tokens), a FIS sparse block's 3 frames (64 tokens), and the whole grid with no prefix (80 tokens: on
+    3 ranks one padding token, which the FPS path leaves out)."""
+    from comfyui_fis.fis_core.fps import FpsSettings
+    from comfyui_fis.nodes.call_state import FPS_CALL
+    from comfyui_fis.nodes.families import FrameGrid, WanFamily
+    from comfyui_fis.nodes.fps import FpsCall, FpsOverride
+    from comfyui_fis.nodes.sequence_parallel import current_shard
+
+    def original(*args, **kwargs):
+        raise AssertionError("the video self-attention ran the original attention")
+
+    heads, dim = 2 * world, 16
+    override = FpsOverride(FpsSettings(sparsity=0.5), (), WanFamily())
+    results = {}
+    install_xfuser_stand_in(world, rank)
+    shard = current_shard()
+    for name, prefix, sizes in (("reference", 16, (5, 4, 4)), ("sparse_block", 16, (3, 4, 4)), ("padded", 0, (5, 4, 4))):
+        length = prefix + sizes[0] * sizes[1] * sizes[2]
+        g = torch.Generator().manual_seed(len(name))
+        q, k, v = (torch.randn(1, length, heads * dim, generator=g) for _ in range(3))
+        options = {"grid_sizes": sizes}
+        with FPS_CALL.of_call(override, FpsCall(False, FrameGrid(5, 4, 4, prefix))):
+            whole = override(original, q, k, v, heads, transformer_options=options)
+            mine = override(original, *(shard.split(t) for t in (q, k, v)), heads, transformer_options=options)
+        results[name] = (shard.split(whole), mine)
+    return results

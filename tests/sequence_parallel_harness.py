@@ -117,7 +117,7 @@ def _worker(rank: int, world: int, port: int, case: str, out_dir: str, raylight_
             dist.destroy_process_group()
 
 
-def run_ranks(world: int, case: str, out_dir: Path, raylight_src: Path) -> list:
+def run_ranks(world: int, case: str, out_dir: Path, raylight_src: Path | None) -> list:
     """Run ``sequence_parallel_cases.<case>(world, rank, raylight_src)`` on ``world`` CPU processes (gloo); return
     each rank's result."""
     import socket

@@ -64,3 +64,13 @@ def test_fis_on_padded_shards(raylight, tmp_path):
     fis_gap = relative_error(r["sp_fis"], r["single_fis"])
     print(f"padding: dense {dense_gap:.2e}, FIS {fis_gap:.2e} (relative, vs one process)")
     assert 0 < fis_gap < max(20 * dense_gap, 1e-5) and fis_gap < 3e-3, (fis_gap, dense_gap)
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_fps_on_shards_equals_one_process(host, tmp_path, world):
+    """FPS given one rank's chunk runs Ulysses itself and tiles the grid the attention sees (the whole latent's, or a
+    sparse block's frames): equal to FPS on the whole sequence, padding included (FPS leaves it out). Needs only
+    the xFuser stand-in, not Raylight."""
+    for rank, result in enumerate(run_ranks(world, "fps_ulysses", tmp_path, None)):
+        for name, (whole, mine) in result.items():
+            torch.testing.assert_close(mine, whole, rtol=1e-5, atol=1e-5, msg=lambda m: f"rank {rank}, {name}: {m}")
