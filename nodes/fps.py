@@ -9,7 +9,8 @@ front of the frames: a fixed number (a reference image, kept like the first fram
 tokens beyond the grid (text first, which becomes tiles every query attends to; attention with a text mask, a
 padded prompt, runs the original attention).
 
-The tiles follow FIS in either order. The same wrapper marks the model calls whose sigma lies in
+The tiles follow FIS in either order. Given one rank's chunk of a sequence-parallel (xFuser Ulysses) self-attention,
+it runs the Ulysses all-to-all itself and tiles the grid that attention sees (:mod:`.sequence_parallel`). The same wrapper marks the model calls whose sigma lies in
 ``dense_steps``; they run exact.
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 from ..fis_core.fps import FpsSettings, fps_attention_op, in_ranges, triton_reason
 from .call_state import FPS_CALL
 from .families import FPS_FAMILIES, FamilyAdapter, FrameGrid, find_family, named
+from .sequence_parallel import current_shard, ulysses_attention
 
 WRAPPER_KEY = "fps_attention"
 #: the model keyword argument that carries the FPS state of a call (see ``apply_model_wrapper``)
@@ -80,6 +82,9 @@ class FpsOverride:
                 return self.passthrough(func, q, k, v, heads, *args, **kwargs)
             prefix = tokens - video
         if tokens != prefix + video:
+            shard = current_shard() if tokens < prefix + video else None
+            if shard is not None and shard.ulysses and shard.holds(tokens, prefix + video):
+                return self._ulysses(q, k, v, heads, shard, grid, prefix, skip_reshape, kwargs)
             self.say_once(f"fit{tokens}", f"self-attention of {tokens} tokens does not fit the frame grid {grid}; "
                                           f"it runs the original attention", logging.WARNING)
             return self.passthrough(func, q, k, v, heads, *args, **kwargs)
@@ -88,6 +93,22 @@ class FpsOverride:
         else:                                              # [B, L, H * D]
             q4, k4, v4 = (x.view(x.shape[0], x.shape[1], heads, -1) for x in (q, k, v))
         out = fps_attention_op(q4, k4, v4, grid, self.settings, scale=kwargs.get("scale"), prefix=prefix)
+        if kwargs.get("skip_output_reshape"):
+            return out.transpose(1, 2)
+        return out.reshape(out.shape[0], out.shape[1], -1)
+
+    def _ulysses(self, q, k, v, heads, shard, grid, prefix, skip_reshape, kwargs):
+        """One rank's chunk of a sequence-parallel self-attention (see :mod:`.sequence_parallel`): Ulysses
+        all-to-all to all tokens of ``heads / W`` heads, FPS on the grid that attention sees (the whole latent's,
+        or in a FIS sparse block its frames; Raylight's zero padding left out), and back."""
+        if skip_reshape:                                   # [B, H, n, D]
+            q4, k4, v4 = (x.transpose(1, 2) for x in (q, k, v))
+        else:                                              # [B, n, H * D]
+            q4, k4, v4 = (x.view(x.shape[0], x.shape[1], heads, -1) for x in (q, k, v))
+        self.say_once("ulysses", f"sequence-parallel attention over {shard.world} ranks: tiles on the whole grid {grid}")
+        scale = kwargs.get("scale")
+        out = ulysses_attention(q4, k4, v4, shard, prefix + math.prod(grid),
+                                lambda a, b, c: fps_attention_op(a, b, c, grid, self.settings, scale=scale, prefix=prefix))
         if kwargs.get("skip_output_reshape"):
             return out.transpose(1, 2)
         return out.reshape(out.shape[0], out.shape[1], -1)

@@ -21,6 +21,7 @@ from ..fis_core import (INTERPOLATIONS, FitSums, FisSchedule, FrameLayout, Frame
                         estimated_speedup, format_block_list, restore)
 from .call_state import FIS_CALL, sparse_block_options
 from .families import FAMILIES, FamilyAdapter, FrameGrid, find_family
+from .sequence_parallel import SequenceShard, current_shard
 
 WRAPPER_KEY = "frame_interleaved_sparsity"
 SCHEDULE_KWARG = "fis_schedule"
@@ -118,7 +119,7 @@ class FisRuntime:
         if not self._logged_run:
             self._logged_run = True
             self._log_run(fitted, grid)
-        return FisCall(self, fitted, grid, plans, step)
+        return FisCall(self, fitted, grid, plans, step, current_shard())
 
     def _log_run(self, schedule: FisSchedule, grid: FrameGrid):
         saved = 1.0 - schedule.computed_fraction(self.num_blocks, grid.frames)
@@ -168,8 +169,11 @@ class FisCall:
     frame grid, the sampling step (modulo the groups: it rotates the groups), the index plans of its
     groups, and values shared by the blocks of a group."""
 
-    def __init__(self, runtime: FisRuntime, schedule: FisSchedule, grid: FrameGrid, plans: dict, step: int = 0):
+    def __init__(self, runtime: FisRuntime, schedule: FisSchedule, grid: FrameGrid, plans: dict, step: int = 0,
+                 shard: SequenceShard | None = None):
         self.runtime = runtime
+        #: this rank's part of a sequence-parallel call (Raylight), else None
+        self.shard = shard
         self.schedule = schedule
         self.grid = grid
         self.plans = plans
@@ -185,11 +189,18 @@ class FisCall:
         return (self.schedule.sparse_blocks, self.schedule.groups, self.schedule.pattern, self.schedule.anchors,
                 self.step if self.schedule.rotate else 0, self.runtime.settings.interpolation, tuple(self.grid))
 
+    def _share(self, entry, make):
+        return shared_value(self.shared, entry, make)
+
     def run_block(self, position: int, key: tuple[str, int], args: dict, block):
         """Run ``block`` (a ``patches_replace`` callable taking ``args``) on its frame subset."""
         self.reached = True
         runtime, family = self.runtime, self.runtime.family
-        layout = family.image_layout(key, args, self.grid)
+        layout, full = family.image_layout(key, args, self.grid), args
+        if layout is None and self.shard is not None:   # one rank's chunk of a sequence-parallel call
+            full = family.unshard_args(key, args, self.grid, self.shard, lambda name, make: self._share(("unshard", key[0], name), make))
+            layout = None if full is None else family.image_layout(key, full, self.grid)
+            full = args if layout is None else full
         if layout is None:
             runtime.warn_once("layout", f"{key[0]} {key[1]} has {args['img'].shape[1]} tokens, which do not fit "
                                         f"{self.grid}; running dense")
@@ -202,15 +213,30 @@ class FisCall:
         if plan is None:   # the block sees other frames than the latent (a model that adds frames itself)
             plan = runtime.plan(layout.frames, computed, args["img"].device)
         try:
-            sub_args = sparse_args(family, key, args, layout, plan, self.shared)
+            sub_args = sparse_args(family, key, full, layout, plan, self.shared)
         except ValueError as error:
             runtime.warn_once("cut", f"{key[0]} {key[1]}: {error}; running dense")
             return block(args)
+        sharded = full is not args
+        if sharded:
+            length = sub_args["img"].shape[1]
+            sub_args = family.shard_args(key, sub_args, self.shard,
+                                         lambda name, make: self._share(("shard", name, *layout, computed), make))
         out = dict(block(sub_args))
+        y_sub = self.shard.gather(out["img"], 1, length) if sharded else out["img"]
         batch_layout = tuple(args["transformer_options"].get("cond_or_uncond") or ()), args["img"].shape[0]
-        out["img"] = restore(args["img"], out["img"], layout, plan, (runtime.fit_sums, (position, batch_layout)))
+        out["img"] = restore(full["img"], y_sub, layout, plan, (runtime.fit_sums, (position, batch_layout)))
+        if sharded:
+            out["img"] = self.shard.own(out["img"], args["img"])
         self.ran_sparse = True
         return out
+
+
+def shared_value(shared: dict, entry, make):
+    """``shared[entry]``, made by ``make()`` the first time."""
+    if entry not in shared:
+        shared[entry] = make()
+    return shared[entry]
 
 
 def sparse_args(family: FamilyAdapter, key: tuple[str, int], args: dict, layout: FrameLayout, plan: FramePlan,
@@ -218,10 +244,7 @@ def sparse_args(family: FamilyAdapter, key: tuple[str, int], args: dict, layout:
     """The arguments of block ``key`` cut to the computed frames of ``plan``, as FIS runs it sparse (a ValueError where
     the family cannot cut them). ``shared`` keeps, for the model call, what the blocks of a group can share."""
     def share(name, make):
-        entry = (name, *layout, plan.computed)
-        if entry not in shared:
-            shared[entry] = make()
-        return shared[entry]
+        return shared_value(shared, (name, *layout, plan.computed), make)
     sub_args = family.cut_args(key, args, layout, plan, share)
     sub_args["transformer_options"] = sparse_block_options(args["transformer_options"], plan.computed)
     return sub_args

@@ -120,6 +120,17 @@ class FamilyAdapter:
         RoPE and modulation subsets, the token index)."""
         raise NotImplementedError
 
+    def unshard_args(self, key: tuple[str, int], args: dict, grid: FrameGrid, shard, share) -> dict | None:
+        """Under sequence parallelism (:mod:`..sequence_parallel`): the block's arguments over the whole sequence,
+        all-gathered from this rank's chunk ``args`` (``shard``: a :class:`~..sequence_parallel.SequenceShard`), or
+        None where ``args`` is not such a chunk or the family's blocks do not run sharded (then they run dense)."""
+        return None
+
+    def shard_args(self, key: tuple[str, int], sub_args: dict, shard, share) -> dict:
+        """This rank's chunk of ``sub_args`` (what :meth:`cut_args` made of the unsharded arguments), shaped as the
+        host's sequence-parallel forward shapes a block's arguments."""
+        raise NotImplementedError
+
 
 def conditioned_frames(mask: torch.Tensor) -> tuple[int, ...]:
     """Latent frames that a mask [B, C, T, H, W] marks as given (above one half anywhere)."""

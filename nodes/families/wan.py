@@ -76,3 +76,26 @@ class WanFamily(FamilyAdapter):
             raise ValueError(f"modulation of {vec.shape[1]} rows matches neither {layout.frames} frames nor {layout.length} tokens")
         return {**args, "img": gather(args["img"], index), "vec": vec,
                 "pe": share("pe", lambda: cut_tokens(args["pe"], index))}
+
+    # Raylight's usp_dit_forward splits the tokens and the RoPE (dim 1) over the ranks and passes the modulation whole.
+
+    def unshard_args(self, key, args, grid, shard, share):
+        frames, height, width = host_grid(args["transformer_options"]) or (grid.frames, grid.height, grid.width)
+        length, tokens = grid.prefix + frames * height * width, args["img"].shape[1]
+        if not shard.holds(tokens, length):
+            return None
+        full = {**args, "img": shard.gather(args["img"], 1, length)}
+        pe = args["pe"]
+        if pe is not None and pe.shape[1] == tokens:
+            full["pe"] = share("pe", lambda: shard.gather(pe, 1, length))
+        return full
+
+    def shard_args(self, key, sub_args, shard, share):
+        from comfy.ldm.wan.model import repeat_e
+        img, vec, pe = sub_args["img"], sub_args["vec"], sub_args["pe"]
+        if vec.ndim == 4 and vec.shape[1] != 1:
+            # per-frame or per-token modulation: per token over the subset (as the block would repeat it), then split
+            vec = share("vec", lambda: shard.split(repeat_e(vec, img)))
+        if pe is not None and pe.shape[1] == img.shape[1]:
+            pe = share("pe", lambda: shard.split(pe))
+        return {**sub_args, "img": shard.split(img), "vec": vec, "pe": pe}
