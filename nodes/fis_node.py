@@ -71,10 +71,11 @@ def profile_blocks(spec: str, family: FamilyAdapter, num_blocks: int) -> tuple[i
 
 PRESET_TOOLTIP = (
     "balanced: all blocks but the first and last sparse, G=2, corrected interpolation (a 14B model at 720p: 2.9x "
-    "per step; the test model trained here: 28.6 dB from dense). faithful: the same, with the final step (the one "
-    "landing on the clean video) dense (about 2x per 4-step run; 30.1 dB). fastest: every block sparse (3.2x per "
-    "step; 28.1 dB). custom: the widgets below. A preset sets sparse_blocks, groups, interpolation, start_percent "
-    "and end_percent; pattern and anchor_frames apply to every choice.")
+    "per step; the test model trained here: 28.6 dB from dense). faithful: every block sparse, but the first step "
+    "(from pure noise, where the layout is set) and the final step (landing on the clean video) dense (about 1.5x "
+    "per 4-step run, more with more steps; 32.7 dB). fastest: every block sparse (3.2x per step; 28.1 dB). custom: "
+    "the widgets below. A preset sets sparse_blocks, groups, interpolation, start_percent and end_percent; pattern "
+    "and anchor_frames apply to every choice.")
 
 
 class FrameInterleavedSparsity:
