@@ -122,3 +122,14 @@ def test_a_profile_draws_the_blocks_the_server_chose(run_js):
     assert results[0] == python_view({**widgets, "sparse_blocks": "0,1,3,5"}, 6, 9, [])
     assert results[1] == {"error": error}
     assert results[2] == {"error": "sparse_blocks: asking the server for the profile..."}
+
+
+def test_a_preset_with_dense_steps_says_so_under_the_estimate(run_js, host):
+    """faithful runs its first and final steps dense: the view's estimate is for the steps between, and says so."""
+    from comfyui_fis.nodes.fis_node import PRESETS
+    widgets = {"sparse_blocks": "auto", "groups": 2, "pattern": "interleave", "anchor_frames": "auto"}
+    cases = [{"widgets": {**widgets, **preset}, "blocks": 40, "frames": 21, "autoAnchors": []}
+             for preset in (PRESETS["faithful"], PRESETS["balanced"])]
+    (faithful, balanced), _ = run_js(cases)
+    assert faithful["lines"][-1] == "the first and final sampling steps run dense; the estimate is for the others"
+    assert balanced["lines"] == python_view({**widgets, **PRESETS["balanced"]}, 40, 21, [])["lines"]

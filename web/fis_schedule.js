@@ -190,6 +190,13 @@ export function withQuality(widgets, qualityPresets) {
   return preset ? { ...widgets, ...preset } : widgets;
 }
 
+// A line for a preset's dense steps (faithful: the first and the final one): the estimate above is for the others.
+export function denseStepLines(widgets) {
+  const steps = [widgets.dense_first_step && "first", widgets.dense_final_step && "final"].filter(Boolean);
+  if (!steps.length) return [];
+  return [`the ${steps.join(" and ")} sampling step${steps.length > 1 ? "s run" : " runs"} dense; the estimate is for the others`];
+}
+
 // The profile `sparse_blocks` names ("profile:NAME" or "profile:NAME:K", as the node reads it) as the query of the
 // server's GET /fis/profile: {name, count?}; null for any other value.
 export function profileQuery(sparseBlocks) {
@@ -218,7 +225,7 @@ export function describeSchedule(widgets, numBlocks, numFrames, autoAnchors = []
     return {
       schedule,
       cells: scheduleCells(schedule, numBlocks, numFrames),
-      lines: estimateLines(schedule, numBlocks, numFrames),
+      lines: [...estimateLines(schedule, numBlocks, numFrames), ...denseStepLines(widgets)],
       profile: profiled ? profile : null,
     };
   } catch (error) {
