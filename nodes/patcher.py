@@ -41,7 +41,7 @@ class FisSettings:
     start_percent: float = 0.0
     end_percent: float = 1.0
     rotate: bool = True
-    #: the first step (from pure noise: it lays out the scene, where the frames' updates differ most) runs dense
+    #: the first step (from pure noise, the one that lays out the scene) runs dense
     dense_first_step: bool = False
     #: the final step (the one that lands on sigma 0, whose errors go straight into the video) runs dense
     dense_final_step: bool = False

@@ -195,9 +195,10 @@ def checkpoint_hashes(models_dir: Path = MODELS_DIR) -> dict:
     return {name: hashlib.sha256((Path(models_dir) / name).read_bytes()).hexdigest() for name in (BASE_FILE, LORA_FILE)}
 
 
-def run(prompt_count: int, steps_list: list[int], models_dir: Path, log=print, blocks: bool = True) -> dict:
+def run(prompt_count: int, steps_list: list[int], models_dir: Path, log=print, blocks: bool = True,
+        prompt_seed: int = PROMPT_SEED) -> dict:
     """Every measurement; returns the results as written to ``quality_results.json``."""
-    prompt_set = prompts(prompt_count)
+    prompt_set = prompts(prompt_count, prompt_seed)
     results = {"checkpoint_sha256": checkpoint_hashes(models_dir), "prompts": [s.description for s in prompt_set],
                "noise_seed": NOISE_SEED, "frames": scenes.FRAMES, "size": scenes.SIZE, "torch": torch.__version__,
                "date": time.strftime("%Y-%m-%d"), "steps": {}}
@@ -383,6 +384,8 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, default=DOCS)
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for the host's GPU")
     parser.add_argument("--readme", action="store_true", help="rewrite the README's measured section")
+    parser.add_argument("--prompt-seed", type=int, default=PROMPT_SEED,
+                        help="draw other prompts (the defaults were chosen on those of the default seed)")
     parser.add_argument("--no-blocks", action="store_true", help="leave out the block studies (14 more settings)")
     parser.add_argument("--redraw", action="store_true",
                         help="sample nothing: redraw the curve and tables from OUT/quality_results.json")
@@ -399,7 +402,8 @@ def main(argv=None):
     def log(message):
         print(f"[{time.monotonic() - started:6.0f} s] {message}", flush=True)
 
-    results = run(args.prompts, [int(s) for s in args.steps.split(",")], args.models, log, blocks=not args.no_blocks)
+    results = run(args.prompts, [int(s) for s in args.steps.split(",")], args.models, log, blocks=not args.no_blocks,
+                  prompt_seed=args.prompt_seed)
     write_outputs(results, args.out, args.readme)
 
 
