@@ -14,6 +14,8 @@ even subsample of the fit frames' tokens: 128 unknowns per output channel need f
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 #: Channels per block of the block-diagonal map.
@@ -22,6 +24,9 @@ MAP_CHANNELS = 128
 FIT_TOKENS = 4096
 #: Ridge strength relative to the mean diagonal of ``dx^T dx``.
 RIDGE = 0.1
+#: Tokens per batch entry the apply handles at once, at most: one large frame at a time, several small ones (fewer
+#: kernel launches where a frame is small, temporaries of about one 720p frame at most).
+APPLY_TOKENS = 4096
 
 
 class FitSums:
@@ -94,21 +99,40 @@ def fit_maps(x: torch.Tensor, y: torch.Tensor, fit: torch.Tensor, fit_weight: to
     return torch.cholesky_solve(cross, factor)
 
 
+@functools.lru_cache(maxsize=256)
+def frame_runs(corrected: tuple, most: int) -> tuple[tuple[int, int, int, float, int, int], ...]:
+    """``corrected``'s frames as runs ``(frame, low, high, weight, stride, count)``: ``count`` (at most ``most``)
+    skipped frames ``stride`` apart whose low and high neighbours are ``stride`` apart too, with one weight (G=2
+    interleaved: every other frame, between its two neighbours), so that a run is one strided view of each."""
+    runs: list[list] = []
+    for frame, low, high, weight in corrected:
+        if runs:
+            first, first_low, first_high, first_weight, stride, count = runs[-1]
+            step = frame - first if count == 1 else stride
+            if (step > 0 and count < most and weight == first_weight and frame == first + step * count
+                    and low == first_low + step * count and high == first_high + step * count):
+                runs[-1][4:] = [step, count + 1]
+                continue
+        runs.append([frame, low, high, weight, 1, 1])
+    return tuple(tuple(run) for run in runs)
+
+
 def apply_maps(out: torch.Tensor, x: torch.Tensor, maps: torch.Tensor, corrected: tuple) -> torch.Tensor:
     """Add ``(x_f - lerp(x_lo, x_hi, w)) A`` to each skipped frame f of ``out`` [B, F, T, C] (in place).
 
     ``corrected`` holds ``(f, lo, hi, w)`` per skipped frame (Python numbers: frame views, no gathers and no
     host-device syncs); ``x`` is the block's input [B, F, T, C], ``maps`` from :func:`fit_maps`. The residual and
-    its product run in the model's dtype (the correction is added to an output of that precision), one frame at
-    a time (temporaries of one frame's size).
+    its product run in the model's dtype (the correction is added to an output of that precision), on strided
+    views of up to :data:`APPLY_TOKENS` tokens of evenly spaced frames at a time (:func:`frame_runs`).
     """
     batch, _, tokens, channels = x.shape
     n, c = maps.shape[1], maps.shape[2]
     maps = maps.to(x.dtype)
-    for frame, lo, hi, weight in corrected:
-        dx = x[:, frame] - torch.lerp(x[:, lo], x[:, hi], weight)
-        correction = dx.view(batch, tokens, n, c).transpose(1, 2) @ maps          # [B, n, T, c]
-        out[:, frame] += correction.transpose(1, 2).reshape(batch, tokens, channels)
+    for frame, low, high, weight, stride, count in frame_runs(corrected, max(1, APPLY_TOKENS // tokens)):
+        frames, lows, highs = (slice(f, f + stride * (count - 1) + 1, stride) for f in (frame, low, high))
+        dx = x[:, frames] - torch.lerp(x[:, lows], x[:, highs], weight)                      # [B, count, T, C]
+        correction = dx.view(batch, count * tokens, n, c).transpose(1, 2) @ maps            # [B, n, count*T, c]
+        out[:, frames] += correction.transpose(1, 2).reshape(batch, count, tokens, channels)
     return out
 
 

@@ -102,3 +102,34 @@ def test_carried_sums_fit_as_if_the_calls_data_were_one():
     assert not torch.allclose(first, second, atol=1e-3)
     sums.clear()
     torch.testing.assert_close(fit_maps(*calls[0], plan.fit, plan.fit_weight, plan.frame_index, (sums, "key")), first)
+
+
+def one_frame_at_a_time(out, x, maps, corrected):
+    """The apply as a loop over single frames (what apply_maps computes in strided runs)."""
+    batch, _, tokens, channels = x.shape
+    n, c = maps.shape[1], maps.shape[2]
+    for frame, low, high, weight in corrected:
+        dx = x[:, frame] - torch.lerp(x[:, low], x[:, high], weight)
+        out[:, frame] += (dx.view(batch, tokens, n, c).transpose(1, 2) @ maps.to(x.dtype)).transpose(1, 2).reshape(
+            batch, tokens, channels)
+    return out
+
+
+@pytest.mark.parametrize("computed", [(0, 2, 4, 6, 8), (0, 3, 6), (0, 1, 4, 8), (2, 3), (0, 8)])
+@pytest.mark.parametrize("frames_at_once", [1, 2, 3, 16])
+def test_the_apply_in_strided_runs_equals_one_frame_at_a_time(monkeypatch, computed, frames_at_once):
+    """Runs of evenly spaced frames (G=2: every other one) take one strided view each, up to APPLY_TOKENS tokens;
+    every skipped frame is corrected once, as frame by frame, and the others are untouched."""
+    from comfyui_fis.fis_core import correction
+    monkeypatch.setattr(correction, "APPLY_TOKENS", frames_at_once * TOKENS)
+    plan = build_plan(FRAMES, computed, "corrected", "cpu")
+    runs = correction.frame_runs(plan.corrected, frames_at_once)
+    assert sorted(f + s * i for f, _, _, _, s, count in runs for i in range(count)) == [f[0] for f in plan.corrected]
+    assert all(count <= frames_at_once for *_, count in runs)
+    x = video(2).narrow(1, 2, FRAMES * TOKENS).reshape(2, FRAMES, TOKENS, CHANNELS)
+    maps = torch.randn(2, CHANNELS // MAP_CHANNELS, MAP_CHANNELS, MAP_CHANNELS) / MAP_CHANNELS
+    out = torch.randn_like(x)
+    expected = one_frame_at_a_time(out.clone(), x, maps, plan.corrected)
+    torch.testing.assert_close(correction.apply_maps(out, x, maps, plan.corrected), expected, rtol=1e-5, atol=1e-5)
+    if frames_at_once > 1 and computed == (0, 2, 4, 6, 8):
+        assert len(runs) == -(-4 // frames_at_once)          # G=2: the 4 skipped frames in ceil(4 / K) runs
