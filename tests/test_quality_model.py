@@ -27,16 +27,21 @@ def quality(host):
     return evaluate
 
 
-@pytest.fixture(scope="module")
-def psnr_bound(quality):
-    """The measured PSNR of the default FIS on the first CI_PROMPTS prompts at 4 steps, minus MARGIN_DB."""
+def published_bound(quality, name: str) -> float:
+    """The PSNR measured for setting ``name`` on the first CI_PROMPTS prompts at 4 steps, minus MARGIN_DB."""
     from comfyui_fis.quality import metrics
     results = json.loads(RESULTS.read_text())
     assert results["checkpoint_sha256"] == quality.checkpoint_hashes(), (
         f"{RESULTS.name} was measured on other checkpoint files: run python -m quality.evaluate --readme")
     assert results["prompts"][:CI_PROMPTS] == [s.description for s in quality.prompts(CI_PROMPTS)]
-    default = next(s for s in results["steps"]["4"]["settings"] if s["name"] == quality.FIS_DEFAULT.name)
-    return metrics.pooled_psnr(default["per_prompt"]["mse"][:CI_PROMPTS]) - MARGIN_DB
+    measured = next(s for s in results["steps"]["4"]["settings"] if s["name"] == name)
+    return metrics.pooled_psnr(measured["per_prompt"]["mse"][:CI_PROMPTS]) - MARGIN_DB
+
+
+@pytest.fixture(scope="module")
+def psnr_bound(quality):
+    """The measured PSNR of the default FIS on the CI prompts, minus MARGIN_DB."""
+    return published_bound(quality, quality.FIS_DEFAULT.name)
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +104,19 @@ def default_fis(quality, runner):
 def test_default_fis_keeps_psnr_against_dense_above_the_measured_bound(default_fis, psnr_bound):
     assert default_fis["compute_saved"] > 0.4
     assert default_fis["psnr"] >= psnr_bound, default_fis["per_prompt"]["psnr"]
+
+
+@pytest.mark.parametrize("preset, least_saved", [("FIS_FAITHFUL", 0.25), ("FIS_FASTEST", 0.55)])
+def test_the_other_presets_keep_their_measured_psnr_and_savings(quality, runner, default_fis, preset, least_saved):
+    """faithful (two steps dense) stays closer to dense than balanced; fastest saves more; both within their bound."""
+    setting = getattr(quality, preset)
+    result = runner.measure(setting)
+    assert result["compute_saved"] > least_saved
+    assert result["psnr"] >= published_bound(quality, setting.name), result["per_prompt"]["psnr"]
+    if preset == "FIS_FAITHFUL":
+        assert result["psnr"] > default_fis["psnr"] + 2 and result["compute_saved"] < default_fis["compute_saved"]
+    else:
+        assert result["compute_saved"] > default_fis["compute_saved"] + 0.1
 
 
 def test_auto_and_the_naive_choice_save_the_same_and_land_close(quality, runner, default_fis):
