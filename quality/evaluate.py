@@ -271,7 +271,8 @@ def _short(name: str) -> str:
     if name.endswith(")") and " block" in name:
         return "blocks " + name[name.rindex("(") + 1:-1]
     short = {FIS_BEFORE.name: "before", "FIS linear, rotated": "linear", "FIS corrected, fixed groups": "fixed groups",
-             "FIS first step dense (from 25% of the schedule)": "from 25%"}
+             "FIS first step dense (from 25% of the schedule)": "first step dense",
+             "FIS final step dense (auto blocks)": "final step dense"}
     return short.get(name, name.removeprefix("FIS ").split(" (")[0])
 
 
