@@ -3,15 +3,16 @@ runs on the model of every Raylight worker.
 
 How the patch reaches the workers. Raylight keeps the model in Ray actors and patches it by sending a function to
 each actor's ``model_function_runner(fn, *args)``, which sets ``worker.model = fn(worker.model, *args)``. Ray pickles
-that function with cloudpickle: by value if its module cannot be imported by name (a local function, ``__main__``,
-or a module registered by value), else by reference (module and name, imported again in the worker). Raylight's
-``ray_patch`` sends a closure (by value) that calls its node's method, found by reference in the ``raylight``
-package, which Raylight's ``ray.init`` ships to the workers (``runtime_env`` ``py_modules``). This pack is not
-shipped, and ComfyUI imports it under its folder's path as the module name (``load_custom_node``), which no worker
-can import. So this module is registered with cloudpickle to travel by value: :func:`patch_on_worker`, which uses
-nothing else of the pack, arrives as code, imports the pack from its folder under the driver's module name (the
-workers of a local Ray cluster see the driver's files; a remote cluster needs the pack at the same path) and runs
-the plain node there. Only widget values travel with it, never objects of the pack.
+that function with cloudpickle: by value if the driver cannot find it by name in an imported module (a local
+function, ``__main__``, or a module registered by value), else by reference (module and name, which the worker
+imports again). Raylight's ``ray_patch`` sends a closure (by value) over its node and method, whose classes and
+helpers travel by reference to the ``raylight`` package, which Raylight's ``ray.init`` ships to the workers
+(``runtime_env`` ``py_modules``). This pack is not shipped, and ComfyUI imports it under its folder's path as the
+module name (``load_custom_node``), which no worker can import (tried: "No module named ..."). So this module is
+registered with cloudpickle to travel by value: :func:`patch_on_worker`, which uses nothing else of the pack, arrives
+as code, imports the pack from its folder under the driver's module name (the workers of a local Ray cluster see the
+driver's files; a remote cluster needs the pack at the same path) and runs the plain node there. Only widget values
+travel with it, never objects of the pack.
 
 The nodes are registered with or without Raylight: ComfyUI loads custom nodes in folder order (``ComfyUI-FIS``
 before ``raylight``), so asking whether Raylight is loaded would depend on that order. Without Raylight nothing

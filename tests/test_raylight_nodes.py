@@ -44,7 +44,8 @@ def workers(host, tmp_path_factory):
     from raylight_worker import StandInWorker
     path = os.pathsep.join(str(p) for p in (PACK_ROOT / "tests", PACK_ROOT / "scripts", host))
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"working_dir": str(tmp_path_factory.mktemp("ray_runtime_env")), "env_vars": {"PYTHONPATH": path}})
+             runtime_env={"working_dir": str(tmp_path_factory.mktemp("ray_runtime_env")),
+                          "env_vars": {"PYTHONPATH": path}})
     try:
         actor = ray.remote(StandInWorker).options(num_cpus=0)
         yield {"workers": [actor.remote(str(host), 0) for _ in range(2)]}
@@ -55,7 +56,8 @@ def workers(host, tmp_path_factory):
 def worker_samples(workers, latent) -> list:
     import ray
     from raylight_worker import sample_latent
-    return ray.get([w.model_function_runner_get_values.remote(sample_latent, latent, text()) for w in workers["workers"]])
+    return ray.get([worker.model_function_runner_get_values.remote(sample_latent, latent, text())
+                    for worker in workers["workers"]])
 
 
 def test_the_widgets_are_the_plain_nodes(host):
