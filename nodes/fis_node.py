@@ -26,7 +26,9 @@ def settings_from_widgets(model, sparse_blocks: str, groups: int, pattern: str, 
                           anchor_frames: str, start_percent: float, end_percent: float,
                           quality: str = CUSTOM) -> FisSettings:
     """Validate the widget values against ``model``; a ValueError names the widget and the valid form.
-    A ``quality`` preset other than ``custom`` sets the widgets it names (see :data:`PRESETS`)."""
+    A ``quality`` preset other than ``custom`` sets the widgets it names (see :data:`PRESETS`). ``model`` None
+    checks the forms alone (the Raylight node's driver, whose model is in the workers): no block count to check
+    against, and ``auto`` and profiles give no blocks."""
     check_choice("quality", quality, (*PRESETS, CUSTOM))
     preset = PRESETS.get(quality, {})
     sparse_blocks = preset.get("sparse_blocks", sparse_blocks)
@@ -34,7 +36,7 @@ def settings_from_widgets(model, sparse_blocks: str, groups: int, pattern: str, 
     interpolation = preset.get("interpolation", interpolation)
     start_percent = preset.get("start_percent", start_percent)
     end_percent = preset.get("end_percent", end_percent)
-    family, keys = model_block_keys(model)
+    family, keys = model_block_keys(model) if model is not None else (None, [])
     spec = sparse_blocks.strip().lower()
     if spec == AUTO:
         blocks = family.default_blocks(len(keys)) if family else ()

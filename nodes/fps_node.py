@@ -6,6 +6,11 @@ from .families import FPS_FAMILIES, model_tooltip, named
 from .fps import apply_fps
 
 
+def fps_settings_from_widgets(precision, tile, sparsity, pattern, dense_steps) -> tuple[FpsSettings, tuple]:
+    """The widget values checked (errors name the widget): the settings and the dense parts of the schedule."""
+    return FpsSettings(precision, float(sparsity), pattern, parse_tile(tile)), parse_percent_ranges(dense_steps)
+
+
 class FPSAttention:
     """Run the video self-attention of a model through per-tile FP8 and 3D-tile sparse attention."""
 
@@ -49,5 +54,4 @@ class FPSAttention:
         }}
 
     def patch(self, model, precision, tile, sparsity, pattern, dense_steps):
-        settings = FpsSettings(precision, float(sparsity), pattern, parse_tile(tile))
-        return (apply_fps(model, settings, parse_percent_ranges(dense_steps)),)
+        return (apply_fps(model, *fps_settings_from_widgets(precision, tile, sparsity, pattern, dense_steps)),)

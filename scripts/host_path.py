@@ -32,3 +32,16 @@ def import_pack():
         sys.modules[PACKAGE] = module
         spec.loader.exec_module(module)
     return sys.modules[PACKAGE]
+
+
+def boot_cpu(comfyui: Path) -> Path:
+    """Import the host at ``comfyui`` on the CPU (as ``main.py --cpu`` would) and return its root."""
+    if str(comfyui) not in sys.path:
+        sys.path.insert(0, str(comfyui))
+    import comfy.cli_args
+    comfy.cli_args.args.cpu = True
+    # PyTorch's SDPA attention, as ComfyUI uses on NVIDIA GPUs. The CPU default (sub-quadratic) asks
+    # psutil for free memory inside every attention call, which torch.compile cannot trace.
+    comfy.cli_args.args.use_pytorch_cross_attention = True
+    import comfy.model_management  # noqa: F401  (picks the CPU device now)
+    return comfyui

@@ -7,11 +7,10 @@ The host is ``$COMFYUI_PATH``, else the ComfyUI this pack sits in (``custom_node
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 
-from host_path import find_comfyui, import_pack
+from host_path import boot_cpu, find_comfyui, import_pack
 
 import_pack()
 COMFYUI = find_comfyui()
@@ -25,15 +24,7 @@ def boot_host():
         if os.environ.get("FIS_REQUIRE_HOST"):
             pytest.fail(NO_HOST_REASON, pytrace=False)
         pytest.skip(NO_HOST_REASON)
-    if str(COMFYUI) not in sys.path:
-        sys.path.insert(0, str(COMFYUI))
-    import comfy.cli_args
-    comfy.cli_args.args.cpu = True
-    # PyTorch's SDPA attention, as ComfyUI uses on NVIDIA GPUs. The CPU default (sub-quadratic) asks
-    # psutil for free memory inside every attention call, which torch.compile cannot trace.
-    comfy.cli_args.args.use_pytorch_cross_attention = True
-    import comfy.model_management  # noqa: F401  (picks the CPU device now)
-    return COMFYUI
+    return boot_cpu(COMFYUI)
 
 
 @pytest.fixture(scope="session")

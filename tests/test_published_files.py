@@ -53,4 +53,5 @@ def test_the_published_files_are_a_working_pack(host, tmp_path):
     result = subprocess.run([sys.executable, "-c", LOAD_CHECK, str(host), str(pack)], capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "['FISCalibrate', 'FISCompare', 'FISTimer', 'FPSAttention', 'FrameInterleavedSparsity']" in result.stdout
+    assert ("['FISCalibrate', 'FISCompare', 'FISTimer', 'FPSAttention', 'FPSAttentionRaylight', 'FrameInterleavedSparsity', "
+            "'FrameInterleavedSparsityRaylight']") in result.stdout
