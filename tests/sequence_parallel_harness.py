@@ -109,6 +109,7 @@ def _worker(rank: int, world: int, port: int, case: str, out_dir: str, raylight_
         import sequence_parallel_cases
         result = getattr(sequence_parallel_cases, case)(world, rank, Path(raylight_src))
         torch.save(result, Path(out_dir) / f"rank{rank}.pt")
+        dist.barrier()   # no rank tears gloo down while another still talks to it (that aborts the process)
     except BaseException:
         (Path(out_dir) / f"rank{rank}.err").write_text(traceback.format_exc())
         raise
