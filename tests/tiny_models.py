@@ -129,19 +129,27 @@ def record_attention_tokens(attention_modules):
 @contextmanager
 def record_fps_attention():
     """Record the frame grid of every attention that FPS attention computes: a list that fills while sampling
-    (a pass-through spy on ``fis_core.fps.attention.fps_attention``, which the node's op runs)."""
-    from comfyui_fis.fis_core.fps import attention
+    (a pass-through spy on ``fis_core.fps.attention.fps_attention``, which the node's op runs). The spy goes into
+    every loaded copy of that module: the op is registered once per process, by whichever copy came first (a test
+    that loads the pack the way ComfyUI does imports a second copy under the folder's name)."""
+    import sys
+    import comfyui_fis.fis_core.fps.attention  # noqa: F401  (at least this copy)
+    copies = [m for name, m in list(sys.modules.items()) if name.endswith("fis_core.fps.attention")]
     grids = []
-    computed = attention.fps_attention
+    originals = [m.fps_attention for m in copies]
 
-    def spy(q, k, v, grid, *args, **kwargs):
-        grids.append(tuple(grid))
-        return computed(q, k, v, grid, *args, **kwargs)
-    attention.fps_attention = spy
+    def spy_on(computed):
+        def spy(q, k, v, grid, *args, **kwargs):
+            grids.append(tuple(grid))
+            return computed(q, k, v, grid, *args, **kwargs)
+        return spy
+    for module, computed in zip(copies, originals):
+        module.fps_attention = spy_on(computed)
     try:
         yield grids
     finally:
-        attention.fps_attention = computed
+        for module, computed in zip(copies, originals):
+            module.fps_attention = computed
 
 
 def block_output_recorder(model):
