@@ -81,34 +81,24 @@ class FpsOverride:
             if tokens < video:                             # text alone (a token refiner)
                 return self.passthrough(func, q, k, v, heads, *args, **kwargs)
             prefix = tokens - video
-        if tokens != prefix + video:
+        shard = None
+        if tokens != prefix + video:                       # one rank's chunk of a sequence-parallel attention?
             shard = current_shard() if tokens < prefix + video else None
-            if shard is not None and shard.ulysses and shard.holds(tokens, prefix + video):
-                return self._ulysses(q, k, v, heads, shard, grid, prefix, skip_reshape, kwargs)
-            self.say_once(f"fit{tokens}", f"self-attention of {tokens} tokens does not fit the frame grid {grid}; "
-                                          f"it runs the original attention", logging.WARNING)
-            return self.passthrough(func, q, k, v, heads, *args, **kwargs)
+            if shard is None or not shard.ulysses or not shard.holds(tokens, prefix + video):
+                self.say_once(f"fit{tokens}", f"self-attention of {tokens} tokens does not fit the frame grid {grid}; "
+                                              f"it runs the original attention", logging.WARNING)
+                return self.passthrough(func, q, k, v, heads, *args, **kwargs)
+            self.say_once("ulysses", f"sequence-parallel attention over {shard.world} ranks: tiles on the whole grid {grid}")
         if skip_reshape:                                   # [B, H, L, D]
             q4, k4, v4 = (x.transpose(1, 2) for x in (q, k, v))
         else:                                              # [B, L, H * D]
             q4, k4, v4 = (x.view(x.shape[0], x.shape[1], heads, -1) for x in (q, k, v))
-        out = fps_attention_op(q4, k4, v4, grid, self.settings, scale=kwargs.get("scale"), prefix=prefix)
-        if kwargs.get("skip_output_reshape"):
-            return out.transpose(1, 2)
-        return out.reshape(out.shape[0], out.shape[1], -1)
-
-    def _ulysses(self, q, k, v, heads, shard, grid, prefix, skip_reshape, kwargs):
-        """One rank's chunk of a sequence-parallel self-attention (see :mod:`.sequence_parallel`): Ulysses
-        all-to-all to all tokens of ``heads / W`` heads, FPS on the grid that attention sees (the whole latent's,
-        or in a FIS sparse block its frames; Raylight's zero padding left out), and back."""
-        if skip_reshape:                                   # [B, H, n, D]
-            q4, k4, v4 = (x.transpose(1, 2) for x in (q, k, v))
-        else:                                              # [B, n, H * D]
-            q4, k4, v4 = (x.view(x.shape[0], x.shape[1], heads, -1) for x in (q, k, v))
-        self.say_once("ulysses", f"sequence-parallel attention over {shard.world} ranks: tiles on the whole grid {grid}")
         scale = kwargs.get("scale")
-        out = ulysses_attention(q4, k4, v4, shard, prefix + math.prod(grid),
-                                lambda a, b, c: fps_attention_op(a, b, c, grid, self.settings, scale=scale, prefix=prefix))
+
+        def attend(q4, k4, v4):
+            return fps_attention_op(q4, k4, v4, grid, self.settings, scale=scale, prefix=prefix)
+        # under Ulysses: all-to-all to all tokens of heads / W heads, FPS on the grid that attention sees, and back
+        out = attend(q4, k4, v4) if shard is None else ulysses_attention(q4, k4, v4, shard, prefix + video, attend)
         if kwargs.get("skip_output_reshape"):
             return out.transpose(1, 2)
         return out.reshape(out.shape[0], out.shape[1], -1)

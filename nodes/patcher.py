@@ -192,15 +192,23 @@ class FisCall:
     def _share(self, entry, make):
         return shared_value(self.shared, entry, make)
 
+    def _layout(self, key: tuple[str, int], args: dict) -> tuple[FrameLayout | None, dict]:
+        """The block's frame layout and the arguments it covers: ``args``, or under sequence parallelism the whole
+        sequence gathered from this rank's chunk ``args`` (layout None where neither fits the frame grid)."""
+        family = self.runtime.family
+        layout = family.image_layout(key, args, self.grid)
+        if layout is not None or self.shard is None:
+            return layout, args
+        full = family.unshard_args(key, args, self.grid, self.shard,
+                                   lambda name, make: self._share(("unshard", key[0], name), make))
+        layout = None if full is None else family.image_layout(key, full, self.grid)
+        return layout, (args if layout is None else full)
+
     def run_block(self, position: int, key: tuple[str, int], args: dict, block):
         """Run ``block`` (a ``patches_replace`` callable taking ``args``) on its frame subset."""
         self.reached = True
         runtime, family = self.runtime, self.runtime.family
-        layout, full = family.image_layout(key, args, self.grid), args
-        if layout is None and self.shard is not None:   # one rank's chunk of a sequence-parallel call
-            full = family.unshard_args(key, args, self.grid, self.shard, lambda name, make: self._share(("unshard", key[0], name), make))
-            layout = None if full is None else family.image_layout(key, full, self.grid)
-            full = args if layout is None else full
+        layout, full = self._layout(key, args)
         if layout is None:
             runtime.warn_once("layout", f"{key[0]} {key[1]} has {args['img'].shape[1]} tokens, which do not fit "
                                         f"{self.grid}; running dense")
