@@ -2,7 +2,8 @@
 
 One sparse block's restore on random bf16 tokens (Wan-14B 720p by default: 21 latent frames of 3600 tokens, 5120
 channels, the 11 even frames computed), timed with CUDA events: the linear restore, the corrected restore, and
-the corrected restore's fit alone, for a few fit-token budgets. Pure torch: needs no ComfyUI.
+the corrected restore's fit alone, for a few correction forms (fit-token budgets, fp32 or bf16 products). Pure
+torch: needs no ComfyUI.
 
     python bench/correction_cost.py --out bench/out/correction_cost.json
 """
@@ -24,29 +25,31 @@ SHAPES = {"wan14b-720p": (21, 3600, 5120), "wan14b-480p": (21, 1560, 5120), "hv1
           "wan5b-720p": (31, 880, 3072)}
 
 
-def measure(name: str, frames: int, tokens: int, channels: int, fit_budgets) -> list[dict]:
+def measure(name: str, frames: int, tokens: int, channels: int, forms) -> list[dict]:
     from comfyui_fis.fis_core import FrameLayout, build_plan, correction, restore, token_index
     layout = FrameLayout(0, frames, tokens)
     computed = tuple(range(0, frames, 2))
     x = torch.randn(1, frames * tokens, channels, device="cuda", dtype=torch.bfloat16)
-    linear, corrected = (build_plan(frames, computed, mode, "cuda") for mode in ("linear", "corrected"))
+    linear = build_plan(frames, computed, "linear", "cuda")
     y = x.index_select(1, token_index(layout, linear)) * 1.01
     rows = []
     linear_ms = median_ms(lambda: restore(x, y, layout, linear), reps=20, warmup=3)
     x4, y4 = x.view(1, frames, tokens, channels), y.view(1, len(computed), tokens, channels)
-    for budget in fit_budgets:
-        correction.FIT_TOKENS = budget
+    for form in forms:
+        corrected = build_plan(frames, computed, "corrected", "cuda", form)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
         restore(x, y, layout, corrected)
         torch.cuda.synchronize()
         extra_gib = (torch.cuda.max_memory_allocated() - base) / 2**30
-        rows.append(dict(shape=name, frames=frames, tokens=tokens, channels=channels, fit_tokens=budget,
+        rows.append(dict(shape=name, frames=frames, tokens=tokens, channels=channels, fit_tokens=form.fit_tokens,
+                         fit_dtype=str(form.fit_dtype).removeprefix("torch."), map_channels=form.map_channels,
                          linear_ms=round(linear_ms, 3),
                          corrected_ms=round(median_ms(lambda: restore(x, y, layout, corrected), reps=20, warmup=3), 3),
                          fit_ms=round(median_ms(lambda: correction.fit_maps(
-                             x4, y4, corrected.fit, corrected.fit_weight, corrected.frame_index), reps=20, warmup=3), 3),
+                             x4, y4, corrected.fit, corrected.fit_weight, corrected.frame_index, form=form),
+                             reps=20, warmup=3), 3),
                          restore_peak_extra_gib=round(extra_gib, 3)))
         print(rows[-1], flush=True)
     return rows
@@ -56,13 +59,17 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapes", default=",".join(SHAPES))
     parser.add_argument("--fit-tokens", default="4096,8192,16384,32768")
+    parser.add_argument("--fit-dtypes", default="float32,bfloat16", help="dtypes of the fit's products")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "correction_cost.json"))
     args = parser.parse_args(argv)
     import_pack()
+    from comfyui_fis.fis_core import CorrectionForm
+    forms = [CorrectionForm(fit_tokens=int(budget), fit_dtype=getattr(torch, dtype))
+             for dtype in args.fit_dtypes.split(",") for budget in args.fit_tokens.split(",")]
     rows = []
     with torch.no_grad():
         for name in args.shapes.split(","):
-            rows += measure(name, *SHAPES[name], [int(b) for b in args.fit_tokens.split(",")])
+            rows += measure(name, *SHAPES[name], forms)
     report = dict(device=torch.cuda.get_device_name(), torch=torch.__version__,
                   tf32=torch.backends.cuda.matmul.allow_tf32, rows=rows)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

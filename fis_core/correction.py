@@ -7,26 +7,48 @@ model call and per batch entry by ridge least squares on the computed frames, wh
 known: every computed frame whose computed neighbours lie on both sides gives ``dx = x_c - interp(x)_c`` and
 ``du = u_c - interp(u)_c`` over its tokens, and ``A = argmin |du - dx A|^2 + lambda |A|^2``.
 
-A is block-diagonal, one map per :data:`MAP_CHANNELS` channels (a 14B video model's 5120 channels give 40 maps of
-128 x 128, the size of a head): the full C x C map would cost a quarter of a sparse block there, these cost a
-few percent and keep most of its fidelity. The fit reads at most :data:`FIT_TOKENS` tokens per batch entry (an
-even subsample of the fit frames' tokens: 128 unknowns per output channel need far fewer than 30,000 samples).
+How cheap the fit is, is a :class:`CorrectionForm`. By default A is block-diagonal, one map per 128 channels (a
+14B video model's 5120 channels give 40 maps of 128 x 128, the size of a head): the full C x C map would cost a
+quarter of a sparse block there, these cost a few percent and keep most of its fidelity. The fit reads at most
+4096 tokens per batch entry (an even subsample of the fit frames' tokens: 128 unknowns per output channel need
+far fewer than 30,000 samples).
 """
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import torch
 
-#: Channels per block of the block-diagonal map.
-MAP_CHANNELS = 128
-#: Tokens per batch entry the fit reads, at most (32 per unknown of a 128-channel map).
-FIT_TOKENS = 4096
 #: Ridge strength relative to the mean diagonal of ``dx^T dx``.
 RIDGE = 0.1
 #: Tokens per batch entry the apply handles at once, at most: one large frame at a time, several small ones (fewer
 #: kernel launches where a frame is small, temporaries of about one 720p frame at most).
 APPLY_TOKENS = 4096
+
+
+@dataclass(frozen=True)
+class CorrectionForm:
+    """How the correction's maps are fitted: the cheap form, chosen by the study of ``quality.correction_forms``
+    (README, "Quality"). The defaults are the shipped form."""
+
+    #: channels per block of the block-diagonal map (all of them where they do not divide evenly)
+    map_channels: int = 128
+    #: tokens per batch entry the fit reads, at most (an even subsample; 32 per unknown of a 128-channel map)
+    fit_tokens: int = 4096
+    #: the dtype the fit's Gram and cross products read and write (the residuals before them, the sums and the
+    #: solve after them are fp32): bfloat16 runs the products on a GPU's bf16 tensor cores
+    fit_dtype: torch.dtype = torch.float32
+
+    def __post_init__(self):
+        if self.map_channels < 1 or self.fit_tokens < 1:
+            raise ValueError(f"correction form: map_channels and fit_tokens must be at least 1; got {self}")
+        if self.fit_dtype not in (torch.float32, torch.bfloat16):
+            raise ValueError(f"correction form: fit_dtype must be torch.float32 or torch.bfloat16; got {self.fit_dtype}")
+
+    def channels_per_map(self, channels: int) -> int:
+        """The channels of one map for a block of ``channels`` channels."""
+        return self.map_channels if channels % self.map_channels == 0 else channels
 
 
 class FitSums:
@@ -49,37 +71,32 @@ class FitSums:
         self._sums.clear()
 
 
-def map_channels(channels: int) -> int:
-    """The channels of one map for a block of ``channels`` channels: :data:`MAP_CHANNELS`, or all of them
-    where they do not divide evenly."""
-    return MAP_CHANNELS if channels % MAP_CHANNELS == 0 else channels
-
-
 def _residual(rows: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """``center - lerp(low, high, weight)`` of ``rows`` [B, m, 3, ...] (center, low, high along axis 2)."""
     weight = weight.view(1, -1, *([1] * (rows.dim() - 3))).to(rows.dtype)
     return rows[:, :, 0] - torch.lerp(rows[:, :, 1], rows[:, :, 2], weight)
 
 
-def _per_map(rows: torch.Tensor, channels: int) -> torch.Tensor:
-    """Tokens [B, ..., C] as [B, n, N, c]: the n maps' channel blocks, each over all N tokens (contiguous)."""
-    c = map_channels(channels)
-    return rows.reshape(rows.shape[0], -1, channels // c, c).transpose(1, 2).contiguous()
+def _per_map(rows: torch.Tensor, c: int, dtype: torch.dtype) -> torch.Tensor:
+    """Tokens [B, ..., C] as [B, n, N, c] in ``dtype``: the n maps' channel blocks, each over all N tokens (contiguous)."""
+    channels = rows.shape[-1]
+    return rows.reshape(rows.shape[0], -1, channels // c, c).transpose(1, 2).to(dtype, memory_format=torch.contiguous_format)
 
 
 def fit_maps(x: torch.Tensor, y: torch.Tensor, fit: torch.Tensor, fit_weight: torch.Tensor,
-             frame_index: torch.Tensor, carry: tuple[FitSums, object] | None = None) -> torch.Tensor:
+             frame_index: torch.Tensor, carry: tuple[FitSums, object] | None = None,
+             form: CorrectionForm = CorrectionForm()) -> torch.Tensor:
     """The maps A [B, n, c, c] (fp32; n maps of c channels) of one sparse block.
 
     ``x`` [B, F, T, C] are the block's input frames, ``y`` [B, k, T, C] its output on the computed frames
     (``frame_index`` [k] says which). ``fit`` [m, 3] holds per fit frame its position among the computed frames
     and those of its low and high neighbours, ``fit_weight`` [m] the high neighbour's weight. Only the rows the
-    fit reads are gathered (one indexed copy each of x and y); the residuals and products are fp32. With
-    ``carry`` (sums, key) the fit also takes the sums of the block's earlier calls under that key.
+    fit reads are gathered (one indexed copy each of x and y); the residuals are fp32, the products in ``form``'s
+    ``fit_dtype``. With ``carry`` (sums, key) the fit also takes the sums of the block's earlier calls under that key.
     """
     batch, frames, tokens, channels = x.shape
     m = fit.shape[0]
-    token_index = torch.arange(0, tokens, max(1, -(-m * tokens // FIT_TOKENS)), device=x.device)
+    token_index = torch.arange(0, tokens, max(1, -(-m * tokens // form.fit_tokens)), device=x.device)
     x_rows = (frame_index[fit].view(m, 3, 1) * tokens + token_index).flatten()
     y_rows = (fit.view(m, 3, 1) * tokens + token_index).flatten()
     shape = (batch, m, 3, token_index.shape[0], channels)
@@ -87,9 +104,10 @@ def fit_maps(x: torch.Tensor, y: torch.Tensor, fit: torch.Tensor, fit_weight: to
     ys = y.reshape(batch, -1, channels).index_select(1, y_rows).view(shape).float()
     dx = _residual(xs, fit_weight)
     du = _residual(ys, fit_weight) - dx          # the residual of u = y - x
-    dx, du = _per_map(dx, channels), _per_map(du, channels)
-    gram = dx.mT @ dx
-    cross = dx.mT @ du
+    c = form.channels_per_map(channels)
+    dx, du = _per_map(dx, c, form.fit_dtype), _per_map(du, c, form.fit_dtype)
+    gram = (dx.mT @ dx).float()
+    cross = (dx.mT @ du).float()
     if carry is not None:
         gram, cross = carry[0].add(carry[1], gram, cross)
     diagonal = gram.diagonal(dim1=2, dim2=3)
@@ -136,12 +154,14 @@ def apply_maps(out: torch.Tensor, x: torch.Tensor, maps: torch.Tensor, corrected
     return out
 
 
-def correction_flops(fit_frames: int, skipped_frames: int, tokens_per_frame: int, channels: int) -> float:
+def correction_flops(fit_frames: int, skipped_frames: int, tokens_per_frame: int, channels: int,
+                     form: CorrectionForm = CorrectionForm()) -> float:
     """Multiply-add FLOPs of the correction of one sparse block for one batch entry: the residuals, the Gram and
-    cross products of the fit, the solves and the apply (see the module's docstring)."""
-    c = map_channels(channels)
+    cross products of the fit, the solves and the apply (see the module's docstring; a bf16 FLOP counts as one)."""
+    c = form.channels_per_map(channels)
     n = channels // c
-    fit_tokens = min(fit_frames * tokens_per_frame, FIT_TOKENS) if fit_frames else 0
+    stride = max(1, -(-fit_frames * tokens_per_frame // form.fit_tokens))     # as fit_maps reads them
+    fit_tokens = fit_frames * -(-tokens_per_frame // stride)
     residuals = 2 * 3 * channels * (2 * fit_tokens + skipped_frames * tokens_per_frame)
     products = 2 * 2 * fit_tokens * channels * c
     solves = n * (c ** 3 / 3 + 2 * c ** 3)

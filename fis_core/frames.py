@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .correction import apply_maps, fit_maps
+from .correction import CorrectionForm, apply_maps, fit_maps
 from .layout import FrameLayout
 from .restore_kernel import restore_frames
 from .schedule import INTERPOLATIONS, check_choice
@@ -73,6 +73,7 @@ class FramePlan:
     fit: torch.Tensor | None = None          # corrected: [m, 3] positions of the fit frames and their neighbours
     fit_weight: torch.Tensor | None = None   # [m] their high neighbour's weight
     corrected: tuple[tuple[int, int, int, float], ...] = ()  # skipped frames to correct: (frame, low, high, weight)
+    form: CorrectionForm = CorrectionForm()  # how the correction's maps are fitted
 
     @property
     def corrects(self) -> bool:
@@ -80,8 +81,10 @@ class FramePlan:
         return self.fit is not None
 
 
-def build_plan(frames: int, computed: tuple[int, ...], mode: str, device) -> FramePlan:
-    """Build the restore tables for ``computed`` of ``frames`` with interpolation ``mode`` on ``device``."""
+def build_plan(frames: int, computed: tuple[int, ...], mode: str, device,
+               form: CorrectionForm = CorrectionForm()) -> FramePlan:
+    """Build the restore tables for ``computed`` of ``frames`` with interpolation ``mode`` (``corrected``: fitted
+    in ``form``) on ``device``."""
     if not computed or min(computed) < 0 or max(computed) >= frames or list(computed) != sorted(set(computed)):
         raise ValueError(f"computed frames {computed} must be sorted, unique and within 0-{frames - 1}")
     table = [[-1, -1, -1, -1, -1] for _ in range(frames)]
@@ -100,7 +103,7 @@ def build_plan(frames: int, computed: tuple[int, ...], mode: str, device) -> Fra
     if mode != "corrected" or not fit or not skipped:
         return plan
     return replace(plan, fit=torch.tensor(fit).to(device), fit_weight=torch.tensor(fit_weight).to(device),
-                   corrected=tuple((f, table[f][1], table[f][3], weights[f]) for f in skipped))
+                   corrected=tuple((f, table[f][1], table[f][3], weights[f]) for f in skipped), form=form)
 
 
 def token_index(layout: FrameLayout, plan: FramePlan) -> torch.Tensor:
@@ -141,7 +144,7 @@ def restore(x: torch.Tensor, y_sub: torch.Tensor, layout: FrameLayout, plan: Fra
     restored = restore_frames(x_frames, y_frames, plan.table, plan.weight)
     if plan.corrects:
         x4, shape = x_frames.view(batch, layout.frames, T, -1), (batch, -1, T, x.shape[-1])
-        maps = fit_maps(x4, y_frames.view(shape), plan.fit, plan.fit_weight, plan.frame_index, carry)
+        maps = fit_maps(x4, y_frames.view(shape), plan.fit, plan.fit_weight, plan.frame_index, carry, plan.form)
         apply_maps(restored.view(shape), x4, maps, plan.corrected)
     restored = restored.view(batch, layout.frames * T, *x.shape[2:])
     if layout.prefix == 0 and layout.suffix == 0:

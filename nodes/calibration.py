@@ -3,8 +3,9 @@ each step, and write what it measured as a profile (:mod:`.profiles`) at the end
 
 Every block runs on all frames, so the model's output is the dense one, bit for bit. Beside each block call, the
 block runs a second time as FIS would run it sparse (G=2, the group FIS with every block sparse gives that block at
-that step): on its frame subset alone, the skipped frames restored by the corrected interpolation (its fit sums
-carried over the run's steps, as FIS carries them). The defect ``|fis(x) - y| / |y|`` over all the frames is FIS's
+that step, with the frames FIS's ``auto`` anchors: an image-to-video first frame): on its frame subset alone, the
+skipped frames restored by the corrected interpolation (its fit sums carried over the run's steps, as FIS carries
+them). The defect ``|fis(x) - y| / |y|`` over all the frames is FIS's
 whole error in that block alone (the computed frames' error from seeing half the frames, and the interpolation's),
 relative to the residual stream it lands in: a block whose update is small matters little even where its
 interpolation is poor. The cost is one dense run plus each block again on half its frames, about 1.5 dense runs
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import replace
 
 import comfy.patcher_extension
 import torch
@@ -26,8 +28,8 @@ from .patcher import inner_block, model_block_keys, schedule_position, sparse_ar
 from .profiles import check_name, save_profile
 
 WRAPPER_KEY = "fis_calibration"
-#: transformer_options key of the model call's (frame grid, sampling step, what its sparse blocks share), for the
-#: block patches
+#: transformer_options key of the model call's (frame grid, sampling step, schedule with the call's anchors, what its
+#: sparse blocks share), for the block patches
 CALL_OPTION = "fis_calibration_call"
 GROUPS = 2
 INTERPOLATION = "corrected"
@@ -54,12 +56,12 @@ class Calibration:
     def measure(self, position: int, key: tuple[str, int], args: dict, y: torch.Tensor, block):
         """Add the defect of ``block`` (``key``, at ``position``), whose call with ``args`` gave ``y``: run it again as
         FIS would (on its frame subset, the rest restored) and compare with ``y``."""
-        grid, step, shared = args["transformer_options"][CALL_OPTION]
+        grid, step, schedule, shared = args["transformer_options"][CALL_OPTION]
         x = args["img"]
         layout = self.family.image_layout(key, args, grid)
         if layout is None:
             return
-        computed = self.schedule.fit_to(layout.frames).frames_for_block(position, layout.frames, step)
+        computed = schedule.fit_to(layout.frames).frames_for_block(position, layout.frames, step)
         if computed is None:   # one frame: nothing FIS would skip
             return
         plan = _plan(layout.frames, computed, x.device)
@@ -109,10 +111,12 @@ class Calibration:
         return result
 
     def apply_model_wrapper(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
-        grid = self.family.frame_grid(executor.class_obj.diffusion_model, x, kwargs)
+        model = executor.class_obj.diffusion_model
+        grid = self.family.frame_grid(model, x, kwargs)
         sigma_max = executor.class_obj.model_sampling.sigma_max
         step = schedule_position(transformer_options.get("sample_sigmas"), float(t.max()), sigma_max)[0]
-        transformer_options = {**transformer_options, CALL_OPTION: (grid, step, {})}
+        schedule = replace(self.schedule, anchors=tuple(self.family.default_anchors(model, x, c_concat, kwargs)))
+        transformer_options = {**transformer_options, CALL_OPTION: (grid, step, schedule, {})}
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
 
 

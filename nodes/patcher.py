@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 import comfy.patcher_extension
 
-from ..fis_core import (INTERPOLATIONS, FitSums, FisSchedule, FrameLayout, FramePlan, build_plan, check_choice,
+from ..fis_core import (INTERPOLATIONS, CorrectionForm, FitSums, FisSchedule, FrameLayout, FramePlan, build_plan, check_choice,
                         estimated_speedup, format_block_list, restore)
 from .call_state import FIS_CALL, sparse_block_options
 from .families import FAMILIES, FamilyAdapter, FrameGrid, find_family
@@ -45,6 +45,8 @@ class FisSettings:
     dense_first_step: bool = False
     #: the final step (the one that lands on sigma 0, whose errors go straight into the video) runs dense
     dense_final_step: bool = False
+    #: how the corrected interpolation fits its maps (no widget: the study's choice, see ``quality.correction_forms``)
+    correction: CorrectionForm = CorrectionForm()
 
     def __post_init__(self):
         check_choice("interpolation", self.interpolation, INTERPOLATIONS)
@@ -86,7 +88,7 @@ class FisRuntime:
         if key not in self._plans:
             if len(self._plans) >= 64:
                 self._plans.clear()
-            self._plans[key] = build_plan(frames, computed, self.settings.interpolation, device)
+            self._plans[key] = build_plan(frames, computed, self.settings.interpolation, device, self.settings.correction)
         return self._plans[key]
 
     def begin_call(self, base_model, x, sigma, c_concat, options, kwargs) -> "FisCall | None":
@@ -186,8 +188,10 @@ class FisCall:
     def signature(self) -> tuple:
         """What decides the compute graph of this call: the schedule, the step's rotation, the interpolation,
         the frames (so a compiled model keeps one graph per rotation phase, and one for a run's first call)."""
+        form = self.runtime.settings.correction   # as plain values: a compile guard reads them as constants
         return (self.schedule.sparse_blocks, self.schedule.groups, self.schedule.pattern, self.schedule.anchors,
-                self.step if self.schedule.rotate else 0, self.runtime.settings.interpolation, tuple(self.grid))
+                self.step if self.schedule.rotate else 0, self.runtime.settings.interpolation,
+                (form.map_channels, form.fit_tokens, str(form.fit_dtype)), tuple(self.grid))
 
     def _share(self, entry, make):
         return shared_value(self.shared, entry, make)

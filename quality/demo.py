@@ -54,9 +54,10 @@ def side_by_side(clips: list[torch.Tensor], titles: list[str], path: Path, fps: 
 
 def timed_sample(model, scene, seed, steps) -> tuple[torch.Tensor, object, host.BlockWork]:
     """The decoded clip, its sampling time as the FIS Timer node measured it, and the block work it did."""
+    from comfyui_fis.fis_core import CorrectionForm
     from comfyui_fis.nodes import FISTimer
     timed, timing = FISTimer().time(model)
-    with host.count_block_work(timed, corrected=True) as work:
+    with host.count_block_work(timed, CorrectionForm()) as work:
         clip = latent.to_pixels(host.sample(timed, [scene], seed, steps))
     return clip, timing, work
 

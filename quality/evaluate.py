@@ -140,8 +140,11 @@ class Runner:
         (counted while sampling). EasyCache decides per batch, so it samples one prompt at a time."""
         model = self.patched(setting)
         fis_widgets = setting.widgets.get("fis", {}) if setting.kind == "fps" else setting.widgets
-        corrected = setting.kind != "easycache" and host.resolved_settings(self.model, **fis_widgets).interpolation == "corrected"
-        with host.count_block_work(model, corrected) as work:
+        correction = None
+        if setting.kind != "easycache":
+            settings = host.resolved_settings(self.model, **fis_widgets)
+            correction = settings.correction if settings.interpolation == "corrected" else None
+        with host.count_block_work(model, correction) as work:
             clips = self.clips(model, batch=1 if setting.kind == "easycache" else BATCH)
         result = {"name": setting.name, "kind": setting.kind, "widgets": setting.widgets,
                   **_fidelity_summary(clips, self.dense), **savings(self.model, work, len(clips), self.steps)}

@@ -152,12 +152,12 @@ def resolved_settings(model, sparse_blocks="auto", groups=2, pattern="interleave
 class BlockWork:
     """The transformer-block work done while counting: model calls that ran the blocks, and block FLOPs
     and image tokens summed over calls, blocks and batch entries (see :func:`quality.metrics.block_flops`).
-    With ``corrected``, a sparse block's corrected interpolation is counted too
+    With a ``correction`` form, a sparse block's corrected interpolation is counted too
     (:func:`comfyui_fis.fis_core.correction_flops`), in ``flops`` and apart in ``correction_flops``."""
 
-    def __init__(self, diffusion_model, corrected: bool = False):
+    def __init__(self, diffusion_model, correction=None):
         self.dim, self.ffn_dim = diffusion_model.dim, diffusion_model.ffn_dim
-        self.corrected = corrected
+        self.correction = correction
         self.runs, self.flops, self.tokens, self.correction_flops = 0, 0.0, 0, 0.0
 
     def record(self, block_index: int, x: torch.Tensor, context: torch.Tensor, options: dict):
@@ -170,22 +170,22 @@ class BlockWork:
         self.flops += batch * block_flops(tokens, self.dim, self.ffn_dim, context.shape[1])
         self.tokens += batch * tokens
         computed = computed_frames(options)
-        if self.corrected and computed is not None:
+        if self.correction is not None and computed is not None:
             frames = scenes.FRAMES
             per_frame = tokens // len(computed)
             fit = len(fit_sources(tuple(computed))[0])
-            extra = batch * correction_flops(fit, frames - len(computed), per_frame, self.dim)
+            extra = batch * correction_flops(fit, frames - len(computed), per_frame, self.dim, self.correction)
             self.flops += extra
             self.correction_flops += extra
 
 
 @contextmanager
-def count_block_work(model, corrected: bool = False):
+def count_block_work(model, correction=None):
     """Count what the transformer blocks of ``model`` really compute (FIS's sparse blocks take fewer tokens,
-    EasyCache's skipped steps run none), and with ``corrected`` FIS's correction: yields a :class:`BlockWork`
-    that fills while sampling."""
+    EasyCache's skipped steps run none), and with a ``correction`` form FIS's correction: yields a
+    :class:`BlockWork` that fills while sampling."""
     diffusion_model = model.model.diffusion_model
-    work = BlockWork(diffusion_model, corrected)
+    work = BlockWork(diffusion_model, correction)
     handles = [block.register_forward_pre_hook(
         lambda module, args, kwargs, i=i: work.record(i, kwargs.get("x", args[0] if args else None), kwargs["context"],
                                                       kwargs.get("transformer_options") or {}),

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tiny_models import FAMILIES, block_output_recorder, fis, relative_error, sample, tiny_wan
+from tiny_models import (FAMILIES, block_output_recorder, fis, record_attention_tokens, relative_error, sample, text,
+                         tiny_wan, wan_attention, wan_latent)
 
 CALIBRATED = {f.name: f for f in FAMILIES if f.name in ("wan", "hunyuan_video_15")}
 STEPS = 3
@@ -103,6 +104,20 @@ def test_the_defect_is_the_error_fis_makes_in_that_block(user_dir, block):
         outputs.append(record[0][block])
     assert defect == pytest.approx(relative_error(outputs[1], outputs[0]), rel=1e-4)
     assert defect > 0.01
+
+
+def test_image_to_video_is_measured_with_the_first_frame_computed_as_fis_runs_it(user_dir):
+    """FIS's ``auto`` anchors keep an image-to-video first frame in every sparse block; the calibration's second run
+    of each block computes it too (a block never skips it, so its defect must not count skipping it)."""
+    model = tiny_wan(in_dim=36, num_layers=4)
+    mask = torch.ones(1, 1, 9, 8, 8)
+    mask[:, :, 0] = 0.0   # ComfyUI's WanImageToVideo: 0 where a frame is given
+    positive = text(concat_latent_image=torch.randn(1, 16, 9, 8, 8), concat_mask=mask)
+    with record_attention_tokens(wan_attention(model)) as calls:
+        sample(calibrate(model, "i2v"), wan_latent(9), positive, steps=2)
+    subsets = [s for _, _, s in calls if s is not None]
+    assert subsets == [(0, 2, 4, 6, 8), (0, 1, 3, 5, 7)] * 2 + [(0, 1, 3, 5, 7), (0, 2, 4, 6, 8)] * 2   # step 2 rotated
+    assert json.loads((user_dir / "fis_profiles" / "i2v.json").read_text())["steps"] == 2
 
 
 @pytest.mark.parametrize("name", ["", "../escape", "a b", "wan/14b", "x" * 65, "ünï"])

@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from comfyui_fis.fis_core import FrameLayout, build_plan, correction_flops, gather, restore, token_index
-from comfyui_fis.fis_core.correction import FIT_TOKENS, MAP_CHANNELS
+from comfyui_fis.fis_core import CorrectionForm, FrameLayout, build_plan, correction_flops, gather, restore, token_index
+
+MAP_CHANNELS = CorrectionForm().map_channels
 
 FRAMES, TOKENS, CHANNELS = 9, 256, 2 * MAP_CHANNELS
 LAYOUT = FrameLayout(prefix=2, frames=FRAMES, tokens_per_frame=TOKENS, suffix=3)
@@ -28,8 +29,8 @@ def video(batch: int, seed: int = 1) -> torch.Tensor:
     return torch.cat([torch.randn(batch, 2, CHANNELS), frames, torch.randn(batch, 3, CHANNELS)], dim=1)
 
 
-def run_sparse(x, block, computed, mode):
-    plan = build_plan(FRAMES, computed, mode, "cpu")
+def run_sparse(x, block, computed, mode, form=CorrectionForm()):
+    plan = build_plan(FRAMES, computed, mode, "cpu", form)
     return restore(x, block(gather(x, token_index(LAYOUT, plan))), LAYOUT, plan)
 
 
@@ -62,6 +63,31 @@ def test_computed_frames_and_non_frame_tokens_are_the_block_output():
     assert frame_error(out, reference, [0, 2, 4, 6, 8]) == 0.0
 
 
+def test_the_form_sets_the_maps_the_fit_reads_and_its_products_dtype():
+    """A map that mixes all channels is recovered by the full map (map_channels = C), not by block-diagonal ones;
+    a smaller fit_tokens budget reads fewer tokens for a close map; bf16 products give nearly the fp32 maps."""
+    generator = torch.Generator().manual_seed(3)
+    full_map = torch.randn(1, CHANNELS, CHANNELS, generator=generator) / CHANNELS ** 0.5
+    x = video(1)
+    block = lambda t: t + t @ full_map  # noqa: E731
+    reference, skipped, computed = block(x), [1, 3, 5, 7], (0, 2, 4, 6, 8)
+    error = {form: frame_error(run_sparse(x, block, computed, "corrected", form), reference, skipped)
+             for form in (CorrectionForm(), CorrectionForm(map_channels=CHANNELS), CorrectionForm(fit_tokens=TOKENS),
+                          CorrectionForm(fit_dtype=torch.bfloat16))}
+    default, full, subsampled, bf16 = error.values()
+    assert full < 0.5 * default
+    assert default < subsampled < 1.5 * default       # 3 fit frames of 256 tokens, a third of them read
+    assert bf16 != default and abs(bf16 - default) < 0.02 * default
+    assert correction_flops(3, 4, TOKENS, CHANNELS, CorrectionForm(fit_tokens=TOKENS)) < correction_flops(3, 4, TOKENS, CHANNELS)
+    assert correction_flops(3, 4, TOKENS, CHANNELS, CorrectionForm(map_channels=CHANNELS)) > correction_flops(3, 4, TOKENS, CHANNELS)
+
+
+def test_a_bad_form_is_refused():
+    for bad in [dict(map_channels=0), dict(fit_tokens=0), dict(fit_dtype=torch.float16)]:
+        with pytest.raises(ValueError, match="correction form"):
+            CorrectionForm(**bad)
+
+
 def test_too_few_computed_frames_to_fit_is_linear_exactly():
     """With no computed frame between two others there is nothing to fit on: the restore is the linear one."""
     x = video(1)
@@ -72,11 +98,11 @@ def test_too_few_computed_frames_to_fit_is_linear_exactly():
 
 
 def test_correction_flops_count_fit_solve_and_apply():
-    # 7 fit frames (25,200 tokens, of which the fit reads FIT_TOKENS) and 8 skipped frames of 3600 tokens at
-    # 5120 channels: 40 maps of 128
+    # 7 fit frames (25,200 tokens, of which the fit reads every 7th: 7 x 515) and 8 skipped frames of 3600 tokens
+    # at 5120 channels: 40 maps of 128
     flops = correction_flops(7, 8, 3600, 5120)
     apply = 2 * 8 * 3600 * 5120 * 128
-    products = 2 * 2 * min(7 * 3600, FIT_TOKENS) * 5120 * 128
+    products = 2 * 2 * 7 * 515 * 5120 * 128
     assert apply + products < flops < 1.2 * (apply + products)
     assert correction_flops(0, 8, 3600, 5120) == 0.0
 

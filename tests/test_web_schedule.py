@@ -2,6 +2,7 @@
 FisSchedule and the widget parsers, the cost model, and the picture's cells, colours and text."""
 import itertools
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -131,5 +132,10 @@ def test_a_preset_with_dense_steps_says_so_under_the_estimate(run_js, host):
     cases = [{"widgets": {**widgets, **preset}, "blocks": 40, "frames": 21, "autoAnchors": []}
              for preset in (PRESETS["faithful"], PRESETS["balanced"])]
     (faithful, balanced), _ = run_js(cases)
-    assert faithful["lines"][-1] == "the first and final sampling steps run dense; the estimate is for the others"
+    assert faithful["lines"][-2] == "the first and final sampling steps run dense; the estimate is for the others"
+    per_step = estimated_speedup(FisSchedule(tuple(range(40)), 2), 40, 21, "720p")     # every block sparse
+    runs = {n: math.floor(100 * n / (2 + (n - 2) / per_step) + 0.5) / 100 for n in (4, 8, 20)}
+    assert faithful["lines"][-1] == (f"a whole run at 720p: about {runs[4]:.2f}x in 4 steps, {runs[8]:.2f}x in 8, "
+                                     f"{runs[20]:.2f}x in 20")
+    assert 1.0 < runs[4] < runs[8] < runs[20] < per_step
     assert balanced["lines"] == python_view({**widgets, **PRESETS["balanced"]}, 40, 21, [])["lines"]

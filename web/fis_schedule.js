@@ -190,11 +190,16 @@ export function withQuality(widgets, qualityPresets) {
   return preset ? { ...widgets, ...preset } : widgets;
 }
 
-// A line for a preset's dense steps (faithful: the first and the final one): the estimate above is for the others.
-export function denseStepLines(widgets) {
+// Lines for a preset's dense steps (faithful: the first and the final one): the estimate above is for the others,
+// so a whole run's speed-up depends on its steps (each dense step at 1x, the others at `perStep`, the 720p estimate).
+export function denseStepLines(widgets, perStep) {
   const steps = [widgets.dense_first_step && "first", widgets.dense_final_step && "final"].filter(Boolean);
   if (!steps.length) return [];
-  return [`the ${steps.join(" and ")} sampling step${steps.length > 1 ? "s run" : " runs"} dense; the estimate is for the others`];
+  const run = (n) => times(n / (steps.length + (n - steps.length) / perStep));
+  return [
+    `the ${steps.join(" and ")} sampling step${steps.length > 1 ? "s run" : " runs"} dense; the estimate is for the others`,
+    `a whole run at 720p: about ${run(4)} in 4 steps, ${run(8)} in 8, ${run(20)} in 20`,
+  ];
 }
 
 // The profile `sparse_blocks` names ("profile:NAME" or "profile:NAME:K", as the node reads it) as the query of the
@@ -225,7 +230,8 @@ export function describeSchedule(widgets, numBlocks, numFrames, autoAnchors = []
     return {
       schedule,
       cells: scheduleCells(schedule, numBlocks, numFrames),
-      lines: [...estimateLines(schedule, numBlocks, numFrames), ...denseStepLines(widgets)],
+      lines: [...estimateLines(schedule, numBlocks, numFrames),
+              ...denseStepLines(widgets, estimatedSpeedup(schedule, numBlocks, numFrames, "720p"))],
       profile: profiled ? profile : null,
     };
   } catch (error) {
