@@ -6,6 +6,8 @@ the corrected restore's fit alone, for a few correction forms (fit-token budgets
 torch: needs no ComfyUI.
 
     python bench/correction_cost.py --out bench/out/correction_cost.json
+    python bench/correction_cost.py --shapes wan14b-480p --fit-tokens 4096 --fit-dtypes float32 --profile
+        # also where the time goes: the CUDA kernels of one corrected restore, by total time, into OUT's .txt
 """
 from __future__ import annotations
 
@@ -55,11 +57,31 @@ def measure(name: str, frames: int, tokens: int, channels: int, forms) -> list[d
     return rows
 
 
+def kernel_table(name: str, frames: int, tokens: int, channels: int, form) -> str:
+    """The CUDA kernels one corrected restore of ``form`` launches at this shape, by total time (torch.profiler)."""
+    from comfyui_fis.fis_core import FrameLayout, build_plan, restore, token_index
+    layout, computed = FrameLayout(0, frames, tokens), tuple(range(0, frames, 2))
+    x = torch.randn(1, frames * tokens, channels, device="cuda", dtype=torch.bfloat16)
+    plan = build_plan(frames, computed, "corrected", "cuda", form)
+    y = x.index_select(1, token_index(layout, plan)) * 1.01
+    for _ in range(3):
+        restore(x, y, layout, plan)
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as profile:
+        restore(x, y, layout, plan)
+        torch.cuda.synchronize()
+    events = profile.key_averages()
+    launches = sum(event.count for event in events if event.device_type == torch.autograd.DeviceType.CUDA)
+    return (f"{name}, {form}: {launches} CUDA kernel launches\n"
+            + events.table(sort_by="device_time_total", row_limit=30))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shapes", default=",".join(SHAPES))
     parser.add_argument("--fit-tokens", default="4096,8192,16384,32768")
     parser.add_argument("--fit-dtypes", default="float32,bfloat16", help="dtypes of the fit's products")
+    parser.add_argument("--profile", action="store_true", help="also write each shape and form's CUDA kernel table")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "correction_cost.json"))
     args = parser.parse_args(argv)
     import_pack()
@@ -67,13 +89,18 @@ def main(argv=None):
     forms = [CorrectionForm(fit_tokens=int(budget), fit_dtype=getattr(torch, dtype))
              for dtype in args.fit_dtypes.split(",") for budget in args.fit_tokens.split(",")]
     rows = []
+    tables = []
     with torch.no_grad():
         for name in args.shapes.split(","):
             rows += measure(name, *SHAPES[name], forms)
+            tables += [kernel_table(name, *SHAPES[name], form) for form in forms] if args.profile else []
     report = dict(device=torch.cuda.get_device_name(), torch=torch.__version__,
                   tf32=torch.backends.cuda.matmul.allow_tf32, rows=rows)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1))
+    if tables:
+        Path(args.out).with_suffix(".txt").write_text("\n\n".join(tables))
+        print("\n\n".join(tables))
 
 
 if __name__ == "__main__":

@@ -80,7 +80,8 @@ def _residual(rows: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 def _per_map(rows: torch.Tensor, c: int, dtype: torch.dtype) -> torch.Tensor:
     """Tokens [B, ..., C] as [B, n, N, c] in ``dtype``: the n maps' channel blocks, each over all N tokens (contiguous)."""
     channels = rows.shape[-1]
-    return rows.reshape(rows.shape[0], -1, channels // c, c).transpose(1, 2).to(dtype, memory_format=torch.contiguous_format)
+    blocks = rows.reshape(rows.shape[0], -1, channels // c, c).transpose(1, 2)
+    return torch.empty(blocks.shape, dtype=dtype, device=rows.device).copy_(blocks)   # one copy, cast included
 
 
 def fit_maps(x: torch.Tensor, y: torch.Tensor, fit: torch.Tensor, fit_weight: torch.Tensor,

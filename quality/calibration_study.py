@@ -52,10 +52,7 @@ def main(argv=None):
     parser.add_argument("--models", type=Path, default=MODELS_DIR, help="folder of the checkpoint (quality.train --out)")
     parser.add_argument("--out", type=Path, default=DOCS / "calibration_study.json")
     args = parser.parse_args(argv)
-    host.boot(cpu=True)
-    import comfy.utils
-    comfy.utils.PROGRESS_BAR_ENABLED = False
-    result = study(args.prompts, models_dir=args.models)
+    result = study(args.prompts, host.boot_study(), models_dir=args.models)
     args.out.write_text(json.dumps(result, indent=1))
 
 

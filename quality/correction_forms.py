@@ -70,7 +70,7 @@ def study(models_dir: Path, prompt_count: int, log=print) -> dict:
         if there is not None:
             row["wan14b_720p"] = {"form": there, "correction_share": wan14b_share(there)}
         rows.append(row)
-        log(f"  {runner.num_blocks} blocks, {name}: saved {100 * row['compute_saved']:.1f}%, PSNR {row['psnr']:.2f} dB")
+        log(f"{runner.num_blocks} blocks, {name}: saved {100 * row['compute_saved']:.1f}%, PSNR {row['psnr']:.2f} dB")
     return {"models": str(models_dir), "blocks": runner.num_blocks, "dim": dim, "settings": rows,
             "another_seed": _fidelity_summary(runner.clips(runner.model, seed=NOISE_SEED + 1), runner.dense)}
 
@@ -94,12 +94,8 @@ def main(argv=None):
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--out", type=Path, default=DOCS / "correction_forms.json")
     args = parser.parse_args(argv)
-    host.boot(cpu=True)
-    import comfy.utils
-    comfy.utils.PROGRESS_BAR_ENABLED = False
-    started = time.monotonic()
-    results = [study(Path(folder), args.prompts, lambda m: print(f"[{time.monotonic() - started:5.0f} s]{m}", flush=True))
-               for folder in args.models.split(",")]
+    log = host.boot_study()
+    results = [study(Path(folder), args.prompts, log) for folder in args.models.split(",")]
     args.out.write_text(json.dumps({"prompts": args.prompts, "steps": FEW_STEPS, "date": time.strftime("%Y-%m-%d"),
                                     "results": results}, indent=1))
     print(table(results))

@@ -34,7 +34,7 @@ def study(models_dir: Path, prompt_count: int, log=print) -> dict:
     rows = []
     for setting in settings(runner.num_blocks):
         rows.append(runner.measure(setting))
-        log(f"  {runner.num_blocks} blocks, {setting.name}: saved {100 * rows[-1]['compute_saved']:.0f}%, "
+        log(f"{runner.num_blocks} blocks, {setting.name}: saved {100 * rows[-1]['compute_saved']:.0f}%, "
             f"PSNR {rows[-1]['psnr']:.2f} dB")
     return {"models": str(models_dir), "blocks": runner.num_blocks, "base_steps": train_log["base"]["steps"],
             "base_loss": train_log["base"]["loss"][-1]["loss"], "lora_steps": train_log["lora"]["steps"],
@@ -61,12 +61,8 @@ def main(argv=None):
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--out", type=Path, default=DOCS / "quality_depth.json")
     args = parser.parse_args(argv)
-    host.boot(cpu=True)
-    import comfy.utils
-    comfy.utils.PROGRESS_BAR_ENABLED = False
-    started = time.monotonic()
-    results = [study(folder, args.prompts, lambda m: print(f"[{time.monotonic() - started:5.0f} s]{m}", flush=True))
-               for folder in (MODELS_DIR, args.models)]
+    log = host.boot_study()
+    results = [study(folder, args.prompts, log) for folder in (MODELS_DIR, args.models)]
     args.out.write_text(json.dumps({"prompts": args.prompts, "steps": FEW_STEPS, "date": time.strftime("%Y-%m-%d"),
                                     "results": results}, indent=1))
     print(table(results))

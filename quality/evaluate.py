@@ -48,7 +48,8 @@ class Setting:
     """One way of running the model: FIS with these node widgets, or EasyCache with these inputs."""
 
     name: str
-    kind: str                       # "fis", "easycache" or "fps" (widgets {"fps": ..., optionally "fis": ...})
+    kind: str                       # "fis", "easycache", "fps" (widgets {"fps": ..., optionally "fis": ...}) or
+                                    # "fis+easycache" (widgets {"fis": ..., "easycache": ...})
     widgets: dict = field(default_factory=dict)
 
 
@@ -133,25 +134,28 @@ class Runner:
         if setting.kind == "fps":                  # FPS attention, under FIS where widgets has "fis"
             model = host.with_fps(self.model, **setting.widgets["fps"])
             return host.with_fis(model, **setting.widgets["fis"]) if "fis" in setting.widgets else model
+        if setting.kind == "fis+easycache":        # EasyCache after FIS, as a workflow stacks them
+            return host.with_easycache(host.with_fis(self.model, **setting.widgets["fis"]), **setting.widgets["easycache"])
         return host.with_easycache(self.model, **setting.widgets)
 
     def measure(self, setting: Setting) -> dict:
         """Fidelity of ``setting`` against dense, per prompt and summarised, and the block compute it saved
         (counted while sampling). EasyCache decides per batch, so it samples one prompt at a time."""
         model = self.patched(setting)
-        fis_widgets = setting.widgets.get("fis", {}) if setting.kind == "fps" else setting.widgets
+        fis_widgets = setting.widgets.get("fis", {}) if setting.kind in ("fps", "fis+easycache") else setting.widgets
+        cached = setting.kind in ("easycache", "fis+easycache")
         correction = None
         if setting.kind != "easycache":
             settings = host.resolved_settings(self.model, **fis_widgets)
             correction = settings.correction if settings.interpolation == "corrected" else None
         with host.count_block_work(model, correction) as work:
-            clips = self.clips(model, batch=1 if setting.kind == "easycache" else BATCH)
+            clips = self.clips(model, batch=1 if cached else BATCH)
         result = {"name": setting.name, "kind": setting.kind, "widgets": setting.widgets,
                   **_fidelity_summary(clips, self.dense), **savings(self.model, work, len(clips), self.steps)}
         if setting.kind == "fis":
             result["blocks"] = list(host.resolved_settings(self.model, **setting.widgets).sparse_blocks)
             result["correction_share"] = work.correction_flops / max(work.flops, 1.0)
-        elif setting.kind == "easycache":
+        if cached:
             result["model_calls_skipped"] = 1.0 - work.runs / (len(clips) * self.steps)
         return result
 
@@ -398,14 +402,7 @@ def main(argv=None):
         host.boot()
         write_outputs(json.loads((args.out / "quality_results.json").read_text()), args.out, args.readme)
         return
-    host.boot(cpu=args.device == "cpu")
-    import comfy.utils
-    comfy.utils.PROGRESS_BAR_ENABLED = False
-    started = time.monotonic()
-
-    def log(message):
-        print(f"[{time.monotonic() - started:6.0f} s] {message}", flush=True)
-
+    log = host.boot_study(cpu=args.device == "cpu")
     results = run(args.prompts, [int(s) for s in args.steps.split(",")], args.models, log, blocks=not args.no_blocks,
                   prompt_seed=args.prompt_seed)
     write_outputs(results, args.out, args.readme)

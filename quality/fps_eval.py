@@ -62,11 +62,7 @@ def main(argv=None):
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--out", default=str(DOCS / "fps_quality.json"))
     args = parser.parse_args(argv)
-    host.boot(cpu=True)
-    import comfy.utils
-    comfy.utils.PROGRESS_BAR_ENABLED = False
-    started = time.monotonic()
-    results = run(args.prompts, lambda m: print(f"[{time.monotonic() - started:6.0f} s] {m}", flush=True))
+    results = run(args.prompts, host.boot_study())
     with open(args.out, "w") as f:
         json.dump(results, f, indent=1)
     print(table(results))

@@ -7,6 +7,7 @@ pack sits in (``custom_nodes/<pack>``), else ``~/ComfyUI``.
 from __future__ import annotations
 
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -40,6 +41,16 @@ def boot(cpu: bool = True) -> Path:
         comfy.cli_args.args.cpu = True
     import comfy.model_management  # noqa: F401  (picks the device now)
     return root
+
+
+def boot_study(cpu: bool = True):
+    """Boot the host for a study (see :func:`boot`) with ComfyUI's progress bars off; returns ``log(message)``,
+    which prints the message after the seconds since."""
+    boot(cpu)
+    import comfy.utils
+    comfy.utils.PROGRESS_BAR_ENABLED = False
+    started = time.monotonic()
+    return lambda message: print(f"[{time.monotonic() - started:6.0f} s] {message}", flush=True)
 
 
 def pytorch_attention(func, q, k, v, *args, **kwargs):

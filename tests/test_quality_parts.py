@@ -113,3 +113,15 @@ def test_block_flops_grow_linearly_in_projections_and_quadratically_in_attention
 def test_schedule_sigmas_are_the_shifted_simple_schedule():
     assert schedule_sigmas(4) == pytest.approx([1.0, 0.9, 0.75, 0.5, 0.0])
     assert shift_sigma(0.5, 1.0) == 0.5
+
+
+def test_correction_forms_are_costed_at_wan14b_as_they_would_run_there():
+    """The study's cost column: the full 5120 x 5120 map is about a tenth of a sparse block in FLOPs (the fidelity
+    issue's figure), the shipped 128-channel maps under half a percent, and a form reading fewer tokens costs less."""
+    from comfyui_fis.quality.correction_forms import forms, wan14b_share
+    rows = {name: wan14b_share(there) for name, _, there in forms(256)}
+    shipped_all, full = rows["128-channel maps, every fit token, fp32 products"], rows["full map (256 x 256)"]
+    eighth = rows["fit on 1/8 of the tokens (the shipped budget at Wan-14B 720p)"]
+    assert 0.08 < full < 0.12
+    assert eighth < shipped_all < 0.005
+    assert [there.get("fit_tokens") for name, _, there in forms(256) if "1/8" in name] == [4050, 4050]
