@@ -264,3 +264,21 @@ def test_a_second_sampling_run_starts_its_fit_sums_afresh(wan):
     patched, x = fis(wan), wan_latent(9)
     first = sample(patched, x, text(), steps=3)
     assert torch.equal(sample(patched, x, text(), steps=3), first)
+
+
+def test_the_correction_form_reaches_the_fit(wan):
+    """``FisSettings.correction`` (the study's knob, no widget) is how each sparse block fits its maps: 64-channel
+    maps on this 128-channel model give another video than the shipped form, which the node's defaults use."""
+    from dataclasses import replace
+
+    from comfyui_fis.fis_core import CorrectionForm
+    from comfyui_fis.nodes.fis_node import settings_from_widgets
+    from comfyui_fis.nodes.patcher import apply_fis
+    defaults = settings_from_widgets(wan, "auto", 2, "interleave", "corrected", "auto", 0.0, 1.0, "balanced")
+    assert defaults.correction == CorrectionForm()
+    x = wan_latent(9)
+    shipped = sample(fis(wan), x, text(), steps=2)
+    assert torch.equal(sample(apply_fis(wan, defaults), x, text(), steps=2), shipped)
+    smaller = sample(apply_fis(wan, replace(defaults, correction=CorrectionForm(map_channels=64))), x, text(), steps=2)
+    assert torch.isfinite(smaller).all() and not torch.equal(smaller, shipped)
+    assert relative_error(smaller, shipped) < 0.05
