@@ -39,7 +39,7 @@ def forms(dim: int) -> list[tuple[str, dict, dict]]:
             ("32-channel maps", {"map_channels": 32}, {"map_channels": 32, **all_tokens}),
             ("fit on 1/2 of the tokens", {"fit_tokens": 224}, {"fit_tokens": there_tokens // 2}),
             ("fit on 1/4 of the tokens", {"fit_tokens": 112}, {"fit_tokens": there_tokens // 4}),
-            ("fit on 1/8 of the tokens (the shipped budget at Wan-14B 720p)", {"fit_tokens": 56}, eighth),
+            ("fit on 1/8 of the tokens", {"fit_tokens": 56}, eighth),
             ("bf16 products", {"fit_dtype": "bfloat16"}, {"fit_dtype": "bfloat16", **all_tokens}),
             ("bf16 products, fit on 1/8 of the tokens", {"fit_dtype": "bfloat16", "fit_tokens": 56},
              {"fit_dtype": "bfloat16", **eighth})]
@@ -84,7 +84,7 @@ def table(results: list[dict]) -> str:
             share = row["wan14b_720p"]["correction_share"] if "wan14b_720p" in row else None
             lines.append(f"| {result['blocks']} blocks | {row['name']} | {100 * row['compute_saved']:.1f}% | "
                          f"{row['psnr']:.1f} | {s['ssim']['mean']:.4f} | {100 * s['temporal_error']['mean']:.1f}% | "
-                         f"{'-' if share is None else f'{100 * share:.1f}% of a sparse block'} |")
+                         f"{'-' if share is None else f'{100 * share:.2f}% of a sparse block'} |")
     return "\n".join(lines)
 
 

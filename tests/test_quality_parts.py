@@ -121,7 +121,7 @@ def test_correction_forms_are_costed_at_wan14b_as_they_would_run_there():
     from comfyui_fis.quality.correction_forms import forms, wan14b_share
     rows = {name: wan14b_share(there) for name, _, there in forms(256)}
     shipped_all, full = rows["128-channel maps, every fit token, fp32 products"], rows["full map (256 x 256)"]
-    eighth = rows["fit on 1/8 of the tokens (the shipped budget at Wan-14B 720p)"]
+    eighth = rows["fit on 1/8 of the tokens"]
     assert 0.08 < full < 0.12
     assert eighth < shipped_all < 0.005
     assert [there.get("fit_tokens") for name, _, there in forms(256) if "1/8" in name] == [4050, 4050]
