@@ -27,13 +27,20 @@ SHAPES = {"wan14b-720p": (21, 3600, 5120), "wan14b-480p": (21, 1560, 5120), "hv1
           "wan5b-720p": (31, 880, 3072)}
 
 
-def measure(name: str, frames: int, tokens: int, channels: int, forms) -> list[dict]:
-    from comfyui_fis.fis_core import FrameLayout, build_plan, correction, restore, token_index
+def sparse_block(frames: int, tokens: int, channels: int):
+    """A sparse block's layout, random bf16 input x [1, F * T, C] and output y on the even frames."""
+    from comfyui_fis.fis_core import FrameLayout, build_plan, token_index
     layout = FrameLayout(0, frames, tokens)
-    computed = tuple(range(0, frames, 2))
     x = torch.randn(1, frames * tokens, channels, device="cuda", dtype=torch.bfloat16)
+    plan = build_plan(frames, tuple(range(0, frames, 2)), "linear", "cuda")
+    return layout, x, x.index_select(1, token_index(layout, plan)) * 1.01
+
+
+def measure(name: str, frames: int, tokens: int, channels: int, forms) -> list[dict]:
+    from comfyui_fis.fis_core import build_plan, correction, restore
+    layout, x, y = sparse_block(frames, tokens, channels)
+    computed = tuple(range(0, frames, 2))
     linear = build_plan(frames, computed, "linear", "cuda")
-    y = x.index_select(1, token_index(layout, linear)) * 1.01
     rows = []
     linear_ms = median_ms(lambda: restore(x, y, layout, linear), reps=20, warmup=3)
     x4, y4 = x.view(1, frames, tokens, channels), y.view(1, len(computed), tokens, channels)
@@ -59,11 +66,9 @@ def measure(name: str, frames: int, tokens: int, channels: int, forms) -> list[d
 
 def kernel_table(name: str, frames: int, tokens: int, channels: int, form) -> str:
     """The CUDA kernels one corrected restore of ``form`` launches at this shape, by total time (torch.profiler)."""
-    from comfyui_fis.fis_core import FrameLayout, build_plan, restore, token_index
-    layout, computed = FrameLayout(0, frames, tokens), tuple(range(0, frames, 2))
-    x = torch.randn(1, frames * tokens, channels, device="cuda", dtype=torch.bfloat16)
-    plan = build_plan(frames, computed, "corrected", "cuda", form)
-    y = x.index_select(1, token_index(layout, plan)) * 1.01
+    from comfyui_fis.fis_core import build_plan, restore
+    layout, x, y = sparse_block(frames, tokens, channels)
+    plan = build_plan(frames, tuple(range(0, frames, 2)), "corrected", "cuda", form)
     for _ in range(3):
         restore(x, y, layout, plan)
     torch.cuda.synchronize()

@@ -62,7 +62,7 @@ class Calibration:
         if layout is None:
             return
         computed = schedule.fit_to(layout.frames).frames_for_block(position, layout.frames, step)
-        if computed is None:   # one frame: nothing FIS would skip
+        if computed is None:   # the group and the anchors cover every frame: nothing FIS would skip
             return
         plan = _plan(layout.frames, computed, x.device)
         try:

@@ -186,12 +186,14 @@ class FisCall:
 
     @property
     def signature(self) -> tuple:
-        """What decides the compute graph of this call: the schedule, the step's rotation, the interpolation,
-        the frames (so a compiled model keeps one graph per rotation phase, and one for a run's first call)."""
-        form = self.runtime.settings.correction   # as plain values: a compile guard reads them as constants
+        """What decides the compute graph of this call, in plain values (a compile guard reads them as constants):
+        the schedule, the step's rotation, the interpolation and, corrected, its form, the frames (so a compiled
+        model keeps one graph per rotation phase, and one for a run's first call)."""
+        settings = self.runtime.settings
+        form = settings.correction
+        fitted = (form.map_channels, form.fit_tokens, str(form.fit_dtype)) if settings.interpolation == "corrected" else ()
         return (self.schedule.sparse_blocks, self.schedule.groups, self.schedule.pattern, self.schedule.anchors,
-                self.step if self.schedule.rotate else 0, self.runtime.settings.interpolation,
-                (form.map_channels, form.fit_tokens, str(form.fit_dtype)), tuple(self.grid))
+                self.step if self.schedule.rotate else 0, settings.interpolation, fitted, tuple(self.grid))
 
     def _share(self, entry, make):
         return shared_value(self.shared, entry, make)

@@ -66,7 +66,6 @@ def study(models_dir: Path, prompt_count: int, log=print) -> dict:
     for name, fields, there in forms(dim) + [("linear restore (no correction)", None, None)]:
         widgets = {"interpolation": "linear"} if fields is None else {"correction": correction_form(fields)}
         row = runner.measure(Setting(name, "fis", widgets))
-        row["widgets"] = {"interpolation": "linear"} if fields is None else fields
         if there is not None:
             row["wan14b_720p"] = {"form": there, "correction_share": wan14b_share(there)}
         rows.append(row)

@@ -150,7 +150,7 @@ class Runner:
             correction = settings.correction if settings.interpolation == "corrected" else None
         with host.count_block_work(model, correction) as work:
             clips = self.clips(model, batch=1 if cached else BATCH)
-        result = {"name": setting.name, "kind": setting.kind, "widgets": setting.widgets,
+        result = {"name": setting.name, "kind": setting.kind, "widgets": _plain(setting.widgets),
                   **_fidelity_summary(clips, self.dense), **savings(self.model, work, len(clips), self.steps)}
         if setting.kind == "fis":
             result["blocks"] = list(host.resolved_settings(self.model, **setting.widgets).sparse_blocks)
@@ -158,6 +158,17 @@ class Runner:
         if cached:
             result["model_calls_skipped"] = 1.0 - work.runs / (len(clips) * self.steps)
         return result
+
+
+def _plain(widgets: dict) -> dict:
+    """``widgets`` as JSON can hold them: a correction form (a ``FisSettings`` override) as its fields, dtypes as names."""
+    from dataclasses import asdict, is_dataclass
+    plain = {}
+    for name, value in widgets.items():
+        if is_dataclass(value):
+            value = {k: str(v).removeprefix("torch.") if isinstance(v, torch.dtype) else v for k, v in asdict(value).items()}
+        plain[name] = _plain(value) if isinstance(value, dict) else value
+    return plain
 
 
 def sensitivity_proposal(sensitivity: list[dict]) -> dict:

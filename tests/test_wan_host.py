@@ -282,3 +282,26 @@ def test_the_correction_form_reaches_the_fit(wan):
     smaller = sample(apply_fis(wan, replace(defaults, correction=CorrectionForm(map_channels=64))), x, text(), steps=2)
     assert torch.isfinite(smaller).all() and not torch.equal(smaller, shipped)
     assert relative_error(smaller, shipped) < 0.05
+
+
+def test_the_compile_signature_holds_the_correction_form_in_plain_values(wan):
+    """A compiled model guards its inputs, the signature among them: another form of the corrected interpolation is
+    another graph; with the linear one the form does not matter. Plain values only (a guard reads them as constants)."""
+    from dataclasses import replace
+
+    from comfyui_fis.fis_core import CorrectionForm
+    from comfyui_fis.nodes.families import FrameGrid
+    from comfyui_fis.nodes.patcher import FisCall, FisRuntime, FisSettings, model_block_keys
+    family, keys = model_block_keys(wan)
+
+    def signature(**settings):
+        runtime = FisRuntime(family, FisSettings((1, 2, 3), 2, **settings), len(keys))
+        return FisCall(runtime, runtime.schedule, FrameGrid(9, 4, 4), {}, step=1).signature
+
+    smaller = CorrectionForm(map_channels=64)
+    assert signature() != signature(correction=smaller)
+    assert signature(interpolation="linear") == signature(interpolation="linear", correction=smaller)
+
+    def plain(value):
+        return isinstance(value, (int, float, str)) or isinstance(value, tuple) and all(plain(v) for v in value)
+    assert plain(signature(correction=replace(smaller, fit_dtype=torch.bfloat16)))
