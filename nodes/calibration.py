@@ -23,6 +23,7 @@ import comfy.patcher_extension
 import torch
 
 from ..fis_core import FitSums, FisSchedule, build_plan, restore
+from .call_state import SharedByClones
 from .families import FamilyAdapter
 from .patcher import inner_block, model_block_keys, schedule_position, sparse_args
 from .profiles import check_name, save_profile
@@ -41,7 +42,7 @@ def _plan(frames: int, computed: tuple[int, ...], device: torch.device):
     return build_plan(frames, computed, INTERPOLATION, device)
 
 
-class Calibration:
+class Calibration(SharedByClones):
     """The measurements of one calibrated model: per (step, block) the sum of its defects over the model calls
     (on the device, read once at the end of the run) and their count."""
 

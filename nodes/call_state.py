@@ -41,6 +41,16 @@ class CallState:
         return self.value if self.owner is owner else None
 
 
+class SharedByClones:
+    """State that a patched model's ``model_options`` entries (block patches, attention override) share with its
+    wrappers by identity. Newer ComfyUI copies only the dicts and lists of ``model_options`` when it clones a model
+    (every node after FIS does); older ComfyUI deep-copies them, which would give the entries a copy apart from
+    the wrappers. A deep copy is therefore the object itself."""
+
+    def __deepcopy__(self, memo):
+        return self
+
+
 #: FIS's :class:`~.patcher.FisCall` (None where FIS is off for the call); its owner, the patched model's runtime.
 FIS_CALL = CallState()
 #: FPS's :class:`~.fps.FpsCall`; its owner, the patched model's attention override.

@@ -23,7 +23,7 @@ import comfy.patcher_extension
 import torch
 
 from ..fis_core.fps import FpsSettings, fps_attention_op, in_ranges, triton_reason
-from .call_state import FPS_CALL
+from .call_state import FPS_CALL, SharedByClones
 from .families import FPS_FAMILIES, FamilyAdapter, FrameGrid, find_family, named
 from .sequence_parallel import current_shard, ulysses_attention
 
@@ -40,7 +40,7 @@ class FpsCall(NamedTuple):
     grid: FrameGrid
 
 
-class FpsOverride:
+class FpsOverride(SharedByClones):
     """The ``optimized_attention_override`` of a patched model; ``previous`` is the override it replaced."""
 
     def __init__(self, settings: FpsSettings, dense_ranges, family: FamilyAdapter, previous=None):

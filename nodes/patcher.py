@@ -19,7 +19,7 @@ import comfy.patcher_extension
 
 from ..fis_core import (INTERPOLATIONS, CorrectionForm, FitSums, FisSchedule, FrameLayout, FramePlan, build_plan, check_choice,
                         estimated_speedup, format_block_list, restore)
-from .call_state import FIS_CALL, sparse_block_options
+from .call_state import FIS_CALL, SharedByClones, sparse_block_options
 from .families import FAMILIES, FamilyAdapter, FrameGrid, find_family
 from .sequence_parallel import SequenceShard, current_shard
 
@@ -61,7 +61,7 @@ class FisSettings:
         return FisSchedule(self.sparse_blocks, self.groups, self.pattern, rotate=self.rotate)
 
 
-class FisRuntime:
+class FisRuntime(SharedByClones):
     """What the patches of one patched model share: the settings, the family, warnings already given, and the
     corrected interpolation's fit sums of the sampling run in progress (cleared when a run starts)."""
 

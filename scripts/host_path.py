@@ -38,6 +38,9 @@ def boot_cpu(comfyui: Path) -> Path:
     """Import the host at ``comfyui`` on the CPU (as ``main.py --cpu`` would) and return its root."""
     if str(comfyui) not in sys.path:
         sys.path.insert(0, str(comfyui))
+    # the host's utils package first, as main.py has it: older hosts' nodes.py puts comfy/ first on sys.path, and its
+    # utils.py would shadow the package that server.py (imported by some of the host's nodes) needs
+    import utils  # noqa: F401
     import comfy.cli_args
     comfy.cli_args.args.cpu = True
     # PyTorch's SDPA attention, as ComfyUI uses on NVIDIA GPUs. The CPU default (sub-quadratic) asks

@@ -17,12 +17,9 @@ def dynamo():
 
 
 def compiled(model):
-    """What the TorchCompileModel node does, with the eager backend."""
-    from comfy_api.torch_helpers import set_torch_compile_wrapper
-    from comfy_extras.nodes_torch_compile import skip_torch_compile_dict
-    patched = model.clone(disable_dynamic=True)
-    set_torch_compile_wrapper(model=patched, backend="eager", options={"guard_filter_fn": skip_torch_compile_dict})
-    return patched
+    """The host's TorchCompileModel node, with the eager backend."""
+    from comfy_extras.nodes_torch_compile import TorchCompileModel
+    return TorchCompileModel.execute(model, "eager")[0]
 
 
 @pytest.fixture(scope="module")

@@ -82,24 +82,35 @@ def test_attention_override_sees_the_sparse_frames(wan):
 
     def override(func, *args, **kwargs):
         options = kwargs.get("transformer_options", {})
-        if options.get("block_index") == 1 and args[1].shape[1] != 8:   # self-attention: keys are not the 8 text tokens
-            shapes.append((args[0].shape[1], options.get("fis_frames"), tuple(options.get("grid_sizes"))))
+        if args[1].shape[1] != 8:   # self-attention: keys are not the 8 text tokens
+            grid = options.get("grid_sizes")   # the token grid, where the host gives it to the attention
+            shapes.append((args[0].shape[1], options.get("fis_frames"), None if grid is None else tuple(grid)))
         return func(*args, **kwargs)
 
     overridden = wan.clone()
     overridden.model_options["transformer_options"]["optimized_attention_override"] = override
-    sample(fis(overridden), latent(), text(), steps=1)
-    assert shapes == [(5 * T, (0, 2, 4, 6, 8), (5, 4, 4))]
+    sample(fis(overridden, sparse_blocks="1"), latent(), text(), steps=1)
+    grid = shapes[0][2]
+    assert grid in (None, (9, 4, 4))
+    dense = (9 * T, None, grid)
+    assert shapes == [dense, (5 * T, (0, 2, 4, 6, 8), grid and (5, 4, 4))] + [dense] * 4
+
+
+def test_fis_stays_on_through_the_nodes_after_it(wan):
+    """Load Diffusion Model → FIS → (LoRA, ModelSamplingSD3, ...) → KSampler: each node after FIS patches a clone."""
+    after = fis(wan).clone().clone()
+    with record_attention_tokens(attention(wan)) as calls:
+        sample(after, latent(), text(), steps=1)
+    assert [t // T for _, t, _ in calls] == [9, 5, 4, 5, 4, 9]
 
 
 @pytest.fixture(scope="module")
 def image_model(host):
     """HunyuanImage 2.1: an image model, not video, which FIS does not support."""
-    import comfy.ldm.hunyuan_video.model
     import comfy.ops
-    from tiny_models import _load
+    from tiny_models import _load, hunyuan_video_module
     torch.manual_seed(0)
-    module = comfy.ldm.hunyuan_video.model.HunyuanVideo(
+    module = hunyuan_video_module(
         in_channels=64, out_channels=64, vec_in_dim=None, context_in_dim=64, hidden_size=128, mlp_ratio=4.0,
         num_heads=1, depth=2, depth_single_blocks=0, axes_dim=[64, 64], theta=256, patch_size=[1, 1], qkv_bias=True,
         guidance_embed=False, byt5=False, meanflow=False, use_cond_type_embedding=False, vision_in_dim=None,

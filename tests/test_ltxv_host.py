@@ -55,20 +55,22 @@ def test_image_to_video_anchors_the_given_frame_and_cuts_per_token_inputs(ltxv):
     assert [s for _, _, s in calls if s is not None] == [(0, 2, 4, 6, 8), (1, 3, 5, 7)] * 2
 
 
-def test_guide_frames_are_computed_by_every_block(ltxv, caplog):
-    """LTXVAddGuide appends a guide frame after the video. It is no video frame (nor an anchor); with strength
-    below 1 the model also biases the attention between frames and guide, and a sparse block gets that mask
-    cut to its tokens."""
-    from comfy_extras.nodes_lt import LTXVAddGuide, _append_guide_attention_entry
+def guided(strength=0.6):
+    """LTXVAddGuide's latent and conditioning: a guide frame appended after the 9 video frames."""
+    from comfy_extras.nodes_lt import LTXVAddGuide
     guide = torch.randn(1, 128, 1, 4, 4, generator=torch.Generator().manual_seed(5))
-    pos, neg, x, noise_mask = LTXVAddGuide.append_keyframe(
-        ltxv_text(), ltxv_text(seed=2), 40, ltxv_latent(9), torch.ones(1, 1, 9, 1, 1), guide, 0.6, (8, 32, 32))
-    pos, neg = _append_guide_attention_entry(pos, neg, T, [1, 4, 4], strength=0.6)
+    return LTXVAddGuide.append_keyframe(
+        ltxv_text(), ltxv_text(seed=2), 40, ltxv_latent(9), torch.ones(1, 1, 9, 1, 1), guide, strength, (8, 32, 32))
+
+
+def sample_guided(ltxv, pos, neg, x, noise_mask, caplog):
+    """The FIS run and the dense run of a guided latent, the tokens of each attention call of the FIS run, and the
+    attention masks blocks 0 (dense) and 1 (sparse) got."""
     masks = {}
 
     def hook(index):
         def record(module, args, kwargs):
-            masks.setdefault(index, kwargs["mask"])
+            masks.setdefault(index, kwargs.get("mask"))
         return record
     attention = ltxv_attention(ltxv)
     handles = [attention[i].register_forward_pre_hook(hook(i), with_kwargs=True) for i in (0, 1)]
@@ -78,14 +80,34 @@ def test_guide_frames_are_computed_by_every_block(ltxv, caplog):
     finally:
         for handle in handles:
             handle.remove()
+    dense_out = sample(ltxv, x, pos, negative=neg, cfg=2.0, steps=1, noise_mask=noise_mask)
+    return out, dense_out, calls, masks
+
+
+def test_guide_frames_are_computed_by_every_block(ltxv, caplog):
+    """LTXVAddGuide appends a guide frame after the video. It is no video frame (nor an anchor)."""
+    pos, neg, x, noise_mask = guided()
+    out, dense_out, calls, _ = sample_guided(ltxv, pos, neg, x, noise_mask, caplog)
     assert x.shape[2] == 10
     assert "anchors none, 9 latent frames" in caplog.text
     assert [tokens for _, tokens, _ in calls] == [10 * T, 6 * T, 5 * T, 6 * T, 5 * T, 10 * T]
+    assert [s for _, _, s in calls if s is not None] == [(0, 2, 4, 6, 8), (1, 3, 5, 7)] * 2
+    assert 0 < relative_error(out, dense_out) < 0.1
+
+
+def test_a_guide_attention_mask_is_cut_to_the_sparse_tokens(ltxv, caplog):
+    """With a guide's strength below 1 the model also biases the attention between frames and guide (in hosts
+    whose LTXVAddGuide adds a guide attention entry), and a sparse block gets that mask cut to its tokens."""
+    import comfy_extras.nodes_lt
+    if not hasattr(comfy_extras.nodes_lt, "_append_guide_attention_entry"):
+        pytest.skip("this ComfyUI has no guide attention mask for LTX-Video")
+    pos, neg, x, noise_mask = guided()
+    pos, neg = comfy_extras.nodes_lt._append_guide_attention_entry(pos, neg, T, [1, 4, 4], strength=0.6)
+    out, dense_out, calls, masks = sample_guided(ltxv, pos, neg, x, noise_mask, caplog)
     assert [s for _, _, s in calls if s is not None] == [(0, 2, 4, 6, 8), (1, 3, 5, 7)] * 2
     dense, sparse = masks[0], masks[1]
     kept = torch.cat([torch.arange(9 * T).view(9, T)[0::2].flatten(), torch.arange(9 * T, 10 * T)])
     assert (dense.guide_start, sparse.guide_start, sparse.tracked_count) == (9 * T, 5 * T, T)
     assert torch.equal(sparse.noisy_mask, dense.noisy_mask[..., kept])
     assert torch.equal(sparse.tracked_mask, dense.tracked_mask[..., kept])
-    dense_out = sample(ltxv, x, pos, negative=neg, cfg=2.0, steps=1, noise_mask=noise_mask)
     assert 0 < relative_error(out, dense_out) < 0.1

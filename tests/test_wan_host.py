@@ -37,9 +37,8 @@ def frames_of(tokens, frames):
 
 @pytest.mark.parametrize("interpolation", ["none", "linear", "nearest"])
 def test_skipped_frames_get_the_interpolated_update(wan, interpolation):
-    recorded, record = block_output_recorder(wan)
-    patched = fis(recorded, sparse_blocks="3", groups=2, interpolation=interpolation)
-    sample(patched, wan_latent(9), text(), steps=1)
+    recorded, record = block_output_recorder(fis(wan, sparse_blocks="3", groups=2, interpolation=interpolation))
+    sample(recorded, wan_latent(9), text(), steps=1)
     x_in, x_out = frames_of(record[0][2], 9), frames_of(record[0][3], 9)   # block 3 computes group 0
     update = x_out - x_in
     computed_update = update[:, 0::2]

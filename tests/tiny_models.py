@@ -6,10 +6,12 @@ each family's tiny model and inputs for the contract every family keeps (tests/t
 """
 from __future__ import annotations
 
+import dataclasses
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
+import pytest
 import torch
 
 #: Tokens per latent frame of every tiny family's latent below.
@@ -48,7 +50,6 @@ def tiny_hunyuan_video(version="1.5", *, depth=4, single_depth=0, in_channels=No
     """A ComfyUI HunyuanVideo model: ``"1.5"`` (HunyuanVideo15: 1x1x1 patches over a 32-channel latent,
     65 input channels for the image-to-video concat, byT5 and vision tokens) or ``"1.0"`` (2x2 spatial
     patches, a 768-wide pooled vector, guidance embedding, ``single_depth`` single-stream blocks)."""
-    import comfy.ldm.hunyuan_video.model
     import comfy.ops
     torch.manual_seed(seed)
     common = dict(mlp_ratio=4.0, num_heads=hidden // 128, hidden_size=hidden, depth=depth, depth_single_blocks=single_depth,
@@ -60,8 +61,22 @@ def tiny_hunyuan_video(version="1.5", *, depth=4, single_depth=0, in_channels=No
     else:
         params = dict(in_channels=in_channels or 16, out_channels=16, vec_in_dim=768, patch_size=[1, 2, 2],
                       guidance_embed=True, byt5=False, use_cond_type_embedding=False, vision_in_dim=None, meanflow_sum=False)
-    module = comfy.ldm.hunyuan_video.model.HunyuanVideo(**common, **params)
-    return _load(module, seed)
+    if version == "1.5" and "use_cond_type_embedding" not in hunyuan_video_params():
+        pytest.skip("this ComfyUI has no HunyuanVideo 1.5")
+    return _load(hunyuan_video_module(**common, **params), seed)
+
+
+def hunyuan_video_params() -> set:
+    """The parameters the host's HunyuanVideo takes (older hosts lack those of newer models)."""
+    import comfy.ldm.hunyuan_video.model
+    return {field.name for field in dataclasses.fields(comfy.ldm.hunyuan_video.model.HunyuanVideoParams)}
+
+
+def hunyuan_video_module(**params):
+    """The host's HunyuanVideo module with ``params``, less those the host does not have (given as off)."""
+    import comfy.ldm.hunyuan_video.model
+    known = hunyuan_video_params() | {"operations", "dtype", "device", "image_model", "final_layer"}
+    return comfy.ldm.hunyuan_video.model.HunyuanVideo(**{k: v for k, v in params.items() if k in known})
 
 
 def hunyuan_text(seed=1, tokens=8, byt5_tokens=0, **extra):
@@ -153,18 +168,20 @@ def record_fps_attention():
 
 
 def block_output_recorder(model):
-    """A clone of a Wan ``model`` that records every block's output per model call, and the record:
-    a list (one entry per model call) of lists of [B, L, C] tensors, one per block."""
+    """A clone of a Wan ``model`` (with the FIS node's patches, when it has them) that records every block's output
+    per model call, and the record: a list (one entry per model call) of lists of [B, L, C] tensors, one per block.
+    Each block's ``patches_replace["dit"]`` entry (FIS's, else the block itself) is wrapped in one that records it."""
     record = []
-
-    def after_block(args):
-        if args["block_index"] == 0:
-            record.append([])
-        record[-1].append(args["img"].clone())
-        return {"img": args["img"]}
-
     recorded = model.clone()
-    recorded.set_model_patch(after_block, "double_block")
+    replaced = recorded.model_options["transformer_options"].get("patches_replace", {}).get("dit", {})
+    for i in range(len(recorded.model.diffusion_model.blocks)):
+        def recording(args, extra, i=i, inner=replaced.get(("double_block", i))):
+            out = inner(args, extra) if inner is not None else extra["original_block"](args)
+            if i == 0:
+                record.append([])
+            record[-1].append(out["img"].clone())
+            return out
+        recorded.set_model_patch_replace(recording, "dit", "double_block", i)
     return recorded, record
 
 
@@ -203,7 +220,10 @@ def tiny_mochi(*, depth=4, seed=0):
     model = model_config.get_model(state_dict, "")
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=comfy.model_management.get_torch_device(),
                                                offload_device=comfy.model_management.unet_offload_device())
-    model.load_model_weights(state_dict, "", assign=patcher.is_dynamic())
+    if hasattr(patcher, "is_dynamic"):   # hosts with dynamic model loading load the weights by assignment
+        model.load_model_weights(state_dict, "", assign=patcher.is_dynamic())
+    else:
+        model.load_model_weights(state_dict, "")
     return patcher
 
 

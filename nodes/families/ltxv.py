@@ -6,6 +6,8 @@ mask): every block computes them. The timestep is per token when a frame is give
 """
 from __future__ import annotations
 
+import torch
+
 from ...fis_core import FrameLayout, FramePlan, gather, kept_before, token_index
 from .base import FamilyAdapter, FrameGrid, ModelInfo, Preset, conditioned_frames, cut_tokens
 
@@ -33,10 +35,14 @@ class LTXVideoFamily(FamilyAdapter):
         return ModelInfo(f"LTX-Video {SIZES.get(width, f'{width}-wide')}", config["num_layers"], 16)
 
     def matches(self, diffusion_model) -> bool:
-        import comfy.ldm.lightricks.av_model
         import comfy.ldm.lightricks.model
-        return (isinstance(diffusion_model, comfy.ldm.lightricks.model.LTXVModel)
-                and not isinstance(diffusion_model, comfy.ldm.lightricks.av_model.LTXAVModel))
+        if not isinstance(diffusion_model, comfy.ldm.lightricks.model.LTXVModel):
+            return False
+        try:   # LTX-2's audio-video model, an LTXVModel too (hosts before LTX-2 have none)
+            from comfy.ldm.lightricks.av_model import LTXAVModel
+        except ImportError:
+            return True
+        return not isinstance(diffusion_model, LTXAVModel)
 
     def block_keys(self, diffusion_model):
         return [("double_block", i) for i in range(len(diffusion_model.transformer_blocks))]
@@ -60,9 +66,11 @@ class LTXVideoFamily(FamilyAdapter):
         if vec.shape[1] not in (1, layout.length):
             raise ValueError(f"timestep of {vec.shape[1]} rows matches neither 1 nor {layout.length} tokens")
         index = share("tokens", lambda: token_index(layout, plan))
-        rotation, split = args["pe"]
+        # RoPE: (rotation, split flag), or (cos, sin) in hosts before LTX-2; the tensors run along the tokens
+        pe = args["pe"]
         sub = {**args, "img": gather(args["img"], index), "vec": share("vec", lambda: cut_tokens(vec, index)),
-               "pe": share("pe", lambda: (cut_tokens(rotation, index), split))}
+               "pe": share("pe", lambda: tuple(cut_tokens(p, index) if isinstance(p, torch.Tensor) else p
+                                               for p in pe))}
         mask = args.get("self_attention_mask")
         if mask is not None:
             sub["self_attention_mask"] = share("mask", lambda: _cut_guide_mask(mask, layout, plan, index))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ...fis_core import FrameLayout, FramePlan, gather, token_index
-from ..call_state import host_grid
+from ..call_state import computed_frames, host_grid
 from .base import FamilyAdapter, FrameGrid, ModelInfo, Preset, conditioned_frames, cut_tokens
 
 #: WanModel subclasses whose forward does not go through ``patches_replace`` (autoregressive Wan).
@@ -34,9 +34,13 @@ class WanFamily(FamilyAdapter):
         return ModelInfo(label, config["num_layers"], 31 if size == "5B" else 21, image_to_video)
 
     def attention_grid(self, options, grid):
-        # The host's grid (which FIS cuts to the frames a sparse block computes), behind a reference image's tokens.
+        # The host's grid (which FIS cuts to the frames a sparse block computes), else (hosts that give none) the
+        # latent's, with the frames FIS names in a sparse block; behind a reference image's tokens.
         sizes = host_grid(options)
-        return (None, 0) if sizes is None else (sizes, grid.prefix)
+        if sizes is None:
+            frames = computed_frames(options)
+            sizes = (grid.frames if frames is None else len(frames), grid.height, grid.width)
+        return sizes, grid.prefix
 
     def block_keys(self, diffusion_model):
         return [("double_block", i) for i in range(len(diffusion_model.blocks))]
