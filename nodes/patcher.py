@@ -25,6 +25,8 @@ from .sequence_parallel import SequenceShard, current_shard
 
 WRAPPER_KEY = "frame_interleaved_sparsity"
 SCHEDULE_KWARG = "fis_schedule"
+#: transformer_options key of ComfyUI's EasyCache and LazyCache nodes
+CACHE_OPTION = "easycache"
 LOG = logging.getLogger("ComfyUI-FIS")
 
 
@@ -153,6 +155,10 @@ class FisRuntime(SharedByClones):
 
     def apply_model_wrapper(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
         call = self.begin_call(executor.class_obj, x, t, c_concat, transformer_options, kwargs)
+        if call is not None and self.settings.rotate and CACHE_OPTION in transformer_options:
+            self.warn_once("cache", "EasyCache (or LazyCache) is on this model too; over FIS's groups, which rotate every "
+                                    "step, it finds few steps or none to skip (measured: README, Quality), so it adds "
+                                    "little speed: use one of the two")
         if call is not None and self.family.takes_extra_kwargs(executor.class_obj.diffusion_model):
             # The schedule as a model input: a graph torch.compile made without FIS (or with other
             # settings) no longer matches, since it guards its inputs (unlike transformer_options).

@@ -66,15 +66,21 @@ def test_weight_patches_apply_inside_sparse_blocks(wan):
     assert torch.equal(sample(fis(wan), x, text(), steps=1), plain)   # the patch is gone again
 
 
-def test_easycache_and_fis_stack(wan):
+def test_easycache_and_fis_stack_and_the_log_says_easycache_adds_little(wan, caplog):
+    """They run together (FIS sparse at every step EasyCache runs), and one warning says what the quality study
+    measured: over FIS's rotating groups EasyCache finds few steps or none to skip. FIS alone does not warn."""
     from comfy_extras.nodes_easycache import EasyCacheNode
     cached = EasyCacheNode.execute(wan, 0.2, 0.0, 1.0, False)[0]
     both = fis(cached)
-    with record_attention_tokens({1: wan.model.diffusion_model.blocks[1].self_attn}) as calls:
-        out = sample(both, latent(), text(), steps=6)
+    with caplog.at_level(logging.WARNING, logger="ComfyUI-FIS"):
+        with record_attention_tokens({1: wan.model.diffusion_model.blocks[1].self_attn}) as calls:
+            out = sample(both, latent(), text(), steps=6)
+        sample(both, latent(), text(), steps=2)
+        sample(fis(wan), latent(), text(), steps=2)
     assert torch.isfinite(out).all()
     assert calls and all(t in (5 * T, 4 * T) for _, t, _ in calls)   # every step it ran, block 1 ran sparse
     assert len(calls) <= 6
+    assert caplog.text.count("EasyCache (or LazyCache) is on this model too") == 1
 
 
 def test_attention_override_sees_the_sparse_frames(wan):

@@ -83,7 +83,7 @@ def test_the_form_sets_the_maps_the_fit_reads_and_its_products_dtype():
 
 
 def test_a_bad_form_is_refused():
-    for bad in [dict(map_channels=0), dict(fit_tokens=0), dict(fit_dtype=torch.float16)]:
+    for bad in [dict(map_channels=0), dict(fit_tokens=0), dict(map_channels=64.0), dict(fit_dtype=torch.float16)]:
         with pytest.raises(ValueError, match="correction form"):
             CorrectionForm(**bad)
 
