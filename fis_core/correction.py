@@ -15,7 +15,6 @@ even subsample of the fit frames' tokens: 32 samples per unknown of a 128-channe
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import torch
@@ -118,11 +117,11 @@ def fit_maps(x: torch.Tensor, y: torch.Tensor, fit: torch.Tensor, fit_weight: to
     return torch.cholesky_solve(cross, factor)
 
 
-@functools.lru_cache(maxsize=256)
 def frame_runs(corrected: tuple, most: int) -> tuple[tuple[int, int, int, float, int, int], ...]:
     """``corrected``'s frames as runs ``(frame, low, high, weight, stride, count)``: ``count`` (at most ``most``)
     skipped frames ``stride`` apart whose low and high neighbours are ``stride`` apart too, with one weight (G=2
-    interleaved: every other frame, between its two neighbours), so that a run is one strided view of each."""
+    interleaved: every other frame, between its two neighbours), so that a run is one strided view of each. A loop
+    over the skipped frames in plain Python (microseconds; not cached, so torch.compile traces it without a warning)."""
     runs: list[list] = []
     for frame, low, high, weight in corrected:
         if runs:
