@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from . import host
-from .evaluate import DOCS, NOISE_SEED, Runner, Setting, _fidelity_summary, prompts
+from .evaluate import DOCS, NOISE_SEED, Runner, Setting, _fidelity_summary, fidelity_cells, prompts
 from .metrics import block_flops
 from .model import FEW_STEPS, MODELS_DIR
 
@@ -75,15 +75,13 @@ def study(models_dir: Path, prompt_count: int, log=print) -> dict:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| model | correction form | compute saved | PSNR (dB) | SSIM | temporal error | correction at Wan-14B 720p |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| model | correction form | compute saved | PSNR (dB) | worst frame (dB) | SSIM | temporal error | "
+             "correction at Wan-14B 720p |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for result in results:
         for row in result["settings"]:
-            s = row["summary"]
             share = row["wan14b_720p"]["correction_share"] if "wan14b_720p" in row else None
             lines.append(f"| {result['blocks']} blocks | {row['name']} | {100 * row['compute_saved']:.1f}% | "
-                         f"{row['psnr']:.1f} | {s['ssim']['mean']:.4f} | {100 * s['temporal_error']['mean']:.1f}% | "
-                         f"{'-' if share is None else f'{100 * share:.2f}% of a sparse block'} |")
+                         f"{fidelity_cells(row)} | {'-' if share is None else f'{100 * share:.2f}% of a sparse block'} |")
     return "\n".join(lines)
 
 
