@@ -25,7 +25,7 @@ import torch
 from ..fis_core import FitSums, FisSchedule, build_plan, restore
 from .call_state import SharedByClones
 from .families import FamilyAdapter
-from .patcher import inner_block, model_block_keys, schedule_position, sparse_args
+from .patcher import WrappingBlockPatch, model_block_keys, schedule_position, sparse_args
 from .profiles import check_name, save_profile
 
 WRAPPER_KEY = "fis_calibration"
@@ -121,17 +121,15 @@ class Calibration(SharedByClones):
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
 
 
-class CalibrationPatch:
-    """The ``patches_replace["dit"]`` entry of one block: runs it (or the replacement it wraps) and measures it."""
+class CalibrationPatch(WrappingBlockPatch):
+    """The entry of one block while calibrating: runs it (or the replacement it wraps) and measures it."""
 
     def __init__(self, calibration: Calibration, position: int, key: tuple[str, int], previous=None):
+        super().__init__(position, key, previous)
         self.calibration = calibration
-        self.position = position
-        self.key = key
-        self.previous = previous
 
     def __call__(self, args: dict, extra: dict):
-        block = inner_block(self.previous, extra)
+        block = self.inner_block(extra)
         if CALL_OPTION not in args["transformer_options"]:
             return block(args)
         # the inputs as they came, for the second run: some families' blocks add their updates (img, txt) in place

@@ -283,26 +283,31 @@ def schedule_position(sample_sigmas, sigma: float, sigma_max: float) -> tuple[in
     return step, first, step == len(sigmas) - 2 and sigmas[-1] == 0
 
 
-def inner_block(previous, extra: dict):
-    """The block a ``patches_replace`` entry runs: the replacement another node registered before it (``previous``),
-    else the original block, as one callable taking the block's ``args``."""
-    if previous is None:
-        return extra["original_block"]
-    return lambda block_args: previous(block_args, extra)
+class WrappingBlockPatch:
+    """A ``patches_replace["dit"]`` entry of the block at ``position`` (its ``key``) that wraps the replacement another
+    node registered for that block before it (``previous``), if any, so both apply."""
 
-
-class SparseBlockPatch:
-    """The ``patches_replace["dit"]`` entry of one sparse block. It wraps the replacement another node
-    registered for that block, if any, so both apply."""
-
-    def __init__(self, runtime: FisRuntime, position: int, key: tuple[str, int], previous=None):
-        self.runtime = runtime
+    def __init__(self, position: int, key: tuple[str, int], previous=None):
         self.position = position
         self.key = key
         self.previous = previous
 
+    def inner_block(self, extra: dict):
+        """The block this entry runs: ``previous``, else the original block, as one callable taking the ``args``."""
+        if self.previous is None:
+            return extra["original_block"]
+        return lambda block_args: self.previous(block_args, extra)
+
+
+class SparseBlockPatch(WrappingBlockPatch):
+    """The entry of one sparse block: runs it on its frame subset where FIS is on for the model call."""
+
+    def __init__(self, runtime: FisRuntime, position: int, key: tuple[str, int], previous=None):
+        super().__init__(position, key, previous)
+        self.runtime = runtime
+
     def __call__(self, args: dict, extra: dict):
-        block = inner_block(self.previous, extra)
+        block = self.inner_block(extra)
         call = FIS_CALL.get(self.runtime)
         if call is None:
             return block(args)
