@@ -22,11 +22,16 @@ MANY_STEPS = 20
 
 
 def settings(steps: int) -> list[Setting]:
-    """EasyCache (thresholds where it skips at this step count) after a FIS preset."""
+    """EasyCache (thresholds where it skips at this step count) after a FIS preset; at many steps also after FIS with
+    its groups fixed across steps (not rotated), which tells whether the rotation is what EasyCache reacts to."""
     pairs = [("faithful", 0.3)] if steps == FEW_STEPS else [("balanced", 0.1), ("faithful", 0.1), ("faithful", 0.2)]
-    return [Setting(f"FIS {preset} + EasyCache {threshold}", "fis+easycache",
-                    {"fis": {"quality": preset}, "easycache": {"reuse_threshold": threshold}})
-            for preset, threshold in pairs]
+    stacked = [Setting(f"FIS {preset} + EasyCache {threshold}", "fis+easycache",
+                       {"fis": {"quality": preset}, "easycache": {"reuse_threshold": threshold}})
+               for preset, threshold in pairs]
+    if steps != FEW_STEPS:
+        stacked.append(Setting("FIS balanced, groups fixed (not rotated) + EasyCache 0.1", "fis+easycache",
+                               {"fis": {"rotate": False}, "easycache": {"reuse_threshold": 0.1}}))
+    return stacked
 
 
 def table(results: dict) -> str:

@@ -195,3 +195,23 @@ def test_the_node_says_which_path_it_uses(wan, caplog):
         sample(fps(wan), latent(), text(), steps=2)
     lines = [r.getMessage() for r in caplog.records if "FPS attention" in r.getMessage()]
     assert len(lines) == 1 and "PyTorch reference path" in lines[0] and "tile 2x8x8" in lines[0], lines
+
+
+def test_a_wan_whose_forward_gives_no_grid_runs_fps_on_the_latent_grid(host, caplog):
+    """Camera Wan (like HuMo, and every Wan in ComfyUI 0.3.64) gives its attention no ``grid_sizes``: FPS tiles the
+    latent's grid, with the frames FIS names in a sparse block, instead of running the original attention."""
+    import comfy.ldm.wan.model
+    import comfy.ops
+    from tiny_models import _load
+    camera = comfy.ldm.wan.model.CameraWanModel(model_type="camera_2.2", in_dim=36, dim=128, ffn_dim=256, num_heads=1,
+                                                num_layers=4, operations=comfy.ops.disable_weight_init)
+    model = _load(camera, 0)
+    assert type(model.model.diffusion_model).__name__ == "CameraWanModel"
+    x = latent()
+    with caplog.at_level(logging.WARNING, logger="ComfyUI-FIS"):
+        for patch, grids in ((fps, [(5, 8, 8)] * 4), (lambda m: fis(fps(m)), [(5, 8, 8), (3, 8, 8), (2, 8, 8), (5, 8, 8)])):
+            with record_fps_attention() as fps_calls:
+                out = sample(patch(model), x, text(), steps=1)
+            assert fps_calls == grids
+            assert 1e-4 < relative_error(out, sample(model, x, text(), steps=1)) < 0.5
+    assert not any("does not fit" in r.getMessage() for r in caplog.records)
