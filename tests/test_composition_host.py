@@ -148,3 +148,26 @@ def test_comfyui_loads_the_pack_as_a_custom_node(host):
     assert list(inputs) == ["model", "quality", "sparse_blocks", "groups", "pattern", "interpolation", "anchor_frames",
                             "start_percent", "end_percent"]
     assert all("tooltip" in options for _, options in inputs.values())
+
+
+def test_fis_runs_inside_wan_context_windows(wan):
+    """ComfyUI's Wan Context Windows (long videos in overlapping windows) calls the model on each window's frames:
+    FIS runs on every window as on a shorter video (its sparse block computes about half of the window's frames) and
+    stays near the same windows run dense."""
+    import inspect
+
+    import comfy.context_windows
+    from comfy_extras.nodes_context_windows import WanContextWindowsManualNode
+    # the plainest windows: without FreeNoise's noise shuffling, an option newer hosts have
+    newer = {"freenoise": False} if "freenoise" in inspect.signature(WanContextWindowsManualNode.execute).parameters else {}
+    windowed = WanContextWindowsManualNode.execute(
+        wan, context_length=21, context_overlap=8, context_schedule=comfy.context_windows.ContextSchedules.UNIFORM_STANDARD,
+        context_stride=1, closed_loop=False, fuse_method=comfy.context_windows.ContextFuseMethods.PYRAMID, **newer)[0]
+    x = latent(13)
+    with record_attention_tokens({1: wan.model.diffusion_model.blocks[1].self_attn}) as calls:
+        out = sample(fis(windowed), x, text(), steps=2)
+    computed = [tokens // T for _, tokens, _ in calls]
+    # 2 steps x at least 2 windows of 6 latent frames (7 with the causal fix frame of a later window): 3-4 computed
+    assert len(computed) >= 4 and set(computed) <= {3, 4}, computed
+    dense = sample(windowed, x, text(), steps=2)
+    assert torch.isfinite(out).all() and 0 < relative_error(out, dense) < 0.5
