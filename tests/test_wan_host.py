@@ -304,3 +304,22 @@ def test_the_compile_signature_holds_the_correction_form_in_plain_values(wan):
     def plain(value):
         return isinstance(value, (int, float, str)) or isinstance(value, tuple) and all(plain(v) for v in value)
     assert plain(signature(correction=replace(smaller, fit_dtype=torch.bfloat16)))
+
+
+def test_vace_runs_its_hint_blocks_on_every_frame_after_the_sparse_blocks(host):
+    """Wan VACE adds its hint blocks' output (computed from the control video over every frame) after main blocks; FIS
+    makes the main blocks sparse and leaves the hint blocks alone: both run, and the video stays near dense."""
+    import comfy.ldm.wan.model
+    import comfy.ops
+    from tiny_models import _load
+    module = comfy.ldm.wan.model.VaceWanModel(dim=128, ffn_dim=256, num_heads=1, num_layers=4, vace_layers=2,
+                                              vace_in_dim=96, operations=comfy.ops.disable_weight_init)
+    model = _load(module, 0)
+    assert type(model.model.diffusion_model).__name__ == "VaceWanModel"
+    diffusion_model, x = model.model.diffusion_model, wan_latent(9)
+    attention = {i: diffusion_model.blocks[i].self_attn for i in (1, 2)}
+    attention[10] = diffusion_model.vace_blocks[0].self_attn
+    with record_attention_tokens(attention) as calls:
+        out = sample(fis(model), x, text(), steps=1)
+    assert [(block, tokens // T) for block, tokens, _ in calls] == [(10, 9), (1, 5), (2, 4)]
+    assert 0 < relative_error(out, sample(model, x, text(), steps=1)) < 0.5
