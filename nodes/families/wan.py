@@ -71,11 +71,14 @@ class WanFamily(FamilyAdapter):
 
     def cut_args(self, key, args, layout: FrameLayout, plan: FramePlan, share):
         index = share("tokens", lambda: token_index(layout, plan))
-        vec = args["vec"]
+        vec, T = args["vec"], layout.tokens_per_frame
         if vec.ndim == 4 and vec.shape[1] == layout.frames:   # per-frame modulation (TI2V-5B, I2V)
             vec = share("vec", lambda: vec.index_select(1, plan.frame_index))
         elif vec.ndim == 4 and vec.shape[1] == layout.length:  # per-token modulation
             vec = share("vec", lambda: gather(vec, index))
+        elif vec.ndim == 4 and vec.shape[1] * T == layout.length and layout.prefix % T == layout.suffix % T == 0:
+            # per frame, the tokens around the frames counted in frames too (S2V's appended reference image)
+            vec = share("vec", lambda: vec.index_select(1, index[::T] // T))
         elif vec.ndim == 4 and vec.shape[1] != 1:
             raise ValueError(f"modulation of {vec.shape[1]} rows matches neither {layout.frames} frames nor {layout.length} tokens")
         return {**args, "img": gather(args["img"], index), "vec": vec,
