@@ -325,10 +325,12 @@ def test_vace_runs_its_hint_blocks_on_every_frame_after_the_sparse_blocks(host):
     assert 0 < relative_error(out, sample(model, x, text(), steps=1)) < 0.5
 
 
-def test_s2v_with_its_reference_image_runs_sparse(host, caplog):
-    """Wan S2V appends its reference image's tokens after the frames and modulates per frame, the reference counted
-    as one more frame: a sparse block takes the computed frames' rows and the reference's (every block computes the
-    reference), and the video stays near dense."""
+@pytest.mark.parametrize("motion", [False, True])
+def test_s2v_with_its_reference_image_and_motion_frames_runs_sparse(host, caplog, motion):
+    """Wan S2V appends its reference image's tokens (and a continuation's motion frames) after the frames, and
+    modulates rows of consecutive tokens: a frame each, the reference counted as one more (with motion frames: half
+    a frame each). A sparse block takes the rows of the tokens it keeps (every block computes the appended ones),
+    and the video stays near dense."""
     import comfy.ldm.wan.model
     import comfy.ops
     from tiny_models import _load
@@ -336,10 +338,11 @@ def test_s2v_with_its_reference_image_runs_sparse(host, caplog):
                                               operations=comfy.ops.disable_weight_init)
     model = _load(module, 0)
     assert type(model.model.diffusion_model).__name__ == "WanModel_S2V"
-    x, positive = wan_latent(9), text(reference_latents=[torch.randn(1, 16, 1, 8, 8)])
+    extra = {"reference_motion": torch.randn(1, 16, 19, 8, 8)} if motion else {}   # packed into 24 more tokens
+    x, positive = wan_latent(9), text(reference_latents=[torch.randn(1, 16, 1, 8, 8)], **extra)
     with caplog.at_level(logging.WARNING, logger="ComfyUI-FIS"):
         with record_attention_tokens({1: model.model.diffusion_model.blocks[1].self_attn}) as calls:
             out = sample(fis(model), x, positive, steps=1)
-    assert [(tokens, frames) for _, tokens, frames in calls] == [(5 * T + T, (0, 2, 4, 6, 8))]
+    assert [(tokens, frames) for _, tokens, frames in calls] == [(5 * T + T + 24 * motion, (0, 2, 4, 6, 8))]
     assert "FIS" not in caplog.text                                   # no block ran dense
     assert 0 < relative_error(out, sample(model, x, positive, steps=1)) < 0.5

@@ -71,16 +71,19 @@ class WanFamily(FamilyAdapter):
 
     def cut_args(self, key, args, layout: FrameLayout, plan: FramePlan, share):
         index = share("tokens", lambda: token_index(layout, plan))
-        vec, T = args["vec"], layout.tokens_per_frame
-        if vec.ndim == 4 and vec.shape[1] == layout.frames:   # per-frame modulation (TI2V-5B, I2V)
+        vec = args["vec"]
+        rows = vec.shape[1] if vec.ndim == 4 else 1
+        run = max(layout.length // rows, 1)             # the block repeats each row over this many tokens
+        if rows == layout.frames:                       # per-frame modulation (TI2V-5B, I2V)
             vec = share("vec", lambda: vec.index_select(1, plan.frame_index))
-        elif vec.ndim == 4 and vec.shape[1] == layout.length:  # per-token modulation
-            vec = share("vec", lambda: gather(vec, index))
-        elif vec.ndim == 4 and vec.shape[1] * T == layout.length and layout.prefix % T == layout.suffix % T == 0:
-            # per frame, the tokens around the frames counted in frames too (S2V's appended reference image)
-            vec = share("vec", lambda: vec.index_select(1, index[::T] // T))
-        elif vec.ndim == 4 and vec.shape[1] != 1:
-            raise ValueError(f"modulation of {vec.shape[1]} rows matches neither {layout.frames} frames nor {layout.length} tokens")
+        elif rows > 1 and rows * run == layout.length and not any(
+                n % run for n in (layout.prefix, layout.tokens_per_frame, layout.suffix)):
+            # rows of `run` tokens: per token (1), per frame with the tokens around the frames in frames too (S2V's
+            # reference image), per half frame (S2V with motion frames); a kept token keeps its row
+            vec = share("vec", lambda: vec.index_select(1, index[::run] // run))
+        elif rows != 1:
+            raise ValueError(f"modulation of {rows} rows matches neither {layout.frames} frames nor runs of "
+                             f"{layout.tokens_per_frame} tokens or fewer")
         return {**args, "img": gather(args["img"], index), "vec": vec,
                 "pe": share("pe", lambda: cut_tokens(args["pe"], index))}
 
