@@ -346,3 +346,19 @@ def test_s2v_with_its_reference_image_and_motion_frames_runs_sparse(host, caplog
     assert [(tokens, frames) for _, tokens, frames in calls] == [(5 * T + T + 24 * motion, (0, 2, 4, 6, 8))]
     assert "FIS" not in caplog.text                                   # no block ran dense
     assert 0 < relative_error(out, sample(model, x, positive, steps=1)) < 0.5
+
+
+def test_humo_runs_dense_with_one_warning(host, caplog):
+    """HuMo's blocks pair each frame's tokens with that frame's audio, which they get outside their arguments, so a
+    block on a frame subset cannot run (its audio cross-attention fails): FIS leaves HuMo dense and says so once."""
+    import comfy.ldm.wan.model
+    import comfy.ops
+    from tiny_models import _load
+    module = comfy.ldm.wan.model.HumoWanModel(dim=128, ffn_dim=256, num_heads=1, num_layers=4,
+                                              operations=comfy.ops.disable_weight_init)
+    model = _load(module, 0)
+    x, positive = wan_latent(9), text(audio_embed=torch.randn(1, 9, 8, 5, 1280))
+    with caplog.at_level(logging.WARNING, logger="ComfyUI-FIS"):
+        patched = fis(model)
+    assert torch.equal(sample(patched, x, positive, steps=1), sample(model, x, positive, steps=1))
+    assert caplog.text.count("HumoWanModel is not a supported model") == 1

@@ -1,12 +1,15 @@
-"""Wan 2.1 / 2.2 (T2V, I2V, FLF2V, TI2V-5B, VACE, Fun, ...): every model run by ``WanModel.forward_orig``."""
+"""Wan 2.1 / 2.2 (T2V, I2V, FLF2V, TI2V-5B, VACE, Fun, S2V, ...): the models run by a ``WanModel`` forward that
+goes through ``patches_replace``, but HuMo (see :data:`_UNSUPPORTED_CLASSES`)."""
 from __future__ import annotations
 
 from ...fis_core import FrameLayout, FramePlan, gather, token_index
 from ..call_state import computed_frames, host_grid
 from .base import FamilyAdapter, FrameGrid, ModelInfo, Preset, conditioned_frames, cut_tokens
 
-#: WanModel subclasses whose forward does not go through ``patches_replace`` (autoregressive Wan).
-_BYPASSING_CLASSES = ("CausalWanModel",)
+#: WanModel subclasses FIS cannot run sparse: autoregressive Wan's forward bypasses ``patches_replace``; HuMo's blocks
+#: take each frame's audio outside their arguments (a closure) and pair it with that frame's tokens, so a block on a
+#: frame subset fails (measured: a RuntimeError in its audio cross-attention).
+_UNSUPPORTED_CLASSES = ("CausalWanModel", "HumoWanModel")
 #: Wan sizes by model width.
 SIZES = {1536: "1.3B", 3072: "5B", 5120: "14B"}
 
@@ -22,7 +25,7 @@ class WanFamily(FamilyAdapter):
     def matches(self, diffusion_model) -> bool:
         import comfy.ldm.wan.model
         return (isinstance(diffusion_model, comfy.ldm.wan.model.WanModel)
-                and type(diffusion_model).__name__ not in _BYPASSING_CLASSES)
+                and type(diffusion_model).__name__ not in _UNSUPPORTED_CLASSES)
 
     def describe(self, config):
         if config.get("image_model") != "wan2.1":
