@@ -130,7 +130,7 @@ class CalibrationPatch(WrappingBlockPatch):
 
     def __call__(self, args: dict, extra: dict):
         block = self.inner_block(extra)
-        if CALL_OPTION not in args["transformer_options"]:
+        if CALL_OPTION not in args.get("transformer_options", {}):
             return block(args)
         # the inputs as they came, for the second run: some families' blocks add their updates (img, txt) in place
         inputs = {**args, **{name: value.clone() for name, value in args.items() if isinstance(value, torch.Tensor)}}

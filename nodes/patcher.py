@@ -265,8 +265,8 @@ def sparse_args(family: FamilyAdapter, key: tuple[str, int], args: dict, layout:
     the family cannot cut them). ``shared`` keeps, for the model call, what the blocks of a group can share."""
     def share(name, make):
         return shared_value(shared, (name, *layout, plan.computed), make)
-    sub_args = family.cut_args(key, args, layout, plan, share)
-    sub_args["transformer_options"] = sparse_block_options(args["transformer_options"], plan.computed)
+    sub_args = family.cut_args(key, args, layout, plan, share)   # its transformer_options too, where the family cuts them
+    sub_args["transformer_options"] = sparse_block_options(sub_args["transformer_options"], plan.computed)
     return sub_args
 
 
@@ -310,6 +310,10 @@ class SparseBlockPatch(WrappingBlockPatch):
         block = self.inner_block(extra)
         call = FIS_CALL.get(self.runtime)
         if call is None:
+            return block(args)
+        if "transformer_options" not in args:     # older hosts' S2V: FIS cannot tell the block its frames
+            self.runtime.warn_once("no-options", f"{self.key[0]} {self.key[1]} gets no transformer_options from this "
+                                                 f"ComfyUI (a newer one passes them); its blocks run dense")
             return block(args)
         return call.run_block(self.position, self.key, args, block)
 

@@ -2,6 +2,8 @@
 goes through ``patches_replace``, but HuMo (see :data:`_UNSUPPORTED_CLASSES`)."""
 from __future__ import annotations
 
+import torch
+
 from ...fis_core import FrameLayout, FramePlan, gather, token_index
 from ..call_state import computed_frames, host_grid
 from .base import FamilyAdapter, FrameGrid, ModelInfo, Preset, conditioned_frames, cut_tokens
@@ -10,6 +12,9 @@ from .base import FamilyAdapter, FrameGrid, ModelInfo, Preset, conditioned_frame
 #: take each frame's audio outside their arguments (a closure) and pair it with that frame's tokens, so a block on a
 #: frame subset fails (measured: a RuntimeError in its audio cross-attention).
 _UNSUPPORTED_CLASSES = ("CausalWanModel", "HumoWanModel")
+#: transformer_options key of InfiniteTalk/MultiTalk's audio, per latent frame (axis 1), which its cross-attention
+#: pairs with the frames of the host's grid: a sparse block gets the computed frames' audio.
+MULTITALK_AUDIO = "audio_embeds"
 #: Wan sizes by model width.
 SIZES = {1536: "1.3B", 3072: "5B", 5120: "14B"}
 
@@ -87,7 +92,12 @@ class WanFamily(FamilyAdapter):
         elif rows != 1:
             raise ValueError(f"modulation of {rows} rows matches neither {layout.frames} frames nor runs of "
                              f"{layout.tokens_per_frame} tokens or fewer")
-        return {**args, "img": gather(args["img"], index), "vec": vec,
+        options = args["transformer_options"]
+        audio = options.get(MULTITALK_AUDIO)
+        if isinstance(audio, torch.Tensor) and audio.ndim > 1 and audio.shape[1] == layout.frames:
+            frames = share("audio", lambda: audio.index_select(1, torch.tensor(plan.computed, device=audio.device)))
+            options = {**options, MULTITALK_AUDIO: frames}
+        return {**args, "img": gather(args["img"], index), "vec": vec, "transformer_options": options,
                 "pe": share("pe", lambda: cut_tokens(args["pe"], index))}
 
     # Raylight's usp_dit_forward splits the tokens and the RoPE (dim 1) over the ranks and passes the modulation whole.
