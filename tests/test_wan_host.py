@@ -395,3 +395,17 @@ def test_infinitetalk_audio_follows_the_frames_of_a_sparse_block(host):
         out = sample(fis(talking), x, text(), steps=1)
     assert [tokens // T for _, tokens, _ in calls] == [5]
     assert 0 < relative_error(out, dense) < 0.5
+
+
+def test_animate_2_is_not_taken(host):
+    """Wan Animate 2's blocks pair each frame with its pose frame through the whole video's frame count, passed outside
+    their arguments: FIS does not take the model (it runs dense, with the unsupported-model warning)."""
+    try:
+        from comfy.ldm.wan.model_animate2 import WanAnimate2Model
+    except ImportError:
+        pytest.skip("this ComfyUI has no Wan Animate 2")
+    import comfy.ops
+    from comfyui_fis.nodes.families import find_family
+    model = WanAnimate2Model(dim=128, ffn_dim=256, num_heads=1, num_layers=2, operations=comfy.ops.disable_weight_init)
+    assert find_family(model) is None
+    assert find_family(tiny_wan(num_layers=2).model.diffusion_model).name == "wan"

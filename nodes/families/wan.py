@@ -10,8 +10,9 @@ from .base import FamilyAdapter, FrameGrid, ModelInfo, Preset, conditioned_frame
 
 #: WanModel subclasses FIS cannot run sparse: autoregressive Wan's forward bypasses ``patches_replace``; HuMo's blocks
 #: take each frame's audio outside their arguments (a closure) and pair it with that frame's tokens, so a block on a
-#: frame subset fails (measured: a RuntimeError in its audio cross-attention).
-_UNSUPPORTED_CLASSES = ("CausalWanModel", "HumoWanModel")
+#: frame subset fails (measured: a RuntimeError in its audio cross-attention); Animate 2's blocks attend frame j to
+#: pose frame j-1 by the whole video's frame count and buffers, also passed outside their arguments (read, not run).
+_UNSUPPORTED_CLASSES = ("CausalWanModel", "HumoWanModel", "WanAnimate2Model")
 #: transformer_options key of InfiniteTalk/MultiTalk's audio, per latent frame (axis 1), which its cross-attention
 #: pairs with the frames of the host's grid: a sparse block gets the computed frames' audio.
 MULTITALK_AUDIO = "audio_embeds"
