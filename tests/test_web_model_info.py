@@ -52,6 +52,17 @@ def test_other_models_are_not_supported(host, tmp_path):
     assert model_info(path) is None
 
 
+def test_a_wan_variant_fis_runs_dense_is_not_described(host, tmp_path):
+    """HuMo is a Wan by its config, but FIS runs it dense: the view must not draw a schedule for it."""
+    import comfy.ldm.wan.model
+    import comfy.ops
+    from comfyui_fis.nodes.model_info import model_info
+    from tiny_models import _load
+    humo = _load(comfy.ldm.wan.model.HumoWanModel(dim=128, ffn_dim=256, num_heads=1, num_layers=2,
+                                                  operations=comfy.ops.disable_weight_init), 0)
+    assert model_info(save(tmp_path, humo)) is None
+
+
 # --- files that are not what they claim: refused at once, saying why, while the server keeps answering -----------
 
 def write_header(path, header: dict, claimed: int | None = None):

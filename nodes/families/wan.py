@@ -13,6 +13,8 @@ from .base import FamilyAdapter, FrameGrid, ModelInfo, Preset, conditioned_frame
 #: frame subset fails (measured: a RuntimeError in its audio cross-attention); Animate 2's blocks attend frame j to
 #: pose frame j-1 by the whole video's frame count and buffers, also passed outside their arguments (read, not run).
 _UNSUPPORTED_CLASSES = ("CausalWanModel", "HumoWanModel", "WanAnimate2Model")
+#: Their ``model_type`` in ComfyUI's detected config, for the schedule view's reading of a file's header.
+_UNSUPPORTED_MODEL_TYPES = ("humo", "animate2")
 #: transformer_options key of InfiniteTalk/MultiTalk's audio, per latent frame (axis 1), which its cross-attention
 #: pairs with the frames of the host's grid: a sparse block gets the computed frames' audio.
 MULTITALK_AUDIO = "audio_embeds"
@@ -34,7 +36,7 @@ class WanFamily(FamilyAdapter):
                 and type(diffusion_model).__name__ not in _UNSUPPORTED_CLASSES)
 
     def describe(self, config):
-        if config.get("image_model") != "wan2.1":
+        if config.get("image_model") != "wan2.1" or config.get("model_type") in _UNSUPPORTED_MODEL_TYPES:
             return None
         image_to_video = config["in_dim"] > config["out_dim"]
         size = SIZES.get(config["dim"], f"{config['dim']}-wide")
