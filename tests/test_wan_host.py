@@ -409,3 +409,18 @@ def test_animate_2_is_not_taken(host):
     model = WanAnimate2Model(dim=128, ffn_dim=256, num_heads=1, num_layers=2, operations=comfy.ops.disable_weight_init)
     assert find_family(model) is None
     assert find_family(tiny_wan(num_layers=2).model.diffusion_model).name == "wan"
+
+
+def test_animate_runs_sparse(host):
+    """Wan Animate adds its pose to the patch embedding and its face adapter to the whole sequence after every fifth
+    block, outside the blocks FIS replaces: its blocks run sparse like Wan I2V's (here without pose or face inputs)."""
+    import comfy.ldm.wan.model_animate
+    import comfy.ops
+    from tiny_models import _load
+    model = _load(comfy.ldm.wan.model_animate.AnimateWanModel(dim=128, ffn_dim=256, num_heads=1, num_layers=10, in_dim=36,
+                                                              operations=comfy.ops.disable_weight_init), 0)
+    x = wan_latent(9)
+    with record_attention_tokens({1: model.model.diffusion_model.blocks[1].self_attn}) as calls:
+        out = sample(fis(model), x, text(), steps=1)
+    assert [(tokens // T, frames) for _, tokens, frames in calls] == [(5, (0, 2, 4, 6, 8))]
+    assert 0 < relative_error(out, sample(model, x, text(), steps=1)) < 0.5
