@@ -25,7 +25,7 @@ import torch
 from ..fis_core import FitSums, FisSchedule, build_plan, restore
 from .call_state import SharedByClones
 from .families import FamilyAdapter
-from .patcher import WrappingBlockPatch, model_block_keys, schedule_position, sparse_args
+from .patcher import WrappingBlockPatch, batch_layout, model_block_keys, schedule_position, sparse_args
 from .profiles import check_name, save_profile
 
 WRAPPER_KEY = "fis_calibration"
@@ -70,8 +70,8 @@ class Calibration(SharedByClones):
             sub_args = sparse_args(self.family, key, args, layout, plan, shared)
         except ValueError:     # FIS runs this call dense too
             return
-        batch_layout = tuple(args["transformer_options"].get("cond_or_uncond") or ()), x.shape[0]
-        sparse = restore(x, block(sub_args)["img"], layout, plan, (self.fit_sums, (position, batch_layout)))
+        key = position, batch_layout(args["transformer_options"], x.shape[0])
+        sparse = restore(x, block(sub_args)["img"], layout, plan, (self.fit_sums, key))
         error = stream = 0.0
         tokens = layout.tokens_per_frame
         for frame in range(layout.frames):   # fp32 temporaries of one frame

@@ -123,7 +123,7 @@ class FisRuntime(SharedByClones):
         if not self._logged_run:
             self._logged_run = True
             self._log_run(fitted, grid)
-        return FisCall(self, fitted, grid, plans, step, current_shard())
+        return FisCall(self, fitted, grid, plans, step, current_shard(), batch_layout(options, x.shape[0]))
 
     def _log_run(self, schedule: FisSchedule, grid: FrameGrid):
         saved = 1.0 - schedule.computed_fraction(self.num_blocks, grid.frames)
@@ -178,10 +178,12 @@ class FisCall:
     groups, and values shared by the blocks of a group."""
 
     def __init__(self, runtime: FisRuntime, schedule: FisSchedule, grid: FrameGrid, plans: dict, step: int = 0,
-                 shard: SequenceShard | None = None):
+                 shard: SequenceShard | None = None, batch: tuple = ()):
         self.runtime = runtime
         #: this rank's part of a sequence-parallel call (Raylight), else None
         self.shard = shard
+        #: the call's :func:`batch_layout`, which keeps the fit sums of each layout apart
+        self.batch = batch
         self.schedule = schedule
         self.grid = grid
         self.plans = plans
@@ -244,12 +246,17 @@ class FisCall:
                                          lambda name, make: self._share(("shard", name, *layout, computed), make))
         out = dict(block(sub_args))
         y_sub = self.shard.gather(out["img"], 1, length) if sharded else out["img"]
-        batch_layout = tuple(args["transformer_options"].get("cond_or_uncond") or ()), args["img"].shape[0]
-        out["img"] = restore(full["img"], y_sub, layout, plan, (runtime.fit_sums, (position, batch_layout)))
+        out["img"] = restore(full["img"], y_sub, layout, plan, (runtime.fit_sums, (position, self.batch)))
         if sharded:
             out["img"] = self.shard.own(out["img"], args["img"])
         self.ran_sparse = True
         return out
+
+
+def batch_layout(options: dict, batch: int) -> tuple:
+    """What a model call's batch holds (ComfyUI's cond/uncond order, the batch size): a block's fit sums are carried
+    over the calls of one layout only."""
+    return tuple(options.get("cond_or_uncond") or ()), batch
 
 
 def shared_value(shared: dict, entry, make):

@@ -9,6 +9,7 @@ from typing import NamedTuple
 import torch
 
 from ...fis_core import FramePlan, FrameLayout, gather, kept_before
+from ..call_state import computed_frames
 
 
 class FrameGrid(NamedTuple):
@@ -130,6 +131,13 @@ class FamilyAdapter:
         """This rank's chunk of ``sub_args`` (what :meth:`cut_args` made of the unsharded arguments), shaped as the
         host's sequence-parallel forward shapes a block's arguments."""
         raise NotImplementedError
+
+
+def latent_attention_grid(options: dict, grid: FrameGrid) -> tuple[int, int, int]:
+    """The token grid of the latent ``grid`` as a self-attention with ``options`` sees it: in a sparse block, the
+    frames FIS names there (for families whose host gives the attention no grid)."""
+    frames = computed_frames(options)
+    return (grid.frames if frames is None else len(frames), grid.height, grid.width)
 
 
 def conditioned_frames(mask: torch.Tensor) -> tuple[int, ...]:

@@ -3,8 +3,8 @@ blocks over text+image. The text stream is always whole; only the image tokens a
 from __future__ import annotations
 
 from ...fis_core import FrameLayout, FramePlan, gather, token_index
-from ..call_state import computed_frames
-from .base import FamilyAdapter, FrameGrid, ModelInfo, Preset, conditioned_frames, cut_tokens, remap_ranges
+from .base import (FamilyAdapter, FrameGrid, ModelInfo, Preset, conditioned_frames, cut_tokens, latent_attention_grid,
+                   remap_ranges)
 
 
 class HunyuanVideoFamily(FamilyAdapter):
@@ -31,8 +31,7 @@ class HunyuanVideoFamily(FamilyAdapter):
     def attention_grid(self, options, grid):
         # The joint attention runs over text and image tokens, text first (its length varies); the host gives no
         # grid, so it is the latent's, with the frames FIS names in a sparse block.
-        frames = computed_frames(options)
-        return (len(frames) if frames is not None else grid.frames, grid.height, grid.width), None
+        return latent_attention_grid(options, grid), None
 
     def block_keys(self, diffusion_model):
         return ([("double_block", i) for i in range(len(diffusion_model.double_blocks))]

@@ -1,12 +1,12 @@
-"""Wan 2.1 / 2.2 (T2V, I2V, FLF2V, TI2V-5B, VACE, Fun, S2V, ...): the models run by a ``WanModel`` forward that
-goes through ``patches_replace``, but HuMo (see :data:`_UNSUPPORTED_CLASSES`)."""
+"""Wan 2.1 / 2.2 (T2V, I2V, FLF2V, TI2V-5B, VACE, Fun, S2V, InfiniteTalk, ...): the models run by a ``WanModel``
+forward that goes through ``patches_replace``, but those of :data:`_UNSUPPORTED_CLASSES`."""
 from __future__ import annotations
 
 import torch
 
 from ...fis_core import FrameLayout, FramePlan, gather, token_index
-from ..call_state import computed_frames, host_grid
-from .base import FamilyAdapter, FrameGrid, ModelInfo, Preset, conditioned_frames, cut_tokens
+from ..call_state import host_grid
+from .base import FamilyAdapter, FrameGrid, ModelInfo, Preset, conditioned_frames, cut_tokens, latent_attention_grid
 
 #: WanModel subclasses FIS cannot run sparse: autoregressive Wan's forward bypasses ``patches_replace``; HuMo's blocks
 #: take each frame's audio outside their arguments (a closure) and pair it with that frame's tokens, so a block on a
@@ -47,11 +47,7 @@ class WanFamily(FamilyAdapter):
     def attention_grid(self, options, grid):
         # The host's grid (which FIS cuts to the frames a sparse block computes), else (hosts that give none) the
         # latent's, with the frames FIS names in a sparse block; behind a reference image's tokens.
-        sizes = host_grid(options)
-        if sizes is None:
-            frames = computed_frames(options)
-            sizes = (grid.frames if frames is None else len(frames), grid.height, grid.width)
-        return sizes, grid.prefix
+        return host_grid(options) or latent_attention_grid(options, grid), grid.prefix
 
     def block_keys(self, diffusion_model):
         return [("double_block", i) for i in range(len(diffusion_model.blocks))]
