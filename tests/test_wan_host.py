@@ -366,14 +366,18 @@ def test_humo_runs_dense_with_one_warning(host, caplog):
     assert caplog.text.count("HumoWanModel is not a supported model") == 1
 
 
-def test_infinitetalk_audio_follows_the_frames_of_a_sparse_block(host):
+@pytest.mark.parametrize("speakers", [1, 2])
+def test_infinitetalk_audio_follows_the_frames_of_a_sparse_block(host, speakers):
     """InfiniteTalk/MultiTalk (a model patch over Wan I2V) puts its audio per latent frame in transformer_options and
     pairs it with the frames of the host's grid in every block's audio cross-attention: a sparse block gets the
-    computed frames' audio (it failed with a RuntimeError before), and the video stays near dense."""
+    computed frames' audio (it failed with a RuntimeError before), and the video stays near dense. With two
+    speakers, a self-attention patch maps each token to its speaker (masks of one frame's tokens) from the block's
+    queries and the keys of its first frame: a sparse block's first computed frame (in image-to-video frame 0, the
+    anchor every block computes), which the cut grid makes consistent."""
     import comfy.model_patcher
     import comfy.ops
     try:
-        from comfy.ldm.wan.model_multitalk import MultiTalkCrossAttnPatch
+        from comfy.ldm.wan.model_multitalk import MultiTalkCrossAttnPatch, MultiTalkGetAttnMapPatch
         from comfy_extras.nodes_model_patch import MultiTalkModelPatch
     except ImportError:
         pytest.skip("this ComfyUI has no InfiniteTalk/MultiTalk")
@@ -385,15 +389,31 @@ def test_infinitetalk_audio_follows_the_frames_of_a_sparse_block(host):
         for parameter in module.parameters():
             parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.02)
     talking = wan.clone()
-    talking.model_options["transformer_options"]["audio_embeds"] = torch.randn(1, 9, 32, 64, generator=generator)
+    # 32 audio tokens per frame and speaker, the speakers' side by side (as ComfyUI's project_audio_features gives them)
+    talking.model_options["transformer_options"]["audio_embeds"] = torch.randn(1, 9, 32 * speakers, 64, generator=generator)
     patch = comfy.model_patcher.ModelPatcher(module, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
     talking.set_model_patch(MultiTalkCrossAttnPatch(patch, 1.0), "attn2_patch")
+    speaker_maps = []                                    # the tokens of each block's speaker map
+
+    class RecordedSpeakerMaps(MultiTalkGetAttnMapPatch):
+        def __call__(self, kwargs):
+            out = super().__call__(kwargs)
+            speaker_maps.append(tuple(kwargs["transformer_options"]["x_ref_attn_map"].shape))
+            return out
+
+    if speakers == 2:                                    # speaker 1 on the left half of a frame, speaker 2 on the right
+        left = torch.zeros(4, 4, dtype=torch.bool)
+        left[:, :2] = True
+        talking.set_model_patch(RecordedSpeakerMaps(torch.stack([left, ~left]).view(2, T)), "attn1_patch")
     x = wan_latent(9)
     dense = sample(talking, x, text(), steps=1)
     assert relative_error(dense, sample(wan, x, text(), steps=1)) > 1e-3            # the audio does something
+    speaker_maps.clear()
     with record_attention_tokens({1: talking.model.diffusion_model.blocks[1].self_attn}) as calls:
         out = sample(fis(talking), x, text(), steps=1)
     assert [tokens // T for _, tokens, _ in calls] == [5]
+    if speakers == 2:   # blocks 0 and 3 dense, 1 and 2 sparse (5 and 4 of the 9 frames)
+        assert speaker_maps == [(2, 9 * T), (2, 5 * T), (2, 4 * T), (2, 9 * T)]
     assert 0 < relative_error(out, dense) < 0.5
 
 
