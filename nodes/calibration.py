@@ -53,6 +53,7 @@ class Calibration(SharedByClones):
         self.schedule = FisSchedule(tuple(range(num_blocks)), GROUPS)
         self.sums: dict[tuple[int, int], list] = {}
         self.fit_sums = FitSums()
+        self.anchors: set[int] = set()
 
     def measure(self, position: int, key: tuple[str, int], args: dict, y: torch.Tensor, block):
         """Add the defect of ``block`` (``key``, at ``position``), whose call with ``args`` gave ``y``: run it again as
@@ -94,7 +95,8 @@ class Calibration(SharedByClones):
             measured = [row[block] for row in by_step if row[block] is not None]
             means.append(sum(measured) / len(measured) if measured else None)
         return {"family": self.family.name, "blocks": self.num_blocks, "steps": steps, "groups": GROUPS,
-                "interpolation": INTERPOLATION, "defect": means, "defect_by_step": by_step}
+                "interpolation": INTERPOLATION, "anchors": sorted(self.anchors), "defect": means,
+                "defect_by_step": by_step}
 
     # ComfyUI wrappers -------------------------------------------------------------------------------
 
@@ -102,6 +104,7 @@ class Calibration(SharedByClones):
         """One sampling run: measure it, then write the profile."""
         self.sums.clear()
         self.fit_sums.clear()
+        self.anchors.clear()
         result = executor(*args, **kwargs)
         if not self.sums:
             LOG.warning("FIS Calibrate: the %s model never ran a block on more than one latent frame, so there was "
@@ -117,6 +120,7 @@ class Calibration(SharedByClones):
         sigma_max = executor.class_obj.model_sampling.sigma_max
         step = schedule_position(transformer_options.get("sample_sigmas"), float(t.max()), sigma_max)[0]
         schedule = replace(self.schedule, anchors=tuple(self.family.default_anchors(model, x, c_concat, kwargs)))
+        self.anchors.update(schedule.anchors)
         transformer_options = {**transformer_options, CALL_OPTION: (grid, step, schedule, {})}
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
 

@@ -3,11 +3,14 @@
 
 A profile holds the model's ``family`` and number of ``blocks``, the sampling ``steps`` measured, ``defect_by_step``
 (per step, per block: FIS's error in that block alone relative to the block's output, ``|fis(x) - y| / |y|``, or
-null where not measured; see :mod:`.calibration`) and ``defect`` (per block, its mean over the measured steps).
+null where not measured; see :mod:`.calibration`), ``defect`` (per block, its mean over the measured steps) and
+``anchors`` (the latent frames FIS's ``auto`` anchors kept in every block of the run: ``[0]`` for image-to-video).
+Profiles written before ComfyUI-FIS measured with the anchors (2026-12-05) have no ``anchors``.
 """
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from pathlib import Path
@@ -18,6 +21,9 @@ PROFILE_DIR = "fis_profiles"
 #: The largest profile file read: a profile of 100 blocks and 200 steps has about 500 kB.
 MAX_PROFILE_BYTES = 2_000_000
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+LOG = logging.getLogger("ComfyUI-FIS")
+#: the paths of the profiles without ``anchors`` already warned of, to warn once per profile and server run
+_WARNED_WITHOUT_ANCHORS: set = set()
 
 
 def check_name(name: str, widget: str) -> str:
@@ -59,6 +65,11 @@ def load_profile(name: str, widget: str) -> dict:
         valid = False
     if not valid:
         raise ValueError(f"{widget}: {path} is not a FIS profile; calibrate again with profile_name '{name}'")
+    if "anchors" not in profile and path not in _WARNED_WITHOUT_ANCHORS:
+        _WARNED_WITHOUT_ANCHORS.add(path)
+        LOG.warning("FIS: profile '%s' was written by an earlier ComfyUI-FIS, which measured an image-to-video model "
+                    "as if FIS skipped its given first frame (FIS never does); for an image-to-video model, calibrate "
+                    "again with profile_name '%s' (text-to-video profiles are unaffected)", name, name)
     return profile
 
 

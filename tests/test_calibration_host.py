@@ -2,6 +2,7 @@
 dense bit for bit, it writes a profile whose defect is the error FIS makes in a block, the FIS node applies the
 profile's blocks, and bad names, missing profiles and profiles of another model stop the node naming the widget."""
 import json
+import logging
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -117,7 +118,26 @@ def test_image_to_video_is_measured_with_the_first_frame_computed_as_fis_runs_it
         sample(calibrate(model, "i2v"), wan_latent(9), positive, steps=2)
     subsets = [s for _, _, s in calls if s is not None]
     assert subsets == [(0, 2, 4, 6, 8), (0, 1, 3, 5, 7)] * 2 + [(0, 1, 3, 5, 7), (0, 2, 4, 6, 8)] * 2   # step 2 rotated
-    assert json.loads((user_dir / "fis_profiles" / "i2v.json").read_text())["steps"] == 2
+    profile = json.loads((user_dir / "fis_profiles" / "i2v.json").read_text())
+    assert profile["steps"] == 2 and profile["anchors"] == [0]
+
+
+def test_a_profile_from_before_the_anchors_warns_once(user_dir, caplog):
+    """A profile without ``anchors`` was measured by a version that counted skipping an image-to-video first frame:
+    the node still takes it (text-to-video profiles are right), and says once that an I2V model needs calibrating
+    again."""
+    sample(calibrate(tiny_wan(num_layers=4), "t2v"), FAMILIES[0].latent(5), FAMILIES[0].cond(), steps=1)
+    path = user_dir / "fis_profiles" / "t2v.json"
+    profile = json.loads(path.read_text())
+    assert profile["anchors"] == []
+    del profile["anchors"]
+    path.write_text(json.dumps(profile))
+    with caplog.at_level(logging.WARNING, logger="ComfyUI-FIS"):
+        first = sparse_blocks_of(fis(tiny_wan(num_layers=4), sparse_blocks="profile:t2v"))
+        second = sparse_blocks_of(fis(tiny_wan(num_layers=4), sparse_blocks="profile:t2v"))
+    assert first == second and len(first) == 2
+    assert caplog.text.count("profile 't2v' was written by an earlier ComfyUI-FIS") == 1
+    assert "calibrate again with profile_name 't2v'" in caplog.text
 
 
 @pytest.mark.parametrize("name", ["", "../escape", "a b", "wan/14b", "x" * 65, "ünï"])
