@@ -55,8 +55,7 @@ def main(argv=None):
     import comfy.sample
 
     from comfyui_fis.nodes import FrameInterleavedSparsity
-    device = torch.device("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    device, dtype = speed.bench_device(args.tiny)   # bf16 on the GPU (the model and the VAE, as ComfyUI runs them)
     spec = speed.TINY_MODELS["wan-tiny"] if args.tiny else speed.MODELS["wan14b"]
     resolution = "tiny" if args.tiny else args.res
     model = speed.build_model(spec, device, dtype)
@@ -73,7 +72,7 @@ def main(argv=None):
     report = dict(what=f"{args.steps} sampling steps (euler, CFG 1) + VAE decode, {spec.name}, {resolution}, random "
                        "weights; the decode is timed once, on the dense run's latent (the same VAE and shape for every row)",
                   date=datetime.date.today().isoformat(), device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
-                  torch=torch.__version__, latent=list(shape), rows=[])
+                  torch=torch.__version__, dtype=str(dtype), latent=list(shape), rows=[])
     vae.decode(sample(model, steps=1)[0])   # warm-up: loads the weights, autotunes the decode
     decode_s = None
     for preset in ["dense"] + args.settings.split(","):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from host_path import PACK_ROOT, import_pack  # noqa: E402
+from timing import Clock  # noqa: E402
 
 
 def load_core():
@@ -72,20 +72,8 @@ def relative_error(a, b) -> float:
     return ((a.float() - b.float()).norm() / b.float().norm()).item()
 
 
-def median_ms(fn, reps=5, warmup=2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
-
-
+CLOCK = Clock("cuda")
+REPS, WARMUP = 5, 2
 SETTINGS = [("fp8", 0.0, "window"), ("bf16", 0.0, "window"), ("bf16", 0.5, "window"), ("bf16", 0.75, "window"), ("bf16", 0.9, "window"),
             ("fp8", 0.5, "window"), ("fp8", 0.75, "window"), ("fp8", 0.9, "window"), ("fp8", 0.75, "topk"),
             ("bf16", 0.75, "topk")]
@@ -126,14 +114,14 @@ def check_against_reference(fps) -> list[dict]:
 def accuracy_and_speed(fps, grid, heads) -> tuple[list[dict], dict]:
     q, k, v = video_qkv(grid, heads=heads)
     exact = sdpa(q, k, v)
-    sdpa_ms = median_ms(lambda: sdpa(q, k, v))
+    sdpa_ms = CLOCK.median_ms(lambda: sdpa(q, k, v), REPS, WARMUP)
     print(f"SDPA flash {q.shape[1]} tokens x {heads} heads: {sdpa_ms:.1f} ms")
     rows = []
     for precision, sparsity, pattern in SETTINGS:
         settings = fps.FpsSettings(precision, sparsity, pattern)
         call = lambda: fps.fps_attention(q, k, v, grid, settings, backend="triton")
         error = relative_error(call(), exact)
-        ms = median_ms(call)
+        ms = CLOCK.median_ms(call, REPS, WARMUP)
         layout = settings.layout(grid)
         kept = fps.kept_per_row(layout, sparsity) if sparsity else layout.num_tiles
         rows.append(dict(precision=precision, sparsity=sparsity, pattern=pattern, tile=layout.describe(),
@@ -143,7 +131,8 @@ def accuracy_and_speed(fps, grid, heads) -> tuple[list[dict], dict]:
               f"{sdpa_ms / ms:.2f}x over SDPA")
     from comfyui_fis.fis_core.fps.triton_kernel import quantize_to_tiles
     layout = fps.FpsSettings().layout(grid)
-    quant_ms = median_ms(lambda: [quantize_to_tiles(x, layout, transposed=x is v) for x in (q, k, v)])
+    quant_ms = CLOCK.median_ms(lambda: [quantize_to_tiles(x, layout, transposed=x is v) for x in (q, k, v)],
+                               REPS, WARMUP)
     print(f"FP8 quantisation of Q, K, V (included above): {quant_ms:.1f} ms")
     return rows, dict(sdpa_ms=sdpa_ms, tokens=q.shape[1], heads=heads, fp8_quantisation_ms=quant_ms)
 

@@ -7,13 +7,13 @@ memory-bandwidth yardstick). Prints milliseconds per call.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fis_core import FisSchedule, FrameLayout, build_plan, gather, restore, token_index  # noqa: E402
+from timing import Clock  # noqa: E402  (this folder is on sys.path when run as a script)
 
 SHAPES = {"wan14b 720p": (21, 3600, 5120), "wan14b 480p": (21, 1560, 5120), "hv15 720p": (21, 3600, 2048)}
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -21,23 +21,8 @@ if DEVICE == "cpu":
     SHAPES = {"tiny (cpu)": (9, 16, 64)}
 
 
-def median_ms(fn, reps=20):
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(reps):
-        if DEVICE == "cpu":
-            start = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - start) * 1e3)
-            continue
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
+def median_ms(fn):
+    return Clock(DEVICE).median_ms(fn, reps=20, warmup=3)
 
 
 def main():

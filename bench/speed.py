@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import statistics
 import sys
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -26,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from host_path import PACK_ROOT, find_comfyui, import_pack  # noqa: E402
+from timing import Clock  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -115,6 +114,13 @@ def boot_host():
     return host
 
 
+def bench_device(tiny: bool) -> tuple[torch.device, torch.dtype]:
+    """Where the benchmarks run: the GPU in bf16, as ComfyUI runs these models there, or, with ``tiny`` or without
+    a GPU, the CPU in fp32."""
+    device = torch.device("cuda" if torch.cuda.is_available() and not tiny else "cpu")
+    return device, torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
 def build_model(spec: ModelSpec, device, dtype):
     """The host's model class for ``spec``, on ``device``, random weights, in a ModelPatcher."""
     import comfy.model_detection
@@ -164,50 +170,6 @@ class Inputs:
         with torch.no_grad():
             return model_patcher.model.apply_model(self.x, self.sigma, c_concat=self.c_concat, c_crossattn=self.context,
                                                    transformer_options=options)
-
-
-class Clock:
-    """Times on the GPU with CUDA events, on the CPU with the wall clock."""
-
-    def __init__(self, device):
-        self.cuda = torch.device(device).type == "cuda"
-
-    def mark(self):
-        if self.cuda:
-            event = torch.cuda.Event(enable_timing=True)
-            event.record()
-            return event
-        return time.perf_counter()
-
-    def elapsed_ms(self, start, end) -> float:
-        if self.cuda:
-            end.synchronize()
-            return start.elapsed_time(end)
-        return (end - start) * 1000.0
-
-    def median_ms(self, fn, reps: int, warmup: int) -> float:
-        for _ in range(warmup):
-            fn()
-        times = []
-        for _ in range(reps):
-            start = self.mark()
-            fn()
-            times.append(self.elapsed_ms(start, self.mark()))
-        return statistics.median(times)
-
-    def block_ms(self, fn, blocks) -> list[float]:
-        """Time of each block (all its calls summed) during one call of ``fn``."""
-        marks = {i: [] for i in range(len(blocks))}
-        handles = []
-        for i, block in enumerate(blocks):
-            handles.append(block.register_forward_pre_hook(lambda m, a, i=i: marks[i].append(self.mark())))
-            handles.append(block.register_forward_hook(lambda m, a, o, i=i: marks[i].append(self.mark())))
-        try:
-            fn()
-        finally:
-            for handle in handles:
-                handle.remove()
-        return [sum(self.elapsed_ms(s, e) for s, e in zip(m[0::2], m[1::2])) for m in marks.values()]
 
 
 def run_with_peak(device, fn):
@@ -300,8 +262,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     host = boot_host()
-    device = "cuda" if torch.cuda.is_available() and not args.tiny else "cpu"
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    device, dtype = bench_device(args.tiny)
     catalogue = TINY_MODELS if args.tiny else MODELS
     keys = list(TINY_MODELS) if args.tiny else args.models.split(",")
     resolutions = ["tiny"] if args.tiny else args.res.split(",")
@@ -316,14 +277,14 @@ def main(argv=None):
             spec = replace(spec, name=f"{spec.name}, {args.blocks} blocks", unet_config={**spec.unet_config, depth_key: args.blocks})
         rows += bench_model(key, spec, resolutions, settings, device, dtype,
                             1 if args.tiny else args.reps, 0 if args.tiny else args.warmup, args.compile, args.profile)
-        torch.cuda.empty_cache() if device == "cuda" else None
+        torch.cuda.empty_cache() if device.type == "cuda" else None
     if args.compile:
         from torch._dynamo.utils import counters
         print(f"torch.compile: {counters['stats']['unique_graphs']} graphs, {sum(counters['graph_break'].values())} graph breaks")
     import comfyui_version
     report = dict(
         what="One model forward (BaseModel.apply_model), dense and with FIS, random weights, batch 1, CFG 1",
-        date=datetime.date.today().isoformat(), device=torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        date=datetime.date.today().isoformat(), device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         torch=torch.__version__, comfyui=getattr(comfyui_version, "__version__", "?"), comfyui_path=str(host),
         dtype=str(dtype), reps=args.reps, tiny=args.tiny, compiled=args.compile, rows=rows)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

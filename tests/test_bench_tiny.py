@@ -40,3 +40,19 @@ def test_end_to_end_benchmark_tiny_mode_times_sampling_and_decode(host, tmp_path
     for row in rows:
         assert row["sample_s"] > 0 and row["decode_s"] == rows[0]["decode_s"] > 0    # the decode, timed once
         assert row["total_s"] == pytest.approx(row["sample_s"] + row["decode_s"], abs=0.011)
+
+
+def test_correction_cost_benchmark_tiny_mode_times_each_form_and_writes_its_profile(tmp_path):
+    out = tmp_path / "correction_cost.json"
+    result = subprocess.run([sys.executable, str(PACK_ROOT / "bench" / "correction_cost.py"), "--tiny", "--profile",
+                             "--fit-tokens", "4096,256", "--fit-dtypes", "float32,bfloat16", "--out", str(out)],
+                            capture_output=True, text=True, timeout=600, env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["tiny"] and report["device"] == "cpu"
+    assert [(r["fit_tokens"], r["fit_dtype"]) for r in report["rows"]] == [
+        (4096, "float32"), (256, "float32"), (4096, "bfloat16"), (256, "bfloat16")]
+    for row in report["rows"]:
+        assert row["linear_ms"] > 0 and row["corrected_ms"] > 0 and row["fit_ms"] > 0   # CPU timings: no claims
+    tables = out.with_suffix(".txt").read_text()
+    assert tables.count("CPU operator calls") == 4 and "aten::linalg_cholesky_ex" in tables
