@@ -350,6 +350,31 @@ def test_s2v_with_its_reference_image_and_motion_frames_runs_sparse(host, caplog
     assert 0 < relative_error(out, sample(model, x, positive, steps=1)) < 0.5
 
 
+def test_scail_keeps_its_reference_frame_in_every_sparse_block(host, caplog):
+    """SCAIL puts its reference image in front of the video as a latent frame and its pose video (at half size) after
+    it as tokens: FIS anchors the reference frame (every frame looks at it for the subject's identity; before, half
+    the sparse blocks skipped it) and every block keeps the pose tokens; the video stays near dense."""
+    import comfy.ldm.wan.model
+    import comfy.ops
+    from tiny_models import _load
+    if not hasattr(comfy.ldm.wan.model, "SCAILWanModel"):
+        pytest.skip("this ComfyUI has no SCAIL")
+    module = comfy.ldm.wan.model.SCAILWanModel(dim=128, ffn_dim=256, num_heads=1, num_layers=4, in_dim=20,
+                                               operations=comfy.ops.disable_weight_init)
+    model = _load(module, 0)
+    x = wan_latent(9)
+    positive = text(reference_latents=[torch.randn(1, 16, 1, 8, 8)], pose_video_latent=torch.randn(1, 16, 9, 4, 4))
+    blocks = model.model.diffusion_model.blocks
+    with caplog.at_level(logging.INFO, logger="ComfyUI-FIS"):
+        with record_attention_tokens({b: blocks[b].self_attn for b in (1, 2)}) as calls:
+            out = sample(fis(model), x, positive, steps=1)
+    pose = 9 * 4                                     # a 4x4-token pose frame per video frame, kept by every block
+    assert [(tokens, frames) for _, tokens, frames in calls] == [(5 * T + pose, (0, 2, 4, 6, 8)),
+                                                                 (6 * T + pose, (0, 1, 3, 5, 7, 9))]
+    assert "anchors [0], 10 latent frames" in caplog.text
+    assert 0 < relative_error(out, sample(model, x, positive, steps=1)) < 0.5
+
+
 def test_humo_runs_dense_with_one_warning(host, caplog):
     """HuMo's blocks pair each frame's tokens with that frame's audio, which they get outside their arguments, so a
     block on a frame subset cannot run (its audio cross-attention fails): FIS leaves HuMo dense and says so once."""

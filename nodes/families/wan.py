@@ -60,17 +60,12 @@ class WanFamily(FamilyAdapter):
             prefix = FrameGrid.from_latent((1,) + tuple(reference.shape[-2:]), patch).tokens_per_frame
         extra = kwargs.get("time_dim_concat")
         extra_frames = FrameGrid.from_latent(extra.shape, patch).frames if extra is not None else 0
-        return FrameGrid.from_latent(x.shape, patch, prefix, extra_frames)
+        return FrameGrid.from_latent(x.shape, patch, prefix, extra_frames + _reference_frames(diffusion_model, kwargs))
 
     def default_anchors(self, diffusion_model, x, c_concat, kwargs):
-        # Image-to-video concatenates [mask (4 channels), image latent]; the mask marks the given frames.
-        if c_concat is not None and c_concat.shape[1] >= 4 and diffusion_model.in_dim > diffusion_model.out_dim:
-            return conditioned_frames(c_concat[:, :4])
-        # TI2V-5B keeps a given first frame through a denoise mask (0 where the frame is kept).
-        denoise_mask = kwargs.get("denoise_mask")
-        if denoise_mask is not None and denoise_mask.ndim == 5:
-            return conditioned_frames(1.0 - denoise_mask)
-        return ()
+        # SCAIL's reference images, in front of the video: every frame looks at them for the subject's identity.
+        references = _reference_frames(diffusion_model, kwargs)
+        return tuple(range(references)) + tuple(references + f for f in _given_frames(diffusion_model, c_concat, kwargs))
 
     def image_layout(self, key, args, grid):
         frames, height, width = host_grid(args["transformer_options"]) or (grid.frames, grid.height, grid.width)
@@ -121,3 +116,25 @@ class WanFamily(FamilyAdapter):
         if pe is not None and pe.shape[1] == img.shape[1]:
             pe = share("pe", lambda: shard.split(pe))
         return {**sub_args, "img": shard.split(img), "vec": vec, "pe": pe}
+
+
+def _given_frames(diffusion_model, c_concat, kwargs) -> tuple[int, ...]:
+    """The latent frames the conditioning gives (an image-to-video first frame), which FIS anchors."""
+    # Image-to-video concatenates [mask (4 channels), image latent]; the mask marks the given frames.
+    if c_concat is not None and c_concat.shape[1] >= 4 and diffusion_model.in_dim > diffusion_model.out_dim:
+        return conditioned_frames(c_concat[:, :4])
+    # TI2V-5B keeps a given first frame through a denoise mask (0 where the frame is kept).
+    denoise_mask = kwargs.get("denoise_mask")
+    if denoise_mask is not None and denoise_mask.ndim == 5:
+        return conditioned_frames(1.0 - denoise_mask)
+    return ()
+
+
+def _reference_frames(diffusion_model, kwargs) -> int:
+    """How many latent frames SCAIL (and SCAIL-2) put in front of the video: its reference images, one frame each,
+    which its blocks see as frames of the grid (other Wan models take a reference image as tokens, or none)."""
+    import comfy.ldm.wan.model
+    reference = kwargs.get("reference_latent")
+    if reference is None or not isinstance(diffusion_model, getattr(comfy.ldm.wan.model, "SCAILWanModel", ())):
+        return 0
+    return FrameGrid.from_latent(reference.shape, diffusion_model.patch_size).frames
