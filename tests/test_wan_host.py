@@ -306,9 +306,12 @@ def test_the_compile_signature_holds_the_correction_form_in_plain_values(wan):
     assert plain(signature(correction=replace(smaller, fit_dtype=torch.bfloat16)))
 
 
-def test_vace_runs_its_hint_blocks_on_every_frame_after_the_sparse_blocks(host):
+@pytest.mark.parametrize("reference", [False, True])
+def test_vace_runs_its_hint_blocks_on_every_frame_after_the_sparse_blocks(host, reference):
     """Wan VACE adds its hint blocks' output (computed from the control video over every frame) after main blocks; FIS
-    makes the main blocks sparse and leaves the hint blocks alone: both run, and the video stays near dense."""
+    makes the main blocks sparse and leaves the hint blocks alone: both run, and the video stays near dense. A
+    reference image (WanVaceToVideo puts it in front of the video, its mask 0 over the whole frame) is anchored, so
+    every sparse block keeps it; a frame masked 0 in part only (an inpainted one) is not."""
     import comfy.ldm.wan.model
     import comfy.ops
     from tiny_models import _load
@@ -317,12 +320,19 @@ def test_vace_runs_its_hint_blocks_on_every_frame_after_the_sparse_blocks(host):
     model = _load(module, 0)
     assert type(model.model.diffusion_model).__name__ == "VaceWanModel"
     diffusion_model, x = model.model.diffusion_model, wan_latent(9)
+    positive = text()
+    if reference:   # as WanVaceToVideo gives them: frame 0 the reference image; frame 5 kept on its left half
+        mask = torch.ones(1, 64, 9, 8, 8)
+        mask[:, :, 0] = 0.0
+        mask[:, :, 5, :, :4] = 0.0
+        positive = text(vace_frames=[torch.randn(1, 32, 9, 8, 8)], vace_mask=[mask], vace_strength=[1.0])
     attention = {i: diffusion_model.blocks[i].self_attn for i in (1, 2)}
     attention[10] = diffusion_model.vace_blocks[0].self_attn
     with record_attention_tokens(attention) as calls:
-        out = sample(fis(model), x, text(), steps=1)
-    assert [(block, tokens // T) for block, tokens, _ in calls] == [(10, 9), (1, 5), (2, 4)]
-    assert 0 < relative_error(out, sample(model, x, text(), steps=1)) < 0.5
+        out = sample(fis(model), x, positive, steps=1)
+    assert [(block, tokens // T) for block, tokens, _ in calls] == [(10, 9), (1, 5), (2, 4 + reference)]
+    assert calls[2][2] == ((0, 1, 3, 5, 7) if reference else (1, 3, 5, 7))
+    assert 0 < relative_error(out, sample(model, x, positive, steps=1)) < 0.5
 
 
 @pytest.mark.parametrize("motion", [False, True])

@@ -18,6 +18,8 @@ _UNSUPPORTED_MODEL_TYPES = ("humo", "animate2")
 #: transformer_options key of InfiniteTalk/MultiTalk's audio, per latent frame (axis 1), which its cross-attention
 #: pairs with the frames of the host's grid: a sparse block gets the computed frames' audio.
 MULTITALK_AUDIO = "audio_embeds"
+#: VACE's context per frame: its two 16-channel latents of the control video, then its mask over 8x8 pixels per token.
+VACE_CHANNELS, VACE_MASK_CHANNELS = 96, 64
 #: Wan sizes by model width.
 SIZES = {1536: "1.3B", 3072: "5B", 5120: "14B"}
 
@@ -123,6 +125,13 @@ def _given_frames(diffusion_model, c_concat, kwargs) -> tuple[int, ...]:
     # Image-to-video concatenates [mask (4 channels), image latent]; the mask marks the given frames.
     if c_concat is not None and c_concat.shape[1] >= 4 and diffusion_model.in_dim > diffusion_model.out_dim:
         return conditioned_frames(c_concat[:, :4])
+    # VACE gives a frame whole where its mask is 0 over all of it (a reference image in front of the video, a kept
+    # frame to extend from); a frame masked in part is generated there, and not anchored.
+    vace = kwargs.get("vace_context")
+    if isinstance(vace, torch.Tensor) and vace.ndim == 6 and vace.shape[2] == VACE_CHANNELS:
+        masks = vace[:, :, VACE_CHANNELS - VACE_MASK_CHANNELS:].flatten(0, 1)
+        generated = set(conditioned_frames(masks))
+        return tuple(f for f in range(masks.shape[2]) if f not in generated)
     # TI2V-5B keeps a given first frame through a denoise mask (0 where the frame is kept).
     denoise_mask = kwargs.get("denoise_mask")
     if denoise_mask is not None and denoise_mask.ndim == 5:
