@@ -385,6 +385,20 @@ def test_scail_keeps_its_reference_frame_in_every_sparse_block(host, caplog):
     assert 0 < relative_error(out, sample(model, x, positive, steps=1)) < 0.5
 
 
+def test_phantom_keeps_its_subject_images_in_every_sparse_block(host, caplog):
+    """Phantom (WanPhantomSubjectToVideo) appends its subject images to the video as latent frames
+    (``time_dim_concat``): FIS anchors them, so every sparse block keeps the subject; the video stays near dense."""
+    model, x = tiny_wan(num_layers=4), wan_latent(9)
+    positive = text(time_dim_concat=torch.randn(1, 16, 2, 8, 8))      # two subject images
+    blocks = model.model.diffusion_model.blocks
+    with caplog.at_level(logging.INFO, logger="ComfyUI-FIS"):
+        with record_attention_tokens({b: blocks[b].self_attn for b in (1, 2)}) as calls:
+            out = sample(fis(model), x, positive, steps=1)
+    assert [frames for _, _, frames in calls] == [(0, 2, 4, 6, 8, 9, 10), (1, 3, 5, 7, 9, 10)]
+    assert "anchors [9, 10], 11 latent frames" in caplog.text
+    assert 0 < relative_error(out, sample(model, x, positive, steps=1)) < 0.5
+
+
 def test_humo_runs_dense_with_one_warning(host, caplog):
     """HuMo's blocks pair each frame's tokens with that frame's audio, which they get outside their arguments, so a
     block on a frame subset cannot run (its audio cross-attention fails): FIS leaves HuMo dense and says so once."""

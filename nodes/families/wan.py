@@ -60,14 +60,16 @@ class WanFamily(FamilyAdapter):
         reference = kwargs.get("reference_latent")
         if reference is not None and getattr(diffusion_model, "ref_conv", None) is not None:
             prefix = FrameGrid.from_latent((1,) + tuple(reference.shape[-2:]), patch).tokens_per_frame
-        extra = kwargs.get("time_dim_concat")
-        extra_frames = FrameGrid.from_latent(extra.shape, patch).frames if extra is not None else 0
-        return FrameGrid.from_latent(x.shape, patch, prefix, extra_frames + _reference_frames(diffusion_model, kwargs))
+        extra = _reference_frames(diffusion_model, kwargs) + _appended_frames(diffusion_model, kwargs)
+        return FrameGrid.from_latent(x.shape, patch, prefix, extra)
 
     def default_anchors(self, diffusion_model, x, c_concat, kwargs):
-        # SCAIL's reference images, in front of the video: every frame looks at them for the subject's identity.
-        references = _reference_frames(diffusion_model, kwargs)
-        return tuple(range(references)) + tuple(references + f for f in _given_frames(diffusion_model, c_concat, kwargs))
+        # Reference images the model puts in the grid as frames, in front of the video (SCAIL) or after it (Phantom):
+        # every frame looks at them for the subject's identity.
+        before = _reference_frames(diffusion_model, kwargs)
+        video = FrameGrid.from_latent(x.shape, diffusion_model.patch_size).frames
+        after = range(before + video, before + video + _appended_frames(diffusion_model, kwargs))
+        return (*range(before), *(before + f for f in _given_frames(diffusion_model, c_concat, kwargs)), *after)
 
     def image_layout(self, key, args, grid):
         frames, height, width = host_grid(args["transformer_options"]) or (grid.frames, grid.height, grid.width)
@@ -137,6 +139,12 @@ def _given_frames(diffusion_model, c_concat, kwargs) -> tuple[int, ...]:
     if denoise_mask is not None and denoise_mask.ndim == 5:
         return conditioned_frames(1.0 - denoise_mask)
     return ()
+
+
+def _appended_frames(diffusion_model, kwargs) -> int:
+    """How many latent frames the host appends to the video (``time_dim_concat``: Phantom's subject images)."""
+    extra = kwargs.get("time_dim_concat")
+    return 0 if extra is None else FrameGrid.from_latent(extra.shape, diffusion_model.patch_size).frames
 
 
 def _reference_frames(diffusion_model, kwargs) -> int:
