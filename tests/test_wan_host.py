@@ -399,6 +399,39 @@ def test_phantom_keeps_its_subject_images_in_every_sparse_block(host, caplog):
     assert 0 < relative_error(out, sample(model, x, positive, steps=1)) < 0.5
 
 
+@pytest.mark.parametrize("in_dim, control, mask_index, start_image", [
+    (36, False, 0, True),       # I2V, FLF2V, Fun InP, Camera 2.2: [mask, image]
+    (32, False, None, True),    # Camera 2.1: [image]
+    (48, True, None, True),     # Fun Control 2.1: [control, image]
+    (48, True, None, False),    # the same with a control video alone: no frame given
+    (52, True, 16, True),       # Wan 2.2 Fun Control: [control, mask, image]
+])
+def test_the_frames_a_concatenated_image_gives_are_anchored_whatever_the_layout(host, caplog, in_dim, control,
+                                                                                   mask_index, start_image):
+    """Wan models take their conditioning latents by concatenation in several layouts (built here as ComfyUI's
+    nodes build them): ``auto`` anchors the frames a start image gives, and only those. Before, FIS read the first 4
+    channels as the mask in every layout, so a Fun Control video anchored every frame and ran dense."""
+    import comfy.latent_formats
+    model = tiny_wan(in_dim=in_dim, num_layers=4)
+    zero = comfy.latent_formats.Wan21().process_out(torch.zeros(1, 16, 9, 8, 8))   # a latent that reads as 0
+    generator = torch.Generator().manual_seed(4)
+    latents = [torch.randn(1, 16, 9, 8, 8, generator=generator)] if control else []    # the control video
+    image = zero.clone()
+    if start_image:
+        image[:, :, 0] = torch.randn(1, 16, 8, 8, generator=generator)
+    conditioning = {"concat_latent_image": torch.cat(latents + [image], dim=1)}
+    if mask_index is not None:
+        mask = torch.ones(1, 1, 9, 8, 8)
+        mask[:, :, 0] = 0.0                              # 0 where a frame is given
+        conditioning.update(concat_mask=mask, concat_mask_index=mask_index)
+    with caplog.at_level(logging.INFO, logger="ComfyUI-FIS"):
+        with record_attention_tokens(wan_attention(model)) as calls:
+            sample(fis(model), wan_latent(9), text(**conditioning), steps=1)
+    assert f"anchors {[0] if start_image else 'none'}, 9 latent frames" in caplog.text
+    assert [frames for _, _, frames in calls if frames is not None] == [
+        (0, 2, 4, 6, 8), (0, 1, 3, 5, 7) if start_image else (1, 3, 5, 7)]
+
+
 def test_humo_runs_dense_with_one_warning(host, caplog):
     """HuMo's blocks pair each frame's tokens with that frame's audio, which they get outside their arguments, so a
     block on a frame subset cannot run (its audio cross-attention fails): FIS leaves HuMo dense and says so once."""

@@ -124,9 +124,8 @@ class WanFamily(FamilyAdapter):
 
 def _given_frames(diffusion_model, c_concat, kwargs) -> tuple[int, ...]:
     """The latent frames the conditioning gives (an image-to-video first frame), which FIS anchors."""
-    # Image-to-video concatenates [mask (4 channels), image latent]; the mask marks the given frames.
-    if c_concat is not None and c_concat.shape[1] >= 4 and diffusion_model.in_dim > diffusion_model.out_dim:
-        return conditioned_frames(c_concat[:, :4])
+    if c_concat is not None and diffusion_model.in_dim > diffusion_model.out_dim:
+        return _concatenated_frames(c_concat, diffusion_model.out_dim)
     # VACE gives a frame whole where its mask is 0 over all of it (a reference image in front of the video, a kept
     # frame to extend from); a frame masked in part is generated there, and not anchored.
     vace = kwargs.get("vace_context")
@@ -138,6 +137,20 @@ def _given_frames(diffusion_model, c_concat, kwargs) -> tuple[int, ...]:
     denoise_mask = kwargs.get("denoise_mask")
     if denoise_mask is not None and denoise_mask.ndim == 5:
         return conditioned_frames(1.0 - denoise_mask)
+    return ()
+
+
+def _concatenated_frames(c_concat: torch.Tensor, latent_channels: int) -> tuple[int, ...]:
+    """The frames that Wan's concatenated conditioning gives. ComfyUI concatenates a 4-channel mask of the given
+    frames and latents: the mask first (I2V, FLF2V, Fun InP, Camera 2.2: [mask, image]) or after a control video
+    (Wan 2.2 Fun Control: [control, mask, image]); without a mask (Fun Control 2.1: [control, image]; Camera 2.1:
+    [image]) the image latents come last and are zero where no frame is given."""
+    channels = c_concat.shape[1]
+    if channels % latent_channels == 4:
+        start = 0 if channels == latent_channels + 4 else latent_channels
+        return conditioned_frames(c_concat[:, start:start + 4])
+    if channels >= latent_channels:
+        return conditioned_frames((c_concat[:, -latent_channels:].abs() > 1e-3).float())
     return ()
 
 
