@@ -48,10 +48,13 @@ class HunyuanVideoFamily(FamilyAdapter):
         # 1.0 I2V "token replace": the guiding first frame has its own modulation.
         if kwargs.get("guiding_frame_index") is not None:
             return (0,)
-        # Concatenated image-to-video ends with a mask channel marking the given frames.
-        if c_concat is not None and diffusion_model.in_channels > diffusion_model.out_channels:
-            return conditioned_frames(c_concat[:, -1:])
-        return ()
+        if c_concat is None or diffusion_model.in_channels <= diffusion_model.out_channels:
+            return ()
+        # SkyReels I2V concatenates the image latents alone, zero past the given frames
+        if c_concat.shape[1] == diffusion_model.out_channels:
+            return conditioned_frames((c_concat.abs() > 1e-3).float())
+        # 1.0 I2V and 1.5 end theirs with a mask channel marking the given frames.
+        return conditioned_frames(c_concat[:, -1:])
 
     def image_layout(self, key, args, grid):
         if key[0] == "double_block":
