@@ -114,7 +114,10 @@ def fit_maps(x: torch.Tensor, y: torch.Tensor, fit: torch.Tensor, fit_weight: to
     ridge = RIDGE * diagonal.mean(dim=2, keepdim=True) + torch.finfo(gram.dtype).tiny
     gram = gram + torch.diag_embed(ridge.expand_as(diagonal))
     factor, _ = torch.linalg.cholesky_ex(gram)      # SPD by the ridge; _ex: no host-device sync on the check
-    return torch.cholesky_solve(cross, factor)
+    # The two triangular solves of the Cholesky solve, written out: one batched cuBLAS call each for all the maps,
+    # where some torch versions' cholesky_solve loops over the batch on the GPU (cuSOLVER's potrs, one map a call).
+    half = torch.linalg.solve_triangular(factor, cross, upper=False)
+    return torch.linalg.solve_triangular(factor.mT, half, upper=True)
 
 
 def frame_runs(corrected: tuple, most: int) -> tuple[tuple[int, int, int, float, int, int], ...]:
