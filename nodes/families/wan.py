@@ -142,12 +142,12 @@ def _given_frames(diffusion_model, c_concat, kwargs) -> tuple[int, ...]:
 
 def _concatenated_frames(c_concat: torch.Tensor, latent_channels: int) -> tuple[int, ...]:
     """The frames that Wan's concatenated conditioning gives. ComfyUI concatenates a 4-channel mask of the given
-    frames and latents: the mask first (I2V, FLF2V, Fun InP, Camera 2.2: [mask, image]) or after a control video
-    (Wan 2.2 Fun Control: [control, mask, image]); without a mask (Fun Control 2.1: [control, image]; Camera 2.1:
-    [image]) the image latents come last and are zero where no frame is given."""
+    frames and latents: the mask first (I2V, FLF2V, Fun InP, Camera 2.2: [mask, image]; SCAIL: [mask]) or after a
+    control video (Wan 2.2 Fun Control: [control, mask, image]); without a mask (Fun Control 2.1: [control, image];
+    Camera 2.1: [image]) the image latents come last and are zero where no frame is given."""
     channels = c_concat.shape[1]
     if channels % latent_channels == 4:
-        start = 0 if channels == latent_channels + 4 else latent_channels
+        start = latent_channels if channels == 2 * latent_channels + 4 else 0
         return conditioned_frames(c_concat[:, start:start + 4])
     if channels >= latent_channels:
         return conditioned_frames((c_concat[:, -latent_channels:].abs() > 1e-3).float())
