@@ -108,7 +108,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     import_pack()
     from comfyui_fis.fis_core import CorrectionForm
-    device = torch.device("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")
+    if not args.tiny and not torch.cuda.is_available():
+        sys.exit("correction_cost: the full-size shapes need a CUDA GPU; --tiny checks the script on the CPU")
+    device = torch.device("cpu" if args.tiny else "cuda")
     shapes = TINY_SHAPES if args.tiny else SHAPES
     forms = [CorrectionForm(fit_tokens=int(budget), fit_dtype=getattr(torch, dtype))
              for dtype in args.fit_dtypes.split(",") for budget in args.fit_tokens.split(",")]

@@ -5,7 +5,7 @@ A profile holds the model's ``family`` and number of ``blocks``, the sampling ``
 (per step, per block: FIS's error in that block alone relative to the block's output, ``|fis(x) - y| / |y|``, or
 null where not measured; see :mod:`.calibration`), ``defect`` (per block, its mean over the measured steps) and
 ``anchors`` (the latent frames FIS's ``auto`` anchors kept in every block of the run: ``[0]`` for image-to-video).
-Profiles written before ComfyUI-FIS measured with the anchors (2026-12-05) have no ``anchors``.
+Profiles written before 2026-12-05 have no ``anchors`` (and those before 2026-12-04 were measured without them).
 """
 from __future__ import annotations
 
@@ -67,9 +67,9 @@ def load_profile(name: str, widget: str) -> dict:
         raise ValueError(f"{widget}: {path} is not a FIS profile; calibrate again with profile_name '{name}'")
     if "anchors" not in profile and path not in _WARNED_WITHOUT_ANCHORS:
         _WARNED_WITHOUT_ANCHORS.add(path)
-        LOG.warning("FIS: profile '%s' was written by an earlier ComfyUI-FIS, which measured an image-to-video model "
-                    "as if FIS skipped its given first frame (FIS never does); for an image-to-video model, calibrate "
-                    "again with profile_name '%s' (text-to-video profiles are unaffected)", name, name)
+        LOG.warning("FIS: profile '%s' was written by an earlier ComfyUI-FIS, which may have measured an image-to-video "
+                    "model as if FIS skipped its given first frame (FIS never does); for an image-to-video model, "
+                    "calibrate again with profile_name '%s' (text-to-video profiles are unaffected)", name, name)
     return profile
 
 

@@ -35,6 +35,7 @@ def test_end_to_end_benchmark_tiny_mode_times_sampling_and_decode(host, tmp_path
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     rows = report["rows"]
+    assert report["dtype"] == "torch.float32"                       # the CPU's; on a GPU bf16 (below)
     assert [r["setting"] for r in rows] == ["dense", "balanced", "fastest"]
     assert report["frames"] == 33                                    # 9 latent frames: 33 video frames
     for row in rows:
@@ -56,3 +57,23 @@ def test_correction_cost_benchmark_tiny_mode_times_each_form_and_writes_its_prof
         assert row["linear_ms"] > 0 and row["corrected_ms"] > 0 and row["fit_ms"] > 0   # CPU timings: no claims
     tables = out.with_suffix(".txt").read_text()
     assert tables.count("CPU operator calls") == 4 and "aten::linalg_cholesky_ex" in tables
+
+
+def test_the_benchmarks_run_bf16_on_a_gpu_and_fp32_on_the_cpu(monkeypatch):
+    """Where the benchmarks run and in which dtype (end_to_end.py compared a torch.device with "cuda" and took fp32
+    on the GPU)."""
+    monkeypatch.syspath_prepend(str(PACK_ROOT / "bench"))
+    import speed
+    monkeypatch.setattr(speed.torch.cuda, "is_available", lambda: True)
+    assert speed.bench_device(tiny=False) == (speed.torch.device("cuda"), speed.torch.bfloat16)
+    assert speed.bench_device(tiny=True) == (speed.torch.device("cpu"), speed.torch.float32)
+    monkeypatch.setattr(speed.torch.cuda, "is_available", lambda: False)
+    assert speed.bench_device(tiny=False) == (speed.torch.device("cpu"), speed.torch.float32)
+
+
+def test_correction_cost_refuses_full_size_shapes_without_a_gpu(tmp_path):
+    result = subprocess.run([sys.executable, str(PACK_ROOT / "bench" / "correction_cost.py"), "--out",
+                             str(tmp_path / "c.json")], capture_output=True, text=True, timeout=300,
+                            env={"PATH": "/usr/bin:/bin", "CUDA_VISIBLE_DEVICES": ""})
+    assert result.returncode == 1 and "need a CUDA GPU; --tiny checks the script" in result.stderr
+    assert not (tmp_path / "c.json").exists()

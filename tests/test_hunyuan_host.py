@@ -55,19 +55,23 @@ def test_15_image_to_video_anchors_the_given_frame(hv15):
     assert [f for _, _, f in calls if f is not None] == [(0, 2, 4, 6, 8), (1, 3, 5, 7)] * 2
 
 
-@pytest.mark.parametrize("in_channels, model_class", [(33, "HunyuanVideoI2V"), (32, "HunyuanVideoSkyreelsI2V")])
-def test_10_image_to_video_anchors_the_given_frame(host, in_channels, model_class):
+@pytest.mark.parametrize("in_channels, model_class, image", [(33, "HunyuanVideoI2V", True),
+                                                             (32, "HunyuanVideoSkyreelsI2V", True),
+                                                             (32, "HunyuanVideoSkyreelsI2V", False)])
+def test_10_image_to_video_anchors_the_given_frame(host, in_channels, model_class, image):
     """HunyuanVideo 1.0 I2V concatenates [image, inverted mask]; SkyReels I2V the image latents alone, zero past the
     given frame: ``auto`` anchors the given frame in both (SkyReels' last image channel was read as a mask, which
-    anchored the frame or not depending on its values: not here, whose latent is small)."""
+    anchored the frame or not depending on its values: not here, whose latent is small). Without an image SkyReels
+    concatenates the sampled latent itself (video-to-video): no frame is given."""
     model = tiny_hunyuan_video("1.0", depth=2, single_depth=2, in_channels=in_channels)
     assert type(model.model).__name__ == model_class
     mask = torch.ones(1, 1, 9, 8, 8)
     mask[:, :, 0] = 0.0                                  # 0 where the frame is given
-    image = torch.randn(1, 16, 1, 8, 8, generator=torch.Generator().manual_seed(4)) * 0.3
+    given = torch.randn(1, 16, 1, 8, 8, generator=torch.Generator().manual_seed(4)) * 0.3
+    cond = hunyuan_text(concat_latent_image=given, concat_mask=mask) if image else hunyuan_text()
     with record_attention_tokens(hunyuan_blocks(model)) as calls:
-        sample(fis(model), latent10(9), hunyuan_text(concat_latent_image=image, concat_mask=mask), steps=1)
-    assert [f for _, _, f in calls if f is not None] == [(0, 2, 4, 6, 8), (0, 1, 3, 5, 7)]
+        sample(fis(model), latent10(9), cond, steps=1)
+    assert [f for _, _, f in calls if f is not None] == [(0, 2, 4, 6, 8), (0, 1, 3, 5, 7) if image else (1, 3, 5, 7)]
 
 
 def test_10_single_blocks_keep_text_and_cut_frames(hv10):

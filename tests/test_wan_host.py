@@ -399,37 +399,45 @@ def test_phantom_keeps_its_subject_images_in_every_sparse_block(host, caplog):
     assert 0 < relative_error(out, sample(model, x, positive, steps=1)) < 0.5
 
 
-@pytest.mark.parametrize("in_dim, control, mask_index, start_image", [
-    (36, False, 0, True),       # I2V, FLF2V, Fun InP, Camera 2.2: [mask, image]
-    (32, False, None, True),    # Camera 2.1: [image]
-    (48, True, None, True),     # Fun Control 2.1: [control, image]
-    (48, True, None, False),    # the same with a control video alone: no frame given
-    (52, True, 16, True),       # Wan 2.2 Fun Control: [control, mask, image]
+@pytest.mark.parametrize("latent, in_dim, control, mask_index, image", [
+    (16, 36, False, 0, "start"),       # I2V, FLF2V, Fun InP, Camera 2.2: [mask, image]
+    (16, 32, False, None, "start"),    # Camera 2.1: [image]
+    (16, 32, False, None, "video"),    # the same with an image in every frame (a video to follow): no frame given
+    (16, 48, True, None, "start"),     # Fun Control 2.1: [control, image]
+    (16, 48, True, None, None),        # the same with a control video alone: no frame given
+    (16, 52, True, 16, "start"),       # Wan 2.2 Fun Control: [control, mask, image]
+    (48, 100, False, 0, "start"),      # Wan 2.2 5B Fun InP: [mask, image] of 48-channel latents
+    (48, 148, True, 48, "start"),      # Wan 2.2 5B Fun Control: [control, mask, image]
 ])
-def test_the_frames_a_concatenated_image_gives_are_anchored_whatever_the_layout(host, caplog, in_dim, control,
-                                                                                   mask_index, start_image):
+def test_the_frames_a_concatenated_image_gives_are_anchored_whatever_the_layout(host, caplog, latent, in_dim, control,
+                                                                                   mask_index, image):
     """Wan models take their conditioning latents by concatenation in several layouts (built here as ComfyUI's
     nodes build them): ``auto`` anchors the frames a start image gives, and only those. Before, FIS read the first 4
-    channels as the mask in every layout, so a Fun Control video anchored every frame and ran dense."""
+    channels as the mask in every layout, so a Fun Control video anchored every frame and ran dense (the start image
+    here is faint, so that reading image channels as a mask finds no frame either)."""
     import comfy.latent_formats
-    model = tiny_wan(in_dim=in_dim, num_layers=4)
-    zero = comfy.latent_formats.Wan21().process_out(torch.zeros(1, 16, 9, 8, 8))   # a latent that reads as 0
+    model = tiny_wan(in_dim=in_dim, out_dim=latent, num_layers=4)
+    form = comfy.latent_formats.Wan21() if latent == 16 else comfy.latent_formats.Wan22()
+    zero = form.process_out(torch.zeros(1, latent, 9, 8, 8))              # a latent that reads as 0 in the model
     generator = torch.Generator().manual_seed(4)
-    latents = [torch.randn(1, 16, 9, 8, 8, generator=generator)] if control else []    # the control video
-    image = zero.clone()
-    if start_image:
-        image[:, :, 0] = torch.randn(1, 16, 8, 8, generator=generator)
-    conditioning = {"concat_latent_image": torch.cat(latents + [image], dim=1)}
+    latents = [form.process_out(torch.randn(1, latent, 9, 8, 8, generator=generator))] if control else []
+    given = zero.clone()
+    if image is not None:
+        frames = slice(0, 1) if image == "start" else slice(None)
+        given[:, :, frames] = form.process_out(0.1 * torch.randn(1, latent, 9, 8, 8, generator=generator))[:, :, frames]
+    conditioning = {"concat_latent_image": torch.cat(latents + [given], dim=1)}
     if mask_index is not None:
         mask = torch.ones(1, 1, 9, 8, 8)
-        mask[:, :, 0] = 0.0                              # 0 where a frame is given
+        mask[:, :, 0] = 0.0                                                # 0 where a frame is given
         conditioning.update(concat_mask=mask, concat_mask_index=mask_index)
+    x = torch.randn(1, latent, 9, 8, 8, generator=generator)
     with caplog.at_level(logging.INFO, logger="ComfyUI-FIS"):
         with record_attention_tokens(wan_attention(model)) as calls:
-            sample(fis(model), wan_latent(9), text(**conditioning), steps=1)
-    assert f"anchors {[0] if start_image else 'none'}, 9 latent frames" in caplog.text
+            sample(fis(model), x, text(**conditioning), steps=1)
+    start = image == "start"
+    assert f"anchors {[0] if start else 'none'}, 9 latent frames" in caplog.text
     assert [frames for _, _, frames in calls if frames is not None] == [
-        (0, 2, 4, 6, 8), (0, 1, 3, 5, 7) if start_image else (1, 3, 5, 7)]
+        (0, 2, 4, 6, 8), (0, 1, 3, 5, 7) if start else (1, 3, 5, 7)]
 
 
 def test_humo_runs_dense_with_one_warning(host, caplog):

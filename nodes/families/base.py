@@ -146,6 +146,20 @@ def conditioned_frames(mask: torch.Tensor) -> tuple[int, ...]:
     return tuple(int(i) for i in torch.nonzero(given).flatten().tolist())
 
 
+def frames_given_whole(generate_mask: torch.Tensor) -> tuple[int, ...]:
+    """Latent frames that a mask [B, C, T, H, W] of what to generate (1) leaves alone everywhere: a frame generated in
+    part (inpainting) is still generated, and not anchored."""
+    generated = set(conditioned_frames(generate_mask))
+    return tuple(f for f in range(generate_mask.shape[2]) if f not in generated)
+
+
+def image_frames(latents: torch.Tensor) -> tuple[int, ...]:
+    """The frames of concatenated image latents [B, C, T, H, W] (zero where no frame is given) that hold an image,
+    none where every frame does: that is a video to follow (video-to-video, a control video), not given frames."""
+    frames = conditioned_frames((latents.abs() > 1e-3).float())
+    return () if len(frames) == latents.shape[2] else frames
+
+
 def cut_tokens(tensor: torch.Tensor, index: torch.Tensor, dim: int = 1) -> torch.Tensor:
     """``tensor`` cut to the tokens at ``index`` along ``dim`` if it runs along the whole sequence there;
     a size-1 (broadcast) axis stays as it is."""

@@ -3,8 +3,8 @@ blocks over text+image. The text stream is always whole; only the image tokens a
 from __future__ import annotations
 
 from ...fis_core import FrameLayout, FramePlan, gather, token_index
-from .base import (FamilyAdapter, FrameGrid, ModelInfo, Preset, conditioned_frames, cut_tokens, latent_attention_grid,
-                   remap_ranges)
+from .base import (FamilyAdapter, FrameGrid, ModelInfo, Preset, conditioned_frames, cut_tokens, image_frames,
+                   latent_attention_grid, remap_ranges)
 
 
 class HunyuanVideoFamily(FamilyAdapter):
@@ -52,7 +52,7 @@ class HunyuanVideoFamily(FamilyAdapter):
             return ()
         # SkyReels I2V concatenates the image latents alone, zero past the given frames
         if c_concat.shape[1] == diffusion_model.out_channels:
-            return conditioned_frames((c_concat.abs() > 1e-3).float())
+            return image_frames(c_concat)
         # 1.0 I2V and 1.5 end theirs with a mask channel marking the given frames.
         return conditioned_frames(c_concat[:, -1:])
 

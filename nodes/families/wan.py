@@ -6,7 +6,8 @@ import torch
 
 from ...fis_core import FrameLayout, FramePlan, gather, token_index
 from ..call_state import host_grid
-from .base import FamilyAdapter, FrameGrid, ModelInfo, Preset, conditioned_frames, cut_tokens, latent_attention_grid
+from .base import (FamilyAdapter, FrameGrid, ModelInfo, Preset, conditioned_frames, cut_tokens, frames_given_whole,
+                   image_frames, latent_attention_grid)
 
 #: WanModel subclasses FIS cannot run sparse: autoregressive Wan's forward bypasses ``patches_replace``; HuMo's blocks
 #: take each frame's audio outside their arguments (a closure) and pair it with that frame's tokens, so a block on a
@@ -18,7 +19,8 @@ _UNSUPPORTED_MODEL_TYPES = ("humo", "animate2")
 #: transformer_options key of InfiniteTalk/MultiTalk's audio, per latent frame (axis 1), which its cross-attention
 #: pairs with the frames of the host's grid: a sparse block gets the computed frames' audio.
 MULTITALK_AUDIO = "audio_embeds"
-#: VACE's context per frame: its two 16-channel latents of the control video, then its mask over 8x8 pixels per token.
+#: VACE's context per latent frame: two 16-channel latents of the control video, then its mask (64 channels: the 8x8
+#: pixels of each latent pixel).
 VACE_CHANNELS, VACE_MASK_CHANNELS = 96, 64
 #: Wan sizes by model width.
 SIZES = {1536: "1.3B", 3072: "5B", 5120: "14B"}
@@ -123,20 +125,19 @@ class WanFamily(FamilyAdapter):
 
 
 def _given_frames(diffusion_model, c_concat, kwargs) -> tuple[int, ...]:
-    """The latent frames the conditioning gives (an image-to-video first frame), which FIS anchors."""
+    """The latent frames the conditioning gives (an image-to-video first frame, a VACE reference), which FIS
+    anchors."""
     if c_concat is not None and diffusion_model.in_dim > diffusion_model.out_dim:
         return _concatenated_frames(c_concat, diffusion_model.out_dim)
     # VACE gives a frame whole where its mask is 0 over all of it (a reference image in front of the video, a kept
     # frame to extend from); a frame masked in part is generated there, and not anchored.
     vace = kwargs.get("vace_context")
     if isinstance(vace, torch.Tensor) and vace.ndim == 6 and vace.shape[2] == VACE_CHANNELS:
-        masks = vace[:, :, VACE_CHANNELS - VACE_MASK_CHANNELS:].flatten(0, 1)
-        generated = set(conditioned_frames(masks))
-        return tuple(f for f in range(masks.shape[2]) if f not in generated)
+        return frames_given_whole(vace[:, :, VACE_CHANNELS - VACE_MASK_CHANNELS:].flatten(0, 1))
     # TI2V-5B keeps a given first frame through a denoise mask (0 where the frame is kept).
     denoise_mask = kwargs.get("denoise_mask")
     if denoise_mask is not None and denoise_mask.ndim == 5:
-        return conditioned_frames(1.0 - denoise_mask)
+        return frames_given_whole(denoise_mask)
     return ()
 
 
@@ -150,7 +151,7 @@ def _concatenated_frames(c_concat: torch.Tensor, latent_channels: int) -> tuple[
         start = latent_channels if channels == 2 * latent_channels + 4 else 0
         return conditioned_frames(c_concat[:, start:start + 4])
     if channels >= latent_channels:
-        return conditioned_frames((c_concat[:, -latent_channels:].abs() > 1e-3).float())
+        return image_frames(c_concat[:, -latent_channels:])
     return ()
 
 
