@@ -119,7 +119,8 @@ class Calibration(SharedByClones):
         grid = self.family.frame_grid(model, x, kwargs)
         sigma_max = executor.class_obj.model_sampling.sigma_max
         step = schedule_position(transformer_options.get("sample_sigmas"), float(t.max()), sigma_max)[0]
-        schedule = replace(self.schedule, anchors=tuple(self.family.default_anchors(model, x, c_concat, kwargs)))
+        anchors = self.family.default_anchors(model, x, c_concat, kwargs, transformer_options)
+        schedule = replace(self.schedule, anchors=tuple(anchors))
         self.anchors.update(schedule.anchors)
         transformer_options = {**transformer_options, CALL_OPTION: (grid, step, schedule, {})}
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)

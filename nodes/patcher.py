@@ -108,7 +108,7 @@ class FisRuntime(SharedByClones):
         grid = self.family.frame_grid(model, x, kwargs)
         anchors = self.settings.anchors
         if anchors is None:
-            anchors = self.family.default_anchors(model, x, c_concat, kwargs)
+            anchors = self.family.default_anchors(model, x, c_concat, kwargs, options)
         schedule = replace(self.schedule, anchors=tuple(anchors))
         fitted = schedule.fit_to(grid.frames)
         if not fitted.enabled:   # one latent frame: nothing to interleave, the blocks run as they are

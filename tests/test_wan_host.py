@@ -507,6 +507,27 @@ def test_infinitetalk_audio_follows_the_frames_of_a_sparse_block(host, speakers)
     assert 0 < relative_error(out, dense) < 0.5
 
 
+def test_infinitetalk_motion_frames_are_anchored(host, caplog):
+    """InfiniteTalk writes its motion frames (when it extends a video, the last frames of the clip before) into the
+    first latent frames at every model call, through an apply-model wrapper its outer-sample wrapper installs: they
+    are given frames, so ``auto`` anchors them and every sparse block keeps them."""
+    import comfy.patcher_extension
+    try:
+        from comfy.ldm.wan.model_multitalk import InfiniteTalkOuterSampleWrapper
+    except ImportError:
+        pytest.skip("this ComfyUI has no InfiniteTalk")
+    wan = tiny_wan(num_layers=4).clone()
+    motion = torch.randn(1, 16, 3, 8, 8)                  # the previous clip's last 9 video frames: 3 latent frames
+    wan.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, "infinite_talk_outer_sample",
+                             InfiniteTalkOuterSampleWrapper(motion, None))
+    blocks = wan.model.diffusion_model.blocks
+    with caplog.at_level(logging.INFO, logger="ComfyUI-FIS"):
+        with record_attention_tokens({b: blocks[b].self_attn for b in (1, 2)}) as calls:
+            sample(fis(wan), wan_latent(9), text(), steps=1)
+    assert "anchors [0, 1, 2], 9 latent frames" in caplog.text
+    assert [frames for _, _, frames in calls] == [(0, 1, 2, 4, 6, 8), (0, 1, 2, 3, 5, 7)]
+
+
 def test_animate_2_is_not_taken(host):
     """Wan Animate 2's blocks pair each frame with its pose frame through the whole video's frame count, passed outside
     their arguments: FIS does not take the model (it runs dense, with the unsupported-model warning)."""

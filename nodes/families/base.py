@@ -107,8 +107,9 @@ class FamilyAdapter:
         """The frame grid of the latent ``x`` [B, C, T, H, W] given to ``apply_model`` with ``kwargs``."""
         raise NotImplementedError
 
-    def default_anchors(self, diffusion_model, x: torch.Tensor, c_concat, kwargs: dict) -> tuple[int, ...]:
-        """The ``auto`` anchor frames: the frames the conditioning fixes (an image-to-video first frame)."""
+    def default_anchors(self, diffusion_model, x: torch.Tensor, c_concat, kwargs: dict, options: dict) -> tuple[int, ...]:
+        """The ``auto`` anchor frames: the frames the conditioning fixes (an image-to-video first frame); ``kwargs`` and
+        ``options`` (transformer_options) are those of the model call."""
         return ()
 
     def image_layout(self, key: tuple[str, int], args: dict, grid: FrameGrid) -> FrameLayout | None:

@@ -44,7 +44,7 @@ class HunyuanVideoFamily(FamilyAdapter):
             prefix = FrameGrid.from_latent(reference.shape, diffusion_model.patch_size).tokens_per_frame * reference.shape[2]
         return FrameGrid.from_latent(x.shape, diffusion_model.patch_size, prefix)
 
-    def default_anchors(self, diffusion_model, x, c_concat, kwargs):
+    def default_anchors(self, diffusion_model, x, c_concat, kwargs, options):
         # 1.0 I2V "token replace": the guiding first frame has its own modulation.
         if kwargs.get("guiding_frame_index") is not None:
             return (0,)

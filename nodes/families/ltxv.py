@@ -51,7 +51,7 @@ class LTXVideoFamily(FamilyAdapter):
         grid = FrameGrid.from_latent(x.shape, diffusion_model.patchifier.patch_size)
         return grid._replace(frames=grid.frames - _guide_frames(x, kwargs))
 
-    def default_anchors(self, diffusion_model, x, c_concat, kwargs):
+    def default_anchors(self, diffusion_model, x, c_concat, kwargs, options):
         # LTXVImgToVideo and friends keep a given frame through the denoise mask (below 1 where it is kept).
         denoise_mask = kwargs.get("denoise_mask")
         if denoise_mask is None or denoise_mask.ndim != 5:

@@ -19,6 +19,9 @@ _UNSUPPORTED_MODEL_TYPES = ("humo", "animate2")
 #: transformer_options key of InfiniteTalk/MultiTalk's audio, per latent frame (axis 1), which its cross-attention
 #: pairs with the frames of the host's grid: a sparse block gets the computed frames' audio.
 MULTITALK_AUDIO = "audio_embeds"
+#: The apply-model wrapper of InfiniteTalk, which writes its motion frames (the previous clip's last frames when it
+#: extends a video, else the start image) into the first latent frames at every model call: given frames.
+MULTITALK_MOTION_WRAPPER = "MultiTalk_apply_model"
 #: VACE's context per latent frame: two 16-channel latents of the control video, then its mask (64 channels: the 8x8
 #: pixels of each latent pixel).
 VACE_CHANNELS, VACE_MASK_CHANNELS = 96, 64
@@ -65,13 +68,14 @@ class WanFamily(FamilyAdapter):
         extra = _reference_frames(diffusion_model, kwargs) + _appended_frames(diffusion_model, kwargs)
         return FrameGrid.from_latent(x.shape, patch, prefix, extra)
 
-    def default_anchors(self, diffusion_model, x, c_concat, kwargs):
+    def default_anchors(self, diffusion_model, x, c_concat, kwargs, options):
         # Reference images the model puts in the grid as frames, in front of the video (SCAIL) or after it (Phantom):
         # every frame looks at them for the subject's identity.
         before = _reference_frames(diffusion_model, kwargs)
         video = FrameGrid.from_latent(x.shape, diffusion_model.patch_size).frames
         after = range(before + video, before + video + _appended_frames(diffusion_model, kwargs))
-        return (*range(before), *(before + f for f in _given_frames(diffusion_model, c_concat, kwargs)), *after)
+        given = {*_given_frames(diffusion_model, c_concat, kwargs), *range(_motion_frames(options))}
+        return (*range(before), *(before + f for f in sorted(given)), *after)
 
     def image_layout(self, key, args, grid):
         frames, height, width = host_grid(args["transformer_options"]) or (grid.frames, grid.height, grid.width)
@@ -153,6 +157,14 @@ def _concatenated_frames(c_concat: torch.Tensor, latent_channels: int) -> tuple[
     if channels >= latent_channels:
         return image_frames(c_concat[:, -latent_channels:])
     return ()
+
+
+def _motion_frames(options: dict) -> int:
+    """How many leading latent frames InfiniteTalk's apply-model wrapper overwrites with its motion frames."""
+    import comfy.patcher_extension
+    wrappers = options.get("wrappers", {}).get(comfy.patcher_extension.WrappersMP.APPLY_MODEL, {})
+    motion = [getattr(w, "init_latents", None) for w in wrappers.get(MULTITALK_MOTION_WRAPPER, [])]
+    return max((m.shape[2] for m in motion if isinstance(m, torch.Tensor) and m.ndim == 5), default=0)
 
 
 def _appended_frames(diffusion_model, kwargs) -> int:
