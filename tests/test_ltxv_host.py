@@ -55,6 +55,17 @@ def test_image_to_video_anchors_the_given_frame_and_cuts_per_token_inputs(ltxv):
     assert [s for _, _, s in calls if s is not None] == [(0, 2, 4, 6, 8), (1, 3, 5, 7)] * 2
 
 
+def test_a_frame_kept_in_part_is_not_anchored(ltxv):
+    """An inpainting mask keeps part of a frame: the rest is generated, so the frame is no anchor (it was, and an
+    inpainting mask over every frame made FIS dense); a frame kept whole still is."""
+    mask = torch.ones(1, 1, 9, 4, 4)
+    mask[:, :, 0] = 0.0
+    mask[:, :, 4, :, :2] = 0.0
+    with record_attention_tokens(ltxv_attention(ltxv)) as calls:
+        sample(fis(ltxv), ltxv_latent(9), ltxv_text(), steps=1, noise_mask=mask)
+    assert [s for _, _, s in calls if s is not None] == [(0, 2, 4, 6, 8), (0, 1, 3, 5, 7)] * 2
+
+
 def guided(strength=0.6):
     """LTXVAddGuide's latent and conditioning: a guide frame appended after the 9 video frames."""
     from comfy_extras.nodes_lt import LTXVAddGuide

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from ...fis_core import FrameLayout, FramePlan, gather, kept_before, token_index
-from .base import FamilyAdapter, FrameGrid, ModelInfo, Preset, conditioned_frames, cut_tokens
+from .base import FamilyAdapter, FrameGrid, ModelInfo, Preset, cut_tokens, frames_given_whole
 
 #: LTX-Video sizes by the width of its cross-attention.
 SIZES = {2048: "2B", 4096: "13B"}
@@ -52,11 +52,12 @@ class LTXVideoFamily(FamilyAdapter):
         return grid._replace(frames=grid.frames - _guide_frames(x, kwargs))
 
     def default_anchors(self, diffusion_model, x, c_concat, kwargs, options):
-        # LTXVImgToVideo and friends keep a given frame through the denoise mask (below 1 where it is kept).
+        # LTXVImgToVideo and friends keep a given frame through the denoise mask (below 1 where it is kept); a frame
+        # kept in part only (inpainting) is generated elsewhere, and not anchored.
         denoise_mask = kwargs.get("denoise_mask")
         if denoise_mask is None or denoise_mask.ndim != 5:
             return ()
-        return conditioned_frames(1.0 - denoise_mask[:, :, :x.shape[2] - _guide_frames(x, kwargs)])
+        return frames_given_whole(denoise_mask[:, :, :x.shape[2] - _guide_frames(x, kwargs)])
 
     def image_layout(self, key, args, grid):
         return FrameLayout.fit(args["img"].shape[1], 0, grid.frames, grid.tokens_per_frame)
