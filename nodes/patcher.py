@@ -119,6 +119,11 @@ class FisRuntime(SharedByClones):
                                          f"using {fitted.groups} groups")
         step %= fitted.groups
         subsets = {fitted.frames_for_block(b, grid.frames, step) for b in fitted.sparse_blocks} - {None}
+        if fitted.sparse_blocks and not subsets and fitted.anchors:
+            source = ("'auto': the frames the conditioning gives whole; set anchor_frames empty to have the blocks "
+                      "skip frames anyway" if self.settings.anchors is None else "set in anchor_frames")
+            self.warn_once("anchored", f"anchor_frames: the anchors {list(fitted.anchors)} cover all {grid.frames} "
+                                       f"latent frames ({source}), so the sparse blocks have no frame to skip")
         plans = {computed: self.plan(grid.frames, computed, x.device) for computed in subsets}
         if not self._logged_run:
             self._logged_run = True

@@ -135,8 +135,21 @@ def test_anchors_covering_every_frame_run_dense_and_the_log_says_why(wan, caplog
     with caplog.at_level(logging.WARNING, logger="ComfyUI-FIS"):
         out = sample(fis(wan, anchor_frames="0,-1"), x, text(), steps=1)
     assert torch.equal(out, sample(wan, x, text(), steps=1))
+    assert "anchor_frames: the anchors [-1, 0] cover all 2 latent frames (set in anchor_frames)" in caplog.text
     assert "called its sparse blocks, but each ran on all the latent frames" in caplog.text
     assert "never called its block replacements" not in caplog.text
+
+
+def test_a_conditioning_that_gives_every_frame_runs_dense_and_the_log_says_why(host, caplog):
+    """An image-to-video mask that gives every frame (a video to keep) leaves nothing to skip; the warning names
+    ``auto`` and the way out."""
+    model = tiny_wan(in_dim=36, num_layers=4)
+    positive = text(concat_latent_image=torch.randn(1, 16, 3, 8, 8), concat_mask=torch.zeros(1, 1, 3, 8, 8))
+    with caplog.at_level(logging.WARNING, logger="ComfyUI-FIS"):
+        out = sample(fis(model), wan_latent(3), positive, steps=1)
+    assert torch.equal(out, sample(model, wan_latent(3), positive, steps=1))
+    assert ("the anchors [0, 1, 2] cover all 3 latent frames ('auto': the frames the conditioning gives whole; set "
+            "anchor_frames empty") in caplog.text
 
 
 def test_image_to_video_keeps_the_first_frame_in_every_sparse_block(host):
