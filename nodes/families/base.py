@@ -156,8 +156,11 @@ def frames_given_whole(generate_mask: torch.Tensor) -> tuple[int, ...]:
 
 def image_frames(latents: torch.Tensor) -> tuple[int, ...]:
     """The frames of concatenated image latents [B, C, T, H, W] (zero where no frame is given) that hold an image,
-    none where every frame does: that is a video to follow (video-to-video, a control video), not given frames."""
-    frames = conditioned_frames((latents.abs() > 1e-3).float())
+    none where every frame does: that is a video to follow (video-to-video, a control video), not given frames. A
+    frame holds an image where its largest value passes a hundredth of the largest of all (a zero frame, written
+    through the latent format's scale and shift, keeps that dtype's rounding)."""
+    peak = latents.float().abs().amax(dim=(0, 1, 3, 4))
+    frames = tuple(int(f) for f in torch.nonzero(peak > 0.01 * peak.max()).flatten().tolist())
     return () if len(frames) == latents.shape[2] else frames
 
 
