@@ -99,7 +99,7 @@ class WanFamily(FamilyAdapter):
         options = args["transformer_options"]
         audio = options.get(MULTITALK_AUDIO)
         if isinstance(audio, torch.Tensor) and audio.ndim > 1 and audio.shape[1] == layout.frames:
-            frames = share("audio", lambda: audio.index_select(1, torch.tensor(plan.computed, device=audio.device)))
+            frames = share("audio", lambda: audio.index_select(1, plan.frame_index.to(audio.device)))
             options = {**options, MULTITALK_AUDIO: frames}
         return {**args, "img": gather(args["img"], index), "vec": vec, "transformer_options": options,
                 "pe": share("pe", lambda: cut_tokens(args["pe"], index))}
