@@ -23,6 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from host_path import import_pack  # noqa: E402
 
+from speed import run_with_peak  # noqa: E402
 from timing import Clock  # noqa: E402
 
 SHAPES = {"wan14b-720p": (21, 3600, 5120), "wan14b-480p": (21, 1560, 5120), "hv15-720p": (21, 3600, 2048),
@@ -41,15 +42,8 @@ def sparse_block(frames: int, tokens: int, channels: int, device):
 
 def peak_extra_gib(device, fn) -> float:
     """The GPU memory ``fn()`` allocated at its peak beyond what was allocated before, in GiB (0 on the CPU)."""
-    if device.type != "cuda":
-        fn()
-        return 0.0
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated()
-    fn()
-    torch.cuda.synchronize()
-    return (torch.cuda.max_memory_allocated() - base) / 2**30
+    base = torch.cuda.memory_allocated() / 2**30 if device.type == "cuda" else 0.0
+    return run_with_peak(device, fn)[1] - base
 
 
 def measure(name: str, frames: int, tokens: int, channels: int, forms, device) -> list[dict]:
