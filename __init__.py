@@ -19,5 +19,5 @@ def __getattr__(name):
 
 
 if hasattr(sys.modules.get("server"), "PromptServer"):   # inside ComfyUI: main.py imports its server first
-    from .nodes.model_info import register_routes
+    from .nodes.server.routes import register_routes
     register_routes()

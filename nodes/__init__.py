@@ -1,10 +1,10 @@
 """ComfyUI nodes of ComfyUI-FIS."""
-from .calibrate_node import FISCalibrate
-from .compare_node import FISCompare
-from .fis_node import FrameInterleavedSparsity
-from .fps_node import FPSAttention
-from .raylight_nodes import FPSAttentionRaylight, FrameInterleavedSparsityRaylight
-from .timer_node import FISTimer
+from .ui.calibrate_node import FISCalibrate
+from .ui.compare_node import FISCompare
+from .ui.fis_node import FrameInterleavedSparsity
+from .ui.fps_node import FPSAttention
+from .ui.raylight_nodes import FPSAttentionRaylight, FrameInterleavedSparsityRaylight
+from .ui.timer_node import FISTimer
 
 NODE_CLASS_MAPPINGS = {"FrameInterleavedSparsity": FrameInterleavedSparsity, "FPSAttention": FPSAttention,
                        "FISTimer": FISTimer, "FISCompare": FISCompare, "FISCalibrate": FISCalibrate,

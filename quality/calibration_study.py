@@ -23,7 +23,7 @@ PROFILE = "quality_study"
 def calibrate(model, scene) -> dict:
     """Run the FIS Calibrate node over one prompt at 4 steps; the profile is saved as :data:`PROFILE` and returned."""
     from comfyui_fis.nodes import FISCalibrate
-    from comfyui_fis.nodes.profiles import load_profile
+    from comfyui_fis.nodes.calibration.profiles import load_profile
     host.sample(FISCalibrate().calibrate(model, PROFILE)[0], [scene], NOISE_SEED, FEW_STEPS)
     return load_profile(PROFILE, "profile_name")
 

@@ -70,7 +70,7 @@ def as_images(clip: torch.Tensor) -> torch.Tensor:
 def compare_picture(dense: torch.Tensor, fis: torch.Tensor, path: Path):
     """FIS Compare's side-by-side of the worst frame as PNG, the clips enlarged ``PICTURE_ZOOM`` times first (the
     node sizes its labels for video frames)."""
-    from comfyui_fis.nodes.side_by_side import side_by_side as compare_panels
+    from comfyui_fis.nodes.compare.side_by_side import side_by_side as compare_panels
     frame = psnr_per_frame(fis, dense)[0]
     worst = int(frame.argmin())
     zoomed = [as_images(c)[worst:worst + 1].repeat_interleave(PICTURE_ZOOM, 1).repeat_interleave(PICTURE_ZOOM, 2)

@@ -112,8 +112,8 @@ def with_fis(model, sparse_blocks="auto", groups=2, pattern="interleave", interp
     """``model`` through this pack's FIS node (``quality="custom"``: the widgets as given). ``overrides`` set
     settings no widget offers, for the study: ``rotate=False`` keeps each block's group fixed across steps (the
     behaviour before rotation), ``dense_final_step=True`` runs the final step dense with any blocks."""
-    from comfyui_fis.nodes.fis_node import FrameInterleavedSparsity
-    from comfyui_fis.nodes.patcher import apply_fis
+    from comfyui_fis.nodes.ui.fis_node import FrameInterleavedSparsity
+    from comfyui_fis.nodes.patching.fis import apply_fis
     if overrides:
         return apply_fis(model, resolved_settings(model, sparse_blocks, groups, pattern, interpolation, anchor_frames,
                                                   start_percent, end_percent, quality, **overrides))
@@ -123,7 +123,7 @@ def with_fis(model, sparse_blocks="auto", groups=2, pattern="interleave", interp
 
 def with_fps(model, precision="fp8", tile="auto", sparsity=0.5, pattern="window", dense_steps="40-60"):
     """``model`` through this pack's FPS attention node (on the CPU: its PyTorch reference path)."""
-    from comfyui_fis.nodes.fps_node import FPSAttention
+    from comfyui_fis.nodes.ui.fps_node import FPSAttention
     return FPSAttention().patch(model, precision, tile, sparsity, pattern, dense_steps)[0]
 
 
@@ -154,7 +154,7 @@ def resolved_settings(model, sparse_blocks="auto", groups=2, pattern="interleave
     resolved)."""
     from dataclasses import replace
 
-    from comfyui_fis.nodes.fis_node import settings_from_widgets
+    from comfyui_fis.nodes.ui.fis_node import settings_from_widgets
     settings = settings_from_widgets(model, sparse_blocks, groups, pattern, interpolation, anchor_frames,
                                      start_percent, end_percent, quality)
     return replace(settings, **overrides)
@@ -173,7 +173,7 @@ class BlockWork:
 
     def record(self, block_index: int, x: torch.Tensor, context: torch.Tensor, options: dict):
         from comfyui_fis.fis_core import correction_flops, fit_sources
-        from comfyui_fis.nodes.call_state import computed_frames
+        from comfyui_fis.nodes.patching.call_state import computed_frames
 
         from .metrics import block_flops
         batch, tokens = x.shape[0], x.shape[1]

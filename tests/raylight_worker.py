@@ -37,4 +37,4 @@ def sample_latent(model, latent, positive):
 def pack_modules(model) -> list:
     """The pack modules the worker imported: the node under test imports the pack there itself."""
     import sys
-    return sorted(name for name in sys.modules if name.endswith(".nodes.fis_node"))
+    return sorted(name for name in sys.modules if name.endswith(".nodes.ui.fis_node"))

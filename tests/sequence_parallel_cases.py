@@ -57,10 +57,10 @@ def fps_ulysses(world, rank, raylight_src):
     image (96 tokens), a FIS sparse block's 3 frames (64 tokens), and the whole grid with no prefix (80 tokens: on
     3 ranks one padding token, which the FPS path leaves out)."""
     from comfyui_fis.fis_core.fps import FpsSettings
-    from comfyui_fis.nodes.call_state import FPS_CALL
+    from comfyui_fis.nodes.patching.call_state import FPS_CALL
     from comfyui_fis.nodes.families import FrameGrid, WanFamily
-    from comfyui_fis.nodes.fps import FpsCall, FpsOverride
-    from comfyui_fis.nodes.sequence_parallel import current_shard
+    from comfyui_fis.nodes.patching.fps import FpsCall, FpsOverride
+    from comfyui_fis.nodes.patching.sequence_parallel import current_shard
 
     def original(*args, **kwargs):
         raise AssertionError("the video self-attention ran the original attention")

@@ -42,7 +42,7 @@ def calibrate(model, name):
 
 def sparse_blocks_of(model):
     """The blocks the FIS node made sparse, by their position in the model's block keys."""
-    from comfyui_fis.nodes.patcher import SparseBlockPatch, model_block_keys
+    from comfyui_fis.nodes.patching.fis import SparseBlockPatch, model_block_keys
     _, keys = model_block_keys(model)
     dit = model.model_options["transformer_options"].get("patches_replace", {}).get("dit", {})
     return tuple(i for i, key in enumerate(keys) if isinstance(dit.get(key), SparseBlockPatch))

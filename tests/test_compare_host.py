@@ -36,7 +36,7 @@ def as_clip(images):
 
 
 def test_the_figures_are_the_quality_modules(nodes, clips):
-    from comfyui_fis.nodes.compare import measure
+    from comfyui_fis.nodes.compare.figures import measure
     from comfyui_fis.quality import metrics
     reference, other = clips
     accelerated = (0.7 * reference + 0.3 * other)
@@ -66,8 +66,8 @@ def test_a_clip_against_itself_is_identical(nodes, clips):
 def test_a_known_offset_gives_its_psnr_and_keeps_the_motion(nodes, clips):
     """+0.01 on every pixel: MSE 1e-4, 40 dB on every frame; the motion is the same; the difference panel shows
     0.01 x gain."""
-    from comfyui_fis.nodes.compare import measure
-    from comfyui_fis.nodes.side_by_side import GAP
+    from comfyui_fis.nodes.compare.figures import measure
+    from comfyui_fis.nodes.compare.side_by_side import GAP
     reference = 0.1 + 0.8 * clips[0]
     accelerated = reference + 0.01
     figures = measure(reference, accelerated)
@@ -86,7 +86,7 @@ def test_a_known_offset_gives_its_psnr_and_keeps_the_motion(nodes, clips):
 
 def test_the_panels_are_labelled_on_the_frame(nodes, clips):
     """Each panel's top-left corner carries a label, white text on a dark box; the rest is the clip's."""
-    from comfyui_fis.nodes.side_by_side import GAP
+    from comfyui_fis.nodes.compare.side_by_side import GAP
     reference, other = clips
     big = [c.repeat_interleave(4, 1).repeat_interleave(4, 2) for c in (reference, other)]  # 128x128: 10-pixel labels
     image, _ = run(nodes[0], big[0], big[1])

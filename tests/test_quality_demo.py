@@ -11,7 +11,7 @@ from PIL import Image
 
 def test_the_demo_writes_the_side_by_side_and_prints_the_figures(host, tmp_path, capsys):
     from comfyui_fis.quality import demo, scenes
-    from comfyui_fis.nodes.side_by_side import GAP
+    from comfyui_fis.nodes.compare.side_by_side import GAP
     out, picture = tmp_path / "demo.webp", tmp_path / "compare.png"
     demo.main(["--out", str(out), "--compare", str(picture)])
     printed = capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""The Raylight variants of the FIS and FPS nodes (nodes/raylight_nodes.py), end to end with real Ray actors.
+"""The Raylight variants of the FIS and FPS nodes (nodes/ui/raylight_nodes.py), end to end with real Ray actors.
 
 A local Ray cluster (CPU) runs two actors standing in for Raylight's workers (tests/raylight_worker.py: Raylight's
 ``model_function_runner`` API over a tiny real Wan model; Raylight's own ``RayWorker`` needs CUDA and NCCL). The
@@ -112,7 +112,7 @@ def test_the_workers_models_are_patched_as_the_plain_nodes_patch(workers):
 
     assert FrameInterleavedSparsityRaylight().patch(workers, **fis_widgets()) == (workers,)
     assert ray.get(workers["workers"][0].model_function_runner_get_values.remote(pack_modules)) == [
-        "comfyui_fis.nodes.fis_node"]    # the pack, imported in the worker under the driver's name
+        "comfyui_fis.nodes.ui.fis_node"]    # the pack, imported in the worker under the driver's name
     model = fis(model, **fis_widgets())
     expected = sample(model, latent, text(), steps=3)
     assert relative_error(expected, dense) > 1e-3

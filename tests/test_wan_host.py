@@ -55,7 +55,7 @@ def test_skipped_frames_get_the_interpolated_update(wan, interpolation):
 def test_computed_frames_match_a_dense_block_on_the_same_frames(wan):
     """A sparse block is the original block run on the chosen frames, with their RoPE rows."""
     from comfyui_fis.nodes.families import FrameGrid
-    from comfyui_fis.nodes.patcher import FisCall, FisRuntime, FisSettings
+    from comfyui_fis.nodes.patching.fis import FisCall, FisRuntime, FisSettings
     from comfyui_fis.fis_core import FisSchedule
     import comfy.ldm.wan.model
     model = wan.model.diffusion_model
@@ -238,7 +238,7 @@ def test_huge_and_long_values_are_refused_at_once_with_a_short_message(wan, widg
                                                    ("faithful", (0, 1, 2, 3, 4, 5), (True, True)),
                                                    ("fastest", (0, 1, 2, 3, 4, 5), (False, False))])
 def test_a_quality_preset_sets_its_widgets_and_leaves_the_others(wan, quality, blocks, ends):
-    from comfyui_fis.nodes.fis_node import settings_from_widgets
+    from comfyui_fis.nodes.ui.fis_node import settings_from_widgets
     settings = settings_from_widgets(wan, "0", 5, "contiguous", "none", "0", 0.5, 0.6, quality)
     assert (settings.sparse_blocks, settings.groups, settings.interpolation) == (blocks, 2, "corrected")
     assert (settings.start_percent, settings.end_percent) == (0.0, 1.0)
@@ -247,7 +247,7 @@ def test_a_quality_preset_sets_its_widgets_and_leaves_the_others(wan, quality, b
 
 
 def test_custom_uses_the_widgets_and_a_bad_preset_names_the_widget(wan):
-    from comfyui_fis.nodes.fis_node import settings_from_widgets
+    from comfyui_fis.nodes.ui.fis_node import settings_from_widgets
     settings = settings_from_widgets(wan, "all", 3, "interleave", "linear", "auto", 0.0, 1.0, "custom")
     assert (settings.sparse_blocks, settings.groups, settings.interpolation) == ((0, 1, 2, 3, 4, 5), 3, "linear")
     with pytest.raises(ValueError, match="quality: 'best' is unknown; choose one of balanced, faithful, fastest, custom"):
@@ -284,8 +284,8 @@ def test_the_correction_form_reaches_the_fit(wan):
     from dataclasses import replace
 
     from comfyui_fis.fis_core import CorrectionForm
-    from comfyui_fis.nodes.fis_node import settings_from_widgets
-    from comfyui_fis.nodes.patcher import apply_fis
+    from comfyui_fis.nodes.ui.fis_node import settings_from_widgets
+    from comfyui_fis.nodes.patching.fis import apply_fis
     defaults = settings_from_widgets(wan, "auto", 2, "interleave", "corrected", "auto", 0.0, 1.0, "balanced")
     assert defaults.correction == CorrectionForm()
     x = wan_latent(9)
@@ -303,7 +303,7 @@ def test_the_compile_signature_holds_the_correction_form_in_plain_values(wan):
 
     from comfyui_fis.fis_core import CorrectionForm
     from comfyui_fis.nodes.families import FrameGrid
-    from comfyui_fis.nodes.patcher import FisCall, FisRuntime, FisSettings, model_block_keys
+    from comfyui_fis.nodes.patching.fis import FisCall, FisRuntime, FisSettings, model_block_keys
     family, keys = model_block_keys(wan)
 
     def signature(**settings):

@@ -198,14 +198,14 @@ def test_the_view_reads_the_connected_model(page):
 
 @pytest.mark.parametrize("file, blocks, frames", [(TINY_LTXV, 3, 16), (TINY_MOCHI, 48, 28)])
 def test_the_view_draws_the_connected_ltxv_and_mochi_files(page, server, file, blocks, frames):
-    """Their block count and usual clip come from the server's family adapters, as do the selector's presets."""
+    """Their block count and usual clip come from the server's family adapters, as do the selector's usual models."""
     connect_model_file(page, file)
     state = view_state(page)
     assert (state["blocks"], state["frames"]) == (str(blocks), str(frames))
     assert state["summary"] == summary(blocks, 2, frames)
     options = page.locator(f"{VIEW} select option").all_text_contents()
-    presets = server.get_json("/fis/families")["presets"]
-    assert options[1:] == [f"{p['label']}: {p['blocks']} blocks" for p in presets] and "(connected)" in options[0]
+    models = server.get_json("/fis/families")["usual_models"]
+    assert options[1:] == [f"{p['label']}: {p['blocks']} blocks" for p in models] and "(connected)" in options[0]
 
 
 def test_the_template_browser_lists_and_opens_the_workflows(page, server):

@@ -1,4 +1,4 @@
-"""What the schedule view learns about the connected model file (nodes/model_info.py): family and block count
+"""What the schedule view learns about the connected model file (nodes/server/model_files.py): family and block count
 read from the safetensors header with the host's model detection, for files saved from tiny real models; and
 files that are not what they claim, in-process and through the host's real server."""
 import json
@@ -40,13 +40,13 @@ def save(tmp_path, model, prefix=""):
 ])
 @pytest.mark.parametrize("prefix", ["", "model.diffusion_model."])  # a diffusion model file, a checkpoint
 def test_family_and_blocks_from_the_header(host, tmp_path, build, expected, prefix):
-    from comfyui_fis.nodes.model_info import model_info
+    from comfyui_fis.nodes.server.model_files import model_info
     info = model_info(save(tmp_path, build(), prefix))
     assert {k: info[k] for k in expected} == expected
 
 
 def test_other_models_are_not_supported(host, tmp_path):
-    from comfyui_fis.nodes.model_info import model_info
+    from comfyui_fis.nodes.server.model_files import model_info
     path = tmp_path / "other.safetensors"
     safetensors.torch.save_file({"encoder.weight": torch.zeros(4, 4)}, path)
     assert model_info(path) is None
@@ -56,7 +56,7 @@ def test_a_wan_variant_fis_runs_dense_is_not_described(host, tmp_path):
     """HuMo is a Wan by its config, but FIS runs it dense: the view must not draw a schedule for it."""
     import comfy.ldm.wan.model
     import comfy.ops
-    from comfyui_fis.nodes.model_info import model_info
+    from comfyui_fis.nodes.server.model_files import model_info
     from tiny_models import _load
     humo = _load(comfy.ldm.wan.model.HumoWanModel(dim=128, ffn_dim=256, num_heads=1, num_layers=2,
                                                   operations=comfy.ops.disable_weight_init), 0)
@@ -102,14 +102,14 @@ def framed(raw: bytes) -> bytes:
     (framed(b'{"w": {"dtype": "F32"}}'), "an entry without a tensor shape"),
 ])
 def test_unreadable_files_say_what_is_wrong(host, tmp_path, content, reason):
-    from comfyui_fis.nodes.model_info import model_info
+    from comfyui_fis.nodes.server.model_files import model_info
     path = tmp_path / "bad.safetensors"
     path.write_bytes(content)
     assert reason in refused_at_once(lambda: model_info(path))
 
 
 def test_a_header_length_beyond_the_format_s_cap_is_refused_without_reading_it(host, tmp_path):
-    from comfyui_fis.nodes.model_info import model_info
+    from comfyui_fis.nodes.server.model_files import model_info
     path = huge_header_file(tmp_path / "huge.safetensors")
     assert "says 1073741824 bytes, more than the 100 MB" in refused_at_once(lambda: model_info(path))
 
@@ -162,10 +162,10 @@ def answered_while_reading(server, name: str, after: float) -> tuple[tuple[int, 
 
 def test_the_server_sends_the_families_usual_models(server):
     from comfyui_fis.nodes.families import FAMILIES
-    sent = server.get_json("/fis/families")["presets"]
+    sent = server.get_json("/fis/families")["usual_models"]
     assert [(p["key"], p["blocks"], p["frames"]) for p in sent] == \
-        [(p.key, p.model.blocks, p.model.frames) for f in FAMILIES for p in f.presets]
-    assert len({p["key"] for p in sent}) == len(sent) and all(f.presets for f in FAMILIES)
+        [(p.key, p.model.blocks, p.model.frames) for f in FAMILIES for p in f.usual_models]
+    assert len({p["key"] for p in sent}) == len(sent) and all(f.usual_models for f in FAMILIES)
 
 
 def test_the_server_reads_the_connected_file(server):

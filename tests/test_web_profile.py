@@ -1,4 +1,4 @@
-"""What the schedule view learns about a calibration profile (nodes/profile_info.py), through the host's real server:
+"""What the schedule view learns about a calibration profile (nodes/server/profile_info.py), through the host's real server:
 the profile's measurements and the blocks the FIS node itself applies for ``profile:NAME[:K]``, and a clear error
 with a 4xx status for a bad name, a missing, broken, oversized or foreign profile."""
 import json

@@ -127,7 +127,7 @@ def test_a_profile_draws_the_blocks_the_server_chose(run_js):
 
 def test_a_preset_with_dense_steps_says_so_under_the_estimate(run_js, host):
     """faithful runs its first and final steps dense: the view's estimate is for the steps between, and says so."""
-    from comfyui_fis.nodes.fis_node import PRESETS
+    from comfyui_fis.nodes.ui.fis_node import PRESETS
     widgets = {"sparse_blocks": "auto", "groups": 2, "pattern": "interleave", "anchor_frames": "auto"}
     cases = [{"widgets": {**widgets, **preset}, "blocks": 40, "frames": 21, "autoAnchors": []}
              for preset in (PRESETS["faithful"], PRESETS["balanced"])]

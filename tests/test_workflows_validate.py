@@ -163,7 +163,7 @@ def test_workflow_passes_the_server_validation(path, definitions, model_folders)
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
 def test_workflow_runs_fis_on_the_model_it_names(path, definitions, model_folders):
     import folder_paths
-    from comfyui_fis.nodes.model_info import model_info
+    from comfyui_fis.nodes.server.model_files import model_info
     family, fis_nodes, fps_nodes = EXPECTED[path.stem]
     prompt = to_api(load_for_host(path, definitions), definitions)
     fis = [node for node in prompt.values() if node["class_type"] == "FrameInterleavedSparsity"]

@@ -125,7 +125,7 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 def record_attention_tokens(attention_modules):
     """Record, for each call of each module in ``attention_modules`` (block index -> self-attention module),
     the number of tokens it got and the frames FIS told it about: a list of (block, tokens, frames)."""
-    from comfyui_fis.nodes.call_state import computed_frames
+    from comfyui_fis.nodes.patching.call_state import computed_frames
     calls = []
     handles = []
     for index, module in attention_modules.items():

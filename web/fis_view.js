@@ -17,7 +17,7 @@ const LINE = 15;
 // Width of the profile's defect bars beside the grid, and the gap before them.
 const BARS = 56;
 const BARS_GAP = 8;
-// What the view draws for when the server sent no presets and cannot read the connected file.
+// What the view draws for when the server sent no usual models and cannot read the connected file.
 const NO_MODEL = { label: "no model", blocks: 0, frames: 1 };
 
 const modelInfo = new Map(); // "folder/name" -> {state: "loading" | "done", info}
@@ -26,19 +26,19 @@ const profiles = new Map(); // the query of GET /fis/profile -> {state: "loading
 api.addEventListener("execution_success", () => profiles.clear());
 // The model families' usual models, from the server's family adapters, loaded before the node is registered:
 // [{key, label, blocks, frames, file_hints}], the default first.
-let presets = [];
-// The node's `quality` presets: {name: {widget: value}}, from the server (nodes/fis_node.py PRESETS).
-let qualityPresets = {};
+let usualModels = [];
+// The node's `quality` presets: {name: {widget: value}}, from the server (PRESETS of the FIS node).
+let presets = {};
 
-async function loadPresets() {
+async function loadFamilies() {
   try {
     const response = await api.fetchApi("/fis/families");
     const body = response.ok ? await response.json() : {};
-    presets = body.presets ?? [];
-    qualityPresets = body.quality_presets ?? {};
+    usualModels = body.usual_models ?? [];
+    presets = body.presets ?? {};
   } catch {
-    presets = [];
-    qualityPresets = {};
+    usualModels = [];
+    presets = {};
   }
 }
 
@@ -97,15 +97,15 @@ function askProfile(query, model, onLoaded) {
   return entry.answer;
 }
 
-// The preset a file name suggests when the server cannot read the file (e.g. GGUF): the one with the longest file
-// hint the name contains, else the default.
-function guessPreset(name = "") {
+// The usual model a file name suggests when the server cannot read the file (e.g. GGUF): the one with the longest
+// file hint the name contains, else the default.
+function guessUsualModel(name = "") {
   const lower = name.toLowerCase();
-  let best = presets[0];
+  let best = usualModels[0];
   let longest = 0;
-  for (const preset of presets) {
-    for (const hint of preset.file_hints) {
-      if (hint.length > longest && lower.includes(hint)) [best, longest] = [preset, hint.length];
+  for (const model of usualModels) {
+    for (const hint of model.file_hints) {
+      if (hint.length > longest && lower.includes(hint)) [best, longest] = [model, hint.length];
     }
   }
   return best?.key;
@@ -151,17 +151,17 @@ class ScheduleView {
     this.refresh();
   }
 
-  // The model the view draws for: {label, blocks, frames, i2v, source}; without presets or a readable file, a
+  // The model the view draws for: {label, blocks, frames, i2v, source}; without usual models or a readable file, a
   // model of no blocks (the view then says why).
   model() {
     const props = this.node.properties ?? {};
     const file = upstreamModelFile(this.node);
     const info = connectedModel(file, () => this.refresh());
-    const choices = presets.map((p) => [p.key, `${p.label}: ${p.blocks} blocks`]);
+    const choices = usualModels.map((m) => [m.key, `${m.label}: ${m.blocks} blocks`]);
     if (info) choices.unshift(["connected", `${info.label}: ${info.blocks} blocks (connected)`]);
-    const fallback = info ? "connected" : guessPreset(file?.name);
+    const fallback = info ? "connected" : guessUsualModel(file?.name);
     const choice = choices.some(([key]) => key === props.fis_view_model) ? props.fis_view_model : fallback;
-    const shown = (choice === "connected" ? info : presets.find((p) => p.key === choice)) ?? NO_MODEL;
+    const shown = (choice === "connected" ? info : usualModels.find((m) => m.key === choice)) ?? NO_MODEL;
     const i2vDefault = Boolean(info?.image_to_video) || /i2v/i.test(file?.name ?? "");
     return {
       choices,
@@ -179,7 +179,7 @@ class ScheduleView {
   refresh(force = false) {
     const widgets = Object.fromEntries(this.node.widgets.filter((w) => WIDGETS.includes(w.name)).map((w) => [w.name, w.value]));
     const model = this.model();
-    const applied = withQuality(widgets, qualityPresets);
+    const applied = withQuality(widgets, presets);
     const query = profileQuery(applied.sparse_blocks);
     const profile = query && model.blocks > 0 ? askProfile(query, model, () => this.refresh()) : null;
     const key = JSON.stringify([widgets, model, profile]);
@@ -315,7 +315,7 @@ function chain(node, name, hook) {
 
 // An artist who edits a widget a `quality` preset sets means to use it: the preset switches to custom.
 function switchToCustomOnEdit(node) {
-  const presetWidgets = new Set(Object.values(qualityPresets).flatMap((preset) => Object.keys(preset)));
+  const presetWidgets = new Set(Object.values(presets).flatMap((preset) => Object.keys(preset)));
   for (const widget of node.widgets ?? []) {
     if (!presetWidgets.has(widget.name)) continue;
     const original = widget.callback;
@@ -331,7 +331,7 @@ app.registerExtension({
   name: "ComfyUI-FIS.ScheduleView",
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData.name !== NODE_TYPE) return;
-    await loadPresets();
+    await loadFamilies();
     chain(nodeType.prototype, "onNodeCreated", function () {
       const view = new ScheduleView(this);
       const widget = this.addDOMWidget("fis_schedule_view", "fis-schedule-view", view.root, {

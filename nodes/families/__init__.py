@@ -1,5 +1,5 @@
 """Model families FIS knows; :func:`find_family` picks the adapter for a diffusion model."""
-from .base import FamilyAdapter, FrameGrid, ModelInfo, Preset
+from .base import FamilyAdapter, FrameGrid, ModelInfo, UsualModel
 from .hunyuan import HunyuanVideoFamily
 from .ltxv import LTXVideoFamily
 from .mochi import MochiFamily
@@ -27,4 +27,4 @@ def model_tooltip(families) -> str:
 
 
 __all__ = ["FAMILIES", "FPS_FAMILIES", "FamilyAdapter", "FrameGrid", "HunyuanVideoFamily", "LTXVideoFamily",
-           "MochiFamily", "ModelInfo", "Preset", "WanFamily", "find_family", "model_tooltip", "named"]
+           "MochiFamily", "ModelInfo", "UsualModel", "WanFamily", "find_family", "model_tooltip", "named"]

@@ -9,7 +9,7 @@ from typing import NamedTuple
 import torch
 
 from ...fis_core import FramePlan, FrameLayout, gather, kept_before
-from ..call_state import computed_frames
+from ..patching.call_state import computed_frames
 
 
 class FrameGrid(NamedTuple):
@@ -45,9 +45,9 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
-class Preset:
-    """A model the schedule view offers when it cannot read the connected file; a file name containing one of
-    ``file_hints`` suggests it (the longest hint that matches wins)."""
+class UsualModel:
+    """A model of the family the schedule view offers when it cannot read the connected file; a file name containing
+    one of ``file_hints`` suggests it (the longest hint that matches wins)."""
 
     key: str
     model: ModelInfo
@@ -60,7 +60,7 @@ class FamilyAdapter:
     An adapter names the block keys of ``patches_replace["dit"]``, finds the frame layout of a block's
     token sequence, and cuts the block's other arguments (RoPE, modulation, masks) to the frame subset.
     The patcher does the rest: gather the tokens, call the block, restore the skipped frames. It also
-    recognises the family's model files for the schedule view (:meth:`describe`, :attr:`presets`), and says
+    recognises the family's model files for the schedule view (:meth:`describe`, :attr:`usual_models`), and says
     whether and how FPS attention runs on it (:attr:`takes_fps`, :meth:`attention_grid`).
     """
 
@@ -72,7 +72,7 @@ class FamilyAdapter:
     #: A sentence for the ``sparse_blocks`` tooltip (how this family's blocks are numbered), or "".
     blocks_note = ""
     #: The family's usual models, for the schedule view.
-    presets: tuple[Preset, ...] = ()
+    usual_models: tuple[UsualModel, ...] = ()
     #: Whether FPS attention takes this family's video self-attention.
     takes_fps = False
 

@@ -3,7 +3,7 @@ blocks over text+image. The text stream is always whole; only the image tokens a
 from __future__ import annotations
 
 from ...fis_core import FrameLayout, FramePlan, gather, token_index
-from .base import (FamilyAdapter, FrameGrid, ModelInfo, Preset, conditioned_frames, cut_tokens, image_frames,
+from .base import (FamilyAdapter, FrameGrid, ModelInfo, UsualModel, conditioned_frames, cut_tokens, image_frames,
                    latent_attention_grid, remap_ranges)
 
 
@@ -11,8 +11,8 @@ class HunyuanVideoFamily(FamilyAdapter):
     name = "hunyuan_video"
     label = "HunyuanVideo 1.0/1.5"
     blocks_note = "HunyuanVideo 1.0 counts its double blocks first, then its single blocks."
-    presets = (Preset("hunyuan15", ModelInfo("HunyuanVideo 1.5", 54, 21), ("hunyuanvideo1.5", "hunyuanvideo15")),
-               Preset("hunyuan10", ModelInfo("HunyuanVideo 1.0 (20 double + 40 single)", 60, 21), ("hunyuan",)))
+    usual_models = (UsualModel("hunyuan15", ModelInfo("HunyuanVideo 1.5", 54, 21), ("hunyuanvideo1.5", "hunyuanvideo15")),
+               UsualModel("hunyuan10", ModelInfo("HunyuanVideo 1.0 (20 double + 40 single)", 60, 21), ("hunyuan",)))
     takes_fps = True
 
     def matches(self, diffusion_model) -> bool:

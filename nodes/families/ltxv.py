@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from ...fis_core import FrameLayout, FramePlan, gather, kept_before, token_index
-from .base import FamilyAdapter, FrameGrid, ModelInfo, Preset, cut_tokens, frames_given_whole
+from .base import FamilyAdapter, FrameGrid, ModelInfo, UsualModel, cut_tokens, frames_given_whole
 
 #: LTX-Video sizes by the width of its cross-attention.
 SIZES = {2048: "2B", 4096: "13B"}
@@ -25,8 +25,8 @@ class LTXVideoFamily(FamilyAdapter):
     name = "ltxv"
     label = "LTX-Video"
     # the usual clip: 121 frames, 16 latent frames of 8
-    presets = (Preset("ltxv2b", ModelInfo("LTX-Video 2B", 28, 16), ("ltx",)),
-               Preset("ltxv13b", ModelInfo("LTX-Video 13B", 48, 16), ("ltxv-13b", "ltx-video-13b")))
+    usual_models = (UsualModel("ltxv2b", ModelInfo("LTX-Video 2B", 28, 16), ("ltx",)),
+               UsualModel("ltxv13b", ModelInfo("LTX-Video 13B", 48, 16), ("ltxv-13b", "ltx-video-13b")))
 
     def describe(self, config):
         if config.get("image_model") != "ltxv":

@@ -7,14 +7,14 @@ one vector per sample.
 from __future__ import annotations
 
 from ...fis_core import FrameLayout, FramePlan, gather, token_index
-from .base import FamilyAdapter, FrameGrid, ModelInfo, Preset
+from .base import FamilyAdapter, FrameGrid, ModelInfo, UsualModel
 
 
 class MochiFamily(FamilyAdapter):
     name = "mochi"
     label = "Mochi"
     # the usual clip: 163 frames, 28 latent frames of 6
-    presets = (Preset("mochi", ModelInfo("Mochi 1", 48, 28), ("mochi",)),)
+    usual_models = (UsualModel("mochi", ModelInfo("Mochi 1", 48, 28), ("mochi",)),)
 
     def describe(self, config):
         if config.get("image_model") != "mochi_preview":

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from ...fis_core import FrameLayout, FramePlan, gather, token_index
-from ..call_state import host_grid
-from .base import (FamilyAdapter, FrameGrid, ModelInfo, Preset, conditioned_frames, cut_tokens, frames_given_whole,
+from ..patching.call_state import host_grid
+from .base import (FamilyAdapter, FrameGrid, ModelInfo, UsualModel, conditioned_frames, cut_tokens, frames_given_whole,
                    image_frames, latent_attention_grid)
 
 #: WanModel subclasses FIS cannot run sparse: autoregressive Wan's forward bypasses ``patches_replace``; HuMo's blocks
@@ -33,8 +33,8 @@ class WanFamily(FamilyAdapter):
     name = "wan"
     label = "Wan 2.1/2.2"
     model_note = "For Wan 2.2 A14B, put one node on each expert."
-    presets = (Preset("wan14b", ModelInfo("Wan 2.1/2.2 14B", 40, 21)),
-               Preset("wan5b", ModelInfo("Wan 2.2 TI2V-5B", 30, 31), ("5b",)))
+    usual_models = (UsualModel("wan14b", ModelInfo("Wan 2.1/2.2 14B", 40, 21)),
+               UsualModel("wan5b", ModelInfo("Wan 2.2 TI2V-5B", 30, 31), ("5b",)))
     takes_fps = True
 
     def matches(self, diffusion_model) -> bool:

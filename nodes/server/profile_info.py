@@ -1,14 +1,14 @@
 """What the schedule view asks the server about a calibration profile, served as
 ``GET /fis/profile?name=NAME[&count=K][&family=F&blocks=N]``: the profile's measurements and the blocks the FIS node
 would make sparse for ``sparse_blocks`` ``profile:NAME[:K]`` on a model of family F and N blocks (without them, on
-the model the profile was measured on). The blocks come from the node's own :func:`~.fis_node.profile_blocks`, so
+the model the profile was measured on). The blocks come from the node's own :func:`~..ui.fis_node.profile_blocks`, so
 the view and the node cannot disagree, and neither can their errors.
 """
 from __future__ import annotations
 
-from .families import FAMILIES
-from .fis_node import profile_blocks
-from .profiles import check_name, load_profile, profile_path
+from ..families import FAMILIES
+from ..ui.fis_node import profile_blocks
+from ..calibration.profiles import check_name, load_profile, profile_path
 
 WIDGET = "sparse_blocks"
 

@@ -2,8 +2,8 @@
 :mod:`.calibration`)."""
 from __future__ import annotations
 
-from .calibration import apply_calibration
-from .families import FAMILIES, model_tooltip
+from ..calibration.measure import apply_calibration
+from ..families import FAMILIES, model_tooltip
 
 
 class FISCalibrate:

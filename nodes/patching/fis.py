@@ -17,10 +17,10 @@ from dataclasses import dataclass, replace
 
 import comfy.patcher_extension
 
-from ..fis_core import (INTERPOLATIONS, CorrectionForm, FitSums, FisSchedule, FrameLayout, FramePlan, build_plan, check_choice,
+from ...fis_core import (INTERPOLATIONS, CorrectionForm, FitSums, FisSchedule, FrameLayout, FramePlan, build_plan, check_choice,
                         estimated_speedup, format_block_list, restore)
 from .call_state import FIS_CALL, SharedByClones, sparse_block_options
-from .families import FAMILIES, FamilyAdapter, FrameGrid, find_family
+from ..families import FAMILIES, FamilyAdapter, FrameGrid, find_family
 from .sequence_parallel import SequenceShard, current_shard
 
 WRAPPER_KEY = "frame_interleaved_sparsity"

@@ -1,11 +1,11 @@
 """The "Frame Interleaved Sparsity (FIS)" node: MODEL in, MODEL out."""
 from __future__ import annotations
 
-from ..fis_core import INTERPOLATIONS, PATTERNS, check_choice, parse_block_list, parse_frame_list
-from ..fis_core.widget_text import parse_int, quoted
-from .families import FAMILIES, FamilyAdapter, model_tooltip, named
-from .patcher import FisSettings, apply_fis, model_block_keys
-from .profiles import least_defect_blocks, load_profile
+from ...fis_core import INTERPOLATIONS, PATTERNS, check_choice, parse_block_list, parse_frame_list
+from ...fis_core.widget_text import parse_int, quoted
+from ..families import FAMILIES, FamilyAdapter, model_tooltip, named
+from ..patching.fis import FisSettings, apply_fis, model_block_keys
+from ..calibration.profiles import least_defect_blocks, load_profile
 
 AUTO = "auto"
 ALL = "all"

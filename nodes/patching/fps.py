@@ -22,9 +22,9 @@ from typing import NamedTuple
 import comfy.patcher_extension
 import torch
 
-from ..fis_core.fps import FpsSettings, fps_attention_op, in_ranges, triton_reason
+from ...fis_core.fps import FpsSettings, fps_attention_op, in_ranges, triton_reason
 from .call_state import FPS_CALL, SharedByClones
-from .families import FPS_FAMILIES, FamilyAdapter, FrameGrid, find_family, named
+from ..families import FPS_FAMILIES, FamilyAdapter, FrameGrid, find_family, named
 from .sequence_parallel import current_shard, ulysses_attention
 
 WRAPPER_KEY = "fps_attention"

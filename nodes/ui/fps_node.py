@@ -1,9 +1,9 @@
 """The "FP8 + Sparse Attention (FPS)" node: MODEL in, MODEL out."""
 from __future__ import annotations
 
-from ..fis_core.fps import PATTERNS, PRECISIONS, FpsSettings, parse_percent_ranges, parse_tile
-from .families import FPS_FAMILIES, model_tooltip, named
-from .fps import apply_fps
+from ...fis_core.fps import PATTERNS, PRECISIONS, FpsSettings, parse_percent_ranges, parse_tile
+from ..families import FPS_FAMILIES, model_tooltip, named
+from ..patching.fps import apply_fps
 
 
 def fps_settings_from_widgets(precision, tile, sparsity, pattern, dense_steps) -> tuple[FpsSettings, tuple]:

@@ -30,9 +30,9 @@ from typing import Callable
 from .fis_node import FrameInterleavedSparsity, settings_from_widgets
 from .fps_node import FPSAttention, fps_settings_from_widgets
 
-PACK_DIR = str(Path(__file__).resolve().parents[1])
+PACK_DIR = str(Path(__file__).resolve().parents[2])
 #: The name the pack is imported under here (ComfyUI: its folder's path); the workers import it under the same.
-PACK_NAME = __package__.rpartition(".")[0]
+PACK_NAME = __package__.rsplit(".", 2)[0]
 NEEDS_RAYLIGHT = (" Needs Raylight (custom_nodes/raylight): connect its Ray loader's RAY_ACTORS, and its Ray sampler "
                   "after this node. Without Raylight the node has nothing to connect to.")
 

@@ -1,13 +1,10 @@
-"""What the schedule view asks the server: the model families' usual models, a model file's family and blocks, and a
-calibration profile (:mod:`.profile_info`).
+"""What the schedule view learns of model files: a file's family and blocks, and the families' usual models.
 
 A file is read from its safetensors header alone (no weights are loaded) with ComfyUI's own model detection, and
-each family adapter says whether the detected config is its model. Served as ``GET /fis/families``,
-``GET /fis/model_info?folder=diffusion_models&name=<file>`` and ``GET /fis/profile?name=<profile>``.
+each family adapter says whether the detected config is its model. Served by :mod:`.routes`.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import struct
@@ -15,7 +12,7 @@ from dataclasses import asdict
 
 import torch
 
-from .families import FAMILIES
+from ..families import FAMILIES
 
 #: Model folders a loader node may name, by the folder_paths key.
 FOLDERS = ("diffusion_models", "checkpoints")
@@ -79,56 +76,8 @@ def model_info(path) -> dict | None:
     return None
 
 
-def presets() -> list[dict]:
+def usual_models() -> list[dict]:
     """The families' usual models, for the view's selector: ``{"key", "family", "label", "blocks", "frames",
     "image_to_video", "file_hints"}`` each, the default first."""
-    return [{"key": p.key, "family": f.name, **asdict(p.model), "file_hints": list(p.file_hints)}
-            for f in FAMILIES for p in f.presets]
-
-
-def register_routes():
-    """Add ``GET /fis/families``, ``/fis/model_info`` and ``/fis/profile`` to the running ComfyUI server (nothing when
-    there is none)."""
-    import server
-    from aiohttp import web
-
-    instance = getattr(server.PromptServer, "instance", None)
-    if instance is None:
-        return
-
-    @instance.routes.get("/fis/families")
-    async def get_families(request):
-        from .fis_node import PRESETS
-        return web.json_response({"presets": presets(), "quality_presets": PRESETS})
-
-    @instance.routes.get("/fis/profile")
-    async def get_profile(request):
-        from .profile_info import ProfileRequestError, profile_info
-        query = {key: request.query.get(key) for key in ("name", "count", "family", "blocks")}
-        try:
-            return web.json_response(await asyncio.to_thread(profile_info, query["name"] or "", query["count"],
-                                                             query["family"], query["blocks"]))
-        except ProfileRequestError as error:
-            return web.json_response({"error": str(error)}, status=error.status)
-
-    @instance.routes.get("/fis/model_info")
-    async def get_model_info(request):
-        import folder_paths
-        folder, name = request.query.get("folder", ""), request.query.get("name", "")
-        path = folder_paths.get_full_path(folder, name) if folder in FOLDERS else None
-        if path is None or not path.endswith(".safetensors"):
-            return web.json_response({"error": f"no safetensors file '{name}' in {folder or 'no folder'}"}, status=404)
-        try:   # off the event loop: the server keeps answering while a large header is read
-            info = await asyncio.to_thread(model_info, path)
-        except Exception as error:  # any file the detection cannot make sense of
-            return web.json_response({"error": f"cannot read {name}: {_reason(error)}"}, status=422)
-        if info is None:
-            return web.json_response({"error": f"{name} is not a model FIS supports"}, status=422)
-        return web.json_response({**info, "name": name})
-
-
-def _reason(error: Exception) -> str:
-    """What went wrong, never an empty string: a HeaderError's own words, else the exception's type and message."""
-    if isinstance(error, HeaderError):
-        return str(error)
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return [{"key": m.key, "family": f.name, **asdict(m.model), "file_hints": list(m.file_hints)}
+            for f in FAMILIES for m in f.usual_models]

@@ -22,10 +22,10 @@ from dataclasses import replace
 import comfy.patcher_extension
 import torch
 
-from ..fis_core import FitSums, FisSchedule, build_plan, restore
-from .call_state import SharedByClones
-from .families import FamilyAdapter
-from .patcher import WrappingBlockPatch, batch_layout, model_block_keys, schedule_position, sparse_args
+from ...fis_core import FitSums, FisSchedule, build_plan, restore
+from ..patching.call_state import SharedByClones
+from ..families import FamilyAdapter
+from ..patching.fis import WrappingBlockPatch, batch_layout, model_block_keys, schedule_position, sparse_args
 from .profiles import check_name, save_profile
 
 WRAPPER_KEY = "fis_calibration"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from comfy_execution.utils import get_executing_context
 
-from .compare import check_clips, measure, report
-from .side_by_side import side_by_side
+from ..compare.figures import check_clips, measure, report
+from ..compare.side_by_side import side_by_side
 
 NOT_TIMED = "put an FIS Timer right before each branch's sampler"
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..fis_core.metrics import (MAX_PSNR, SSIM_WINDOW, mean_squared_error, pooled_psnr, psnr_per_frame,
+from ...fis_core.metrics import (MAX_PSNR, SSIM_WINDOW, mean_squared_error, pooled_psnr, psnr_per_frame,
                                 ssim_per_frame, temporal_error)
 
 

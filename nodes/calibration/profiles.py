@@ -15,7 +15,7 @@ import math
 import re
 from pathlib import Path
 
-from ..fis_core.widget_text import quoted
+from ...fis_core.widget_text import quoted
 
 PROFILE_DIR = "fis_profiles"
 #: The largest profile file read: a profile of 100 blocks and 200 steps has about 500 kB.

@@ -1,0 +1,1 @@
+"""FIS Compare's figures and side-by-side picture."""
