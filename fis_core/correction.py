@@ -83,9 +83,22 @@ def _per_map(rows: torch.Tensor, c: int, dtype: torch.dtype) -> torch.Tensor:
     return torch.empty(blocks.shape, dtype=dtype, device=rows.device).copy_(blocks)   # one copy, cast included
 
 
+def fit_rows(fit: torch.Tensor, frame_index: torch.Tensor, tokens: int,
+             form: CorrectionForm = CorrectionForm()) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows the fit reads, as token positions of the block's input frames and of its output on the computed
+    frames (``fit``, ``frame_index`` as :func:`fit_maps` takes them; ``tokens`` per frame): an even subsample of at
+    most ``form.fit_tokens`` tokens per batch entry. They depend on shapes alone: a caller that runs many blocks of
+    one shape finds them once and hands them to :func:`fit_maps`."""
+    m = fit.shape[0]
+    token_index = torch.arange(0, tokens, max(1, -(-m * tokens // form.fit_tokens)), device=fit.device)
+    x_rows = (frame_index[fit].view(m, 3, 1) * tokens + token_index).flatten()
+    y_rows = (fit.view(m, 3, 1) * tokens + token_index).flatten()
+    return x_rows, y_rows
+
+
 def fit_maps(x: torch.Tensor, y: torch.Tensor, fit: torch.Tensor, fit_weight: torch.Tensor,
              frame_index: torch.Tensor, carry: tuple[FitSums, object] | None = None,
-             form: CorrectionForm = CorrectionForm()) -> torch.Tensor:
+             form: CorrectionForm = CorrectionForm(), rows: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """The maps A [B, n, c, c] (fp32; n maps of c channels) of one sparse block.
 
     ``x`` [B, F, T, C] are the block's input frames, ``y`` [B, k, T, C] its output on the computed frames
@@ -93,13 +106,12 @@ def fit_maps(x: torch.Tensor, y: torch.Tensor, fit: torch.Tensor, fit_weight: to
     and those of its low and high neighbours, ``fit_weight`` [m] the high neighbour's weight. Only the rows the
     fit reads are gathered (one indexed copy each of x and y); the residuals are fp32, the products in ``form``'s
     ``fit_dtype``. With ``carry`` (sums, key) the fit also takes the sums of the block's earlier calls under that key.
+    ``rows``: :func:`fit_rows` for these shapes, where the caller has them.
     """
     batch, frames, tokens, channels = x.shape
     m = fit.shape[0]
-    token_index = torch.arange(0, tokens, max(1, -(-m * tokens // form.fit_tokens)), device=x.device)
-    x_rows = (frame_index[fit].view(m, 3, 1) * tokens + token_index).flatten()
-    y_rows = (fit.view(m, 3, 1) * tokens + token_index).flatten()
-    shape = (batch, m, 3, token_index.shape[0], channels)
+    x_rows, y_rows = rows if rows is not None else fit_rows(fit, frame_index, tokens, form)
+    shape = (batch, m, 3, x_rows.shape[0] // (3 * m), channels)
     xs = x.reshape(batch, -1, channels).index_select(1, x_rows).view(shape).float()
     ys = y.reshape(batch, -1, channels).index_select(1, y_rows).view(shape).float()
     dx = _residual(xs, fit_weight)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .correction import CorrectionForm, apply_maps, fit_maps
+from .correction import CorrectionForm, apply_maps, fit_maps, fit_rows
 from .layout import FrameLayout
 from .restore_kernel import restore_frames
 from .schedule import INTERPOLATIONS, check_choice
@@ -80,6 +80,11 @@ class FramePlan:
         """Whether the restore adds the fitted correction (``corrected``, with frames to fit on)."""
         return self.fit is not None
 
+    def fit_rows(self, tokens_per_frame: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The rows the correction's fit reads in a block of ``tokens_per_frame`` tokens a frame (None where the
+        plan does not correct): :func:`~.correction.fit_rows`, for :func:`restore`."""
+        return fit_rows(self.fit, self.frame_index, tokens_per_frame, self.form) if self.corrects else None
+
 
 def build_plan(frames: int, computed: tuple[int, ...], mode: str, device,
                form: CorrectionForm = CorrectionForm()) -> FramePlan:
@@ -130,13 +135,15 @@ def gather(x: torch.Tensor, index: torch.Tensor, dim: int = 1) -> torch.Tensor:
     return x.index_select(dim, index)
 
 
-def restore(x: torch.Tensor, y_sub: torch.Tensor, layout: FrameLayout, plan: FramePlan, carry=None) -> torch.Tensor:
+def restore(x: torch.Tensor, y_sub: torch.Tensor, layout: FrameLayout, plan: FramePlan, carry=None,
+            rows: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """The full output of a sparse block.
 
     ``x`` [B, L, C] is the block's input (untouched), ``y_sub`` its output on the gathered tokens of
     ``layout``. Computed tokens take their output; a skipped frame keeps its input plus the block's
     update (output minus input) interpolated from the computed frames (``none``: its input alone), plus, with
-    ``corrected``, the fitted correction of :mod:`.correction` (``carry``: its sums over earlier calls).
+    ``corrected``, the fitted correction of :mod:`.correction` (``carry``: its sums over earlier calls; ``rows``: the
+    rows its fit reads, :func:`~.correction.fit_rows` of the plan and ``layout``, where the caller keeps them).
     """
     k, T, batch = len(plan.computed), layout.tokens_per_frame, x.shape[0]
     x_frames = x[:, layout.frame_tokens].reshape(batch, layout.frames, -1)
@@ -144,7 +151,7 @@ def restore(x: torch.Tensor, y_sub: torch.Tensor, layout: FrameLayout, plan: Fra
     restored = restore_frames(x_frames, y_frames, plan.table, plan.weight)
     if plan.corrects:
         x4, shape = x_frames.view(batch, layout.frames, T, -1), (batch, -1, T, x.shape[-1])
-        maps = fit_maps(x4, y_frames.view(shape), plan.fit, plan.fit_weight, plan.frame_index, carry, plan.form)
+        maps = fit_maps(x4, y_frames.view(shape), plan.fit, plan.fit_weight, plan.frame_index, carry, plan.form, rows)
         apply_maps(restored.view(shape), x4, maps, plan.corrected)
     restored = restored.view(batch, layout.frames * T, *x.shape[2:])
     if layout.prefix == 0 and layout.suffix == 0:

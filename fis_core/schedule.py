@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 from .widget_text import list_parts, parse_int, quoted
 
@@ -100,11 +101,17 @@ class FisSchedule:
         """The same schedule with ``groups`` lowered to ``num_frames`` where there are fewer frames than groups."""
         return self if num_frames >= self.groups else replace(self, groups=max(num_frames, 1))
 
+    @cached_property
+    def _rank(self) -> dict[int, int]:
+        """Each sparse block's place among the sparse blocks (a lookup, not a search of the tuple)."""
+        return {block: k for k, block in enumerate(self.sparse_blocks)}
+
     def group_of_block(self, block: int, step: int = 0) -> int | None:
         """The group a sparse block takes at sampling step ``step``, or None for a dense block."""
-        if not self.enabled or block not in self.sparse_blocks:
+        rank = self._rank.get(block)
+        if not self.enabled or rank is None:
             return None
-        return (self.sparse_blocks.index(block) + (step if self.rotate else 0)) % self.groups
+        return (rank + (step if self.rotate else 0)) % self.groups
 
     def group_frames(self, group: int, num_frames: int) -> tuple[int, ...]:
         """Frames computed by blocks of ``group``: the group's own frames plus the anchors."""
@@ -125,6 +132,12 @@ class FisSchedule:
             return None
         frames = self.group_frames(group, num_frames)
         return None if len(frames) == num_frames else frames
+
+    def frames_by_block(self, num_frames: int, step: int = 0) -> dict[int, tuple[int, ...] | None]:
+        """:meth:`frames_for_block` of every sparse block, with ``groups`` fitted to ``num_frames``: what a model call
+        finds once and its blocks look up."""
+        fitted = self.fit_to(num_frames)
+        return {block: fitted.frames_for_block(block, num_frames, step) for block in fitted.sparse_blocks}
 
     def computed_fraction(self, num_blocks: int, num_frames: int) -> float:
         """Share of frame-block work done, counting a block on k of F frames as k/F."""

@@ -29,8 +29,8 @@ from ..patching.fis import WrappingBlockPatch, batch_layout, model_block_keys, s
 from .profiles import check_name, save_profile
 
 WRAPPER_KEY = "fis_calibration"
-#: transformer_options key of the model call's (frame grid, sampling step, schedule with the call's anchors, what its
-#: sparse blocks share), for the block patches
+#: transformer_options key of the model call's (frame grid, sampling step, schedule with the call's anchors, the frames
+#: each block computes, what its sparse blocks share), for the block patches
 CALL_OPTION = "fis_calibration_call"
 GROUPS = 2
 INTERPOLATION = "corrected"
@@ -58,12 +58,15 @@ class Calibration(SharedByClones):
     def measure(self, position: int, key: tuple[str, int], args: dict, y: torch.Tensor, block):
         """Add the defect of ``block`` (``key``, at ``position``), whose call with ``args`` gave ``y``: run it again as
         FIS would (on its frame subset, the rest restored) and compare with ``y``."""
-        grid, step, schedule, shared = args["transformer_options"][CALL_OPTION]
+        grid, step, schedule, by_block, shared = args["transformer_options"][CALL_OPTION]
         x = args["img"]
         layout = self.family.image_layout(key, args, grid)
         if layout is None:
             return
-        computed = schedule.fit_to(layout.frames).frames_for_block(position, layout.frames, step)
+        if layout.frames == grid.frames:
+            computed = by_block.get(position)
+        else:   # the block sees other frames than the latent
+            computed = schedule.fit_to(layout.frames).frames_for_block(position, layout.frames, step)
         if computed is None:   # the group and the anchors cover every frame: nothing FIS would skip
             return
         plan = _plan(layout.frames, computed, x.device)
@@ -122,7 +125,8 @@ class Calibration(SharedByClones):
         anchors = self.family.default_anchors(model, x, c_concat, kwargs, transformer_options)
         schedule = replace(self.schedule, anchors=tuple(anchors))
         self.anchors.update(schedule.anchors)
-        transformer_options = {**transformer_options, CALL_OPTION: (grid, step, schedule, {})}
+        by_block = schedule.frames_by_block(grid.frames, step)
+        transformer_options = {**transformer_options, CALL_OPTION: (grid, step, schedule, by_block, {})}
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
 
 

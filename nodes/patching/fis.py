@@ -84,14 +84,23 @@ class FisRuntime(SharedByClones):
             self._warned.add(key)
             LOG.warning("FIS: %s", message)
 
-    def plan(self, frames: int, computed: tuple[int, ...], device) -> FramePlan:
-        """The plan for ``computed`` of ``frames`` frames (cached: it depends on shapes alone)."""
-        key = (frames, computed, str(device))
+    def _cached(self, key, make):
         if key not in self._plans:
             if len(self._plans) >= 64:
                 self._plans.clear()
-            self._plans[key] = build_plan(frames, computed, self.settings.interpolation, device, self.settings.correction)
+            self._plans[key] = make()
         return self._plans[key]
+
+    def plan(self, frames: int, computed: tuple[int, ...], device) -> FramePlan:
+        """The plan for ``computed`` of ``frames`` frames (cached: it depends on shapes alone)."""
+        return self._cached((frames, computed, str(device)), lambda: build_plan(
+            frames, computed, self.settings.interpolation, device, self.settings.correction))
+
+    def fit_rows(self, plan: FramePlan, tokens_per_frame: int):
+        """The rows the correction's fit reads for ``plan`` in blocks of ``tokens_per_frame`` tokens a frame (cached:
+        shapes alone)."""
+        key = ("fit rows", plan.frames, plan.computed, tokens_per_frame, str(plan.frame_index.device))
+        return self._cached(key, lambda: plan.fit_rows(tokens_per_frame))
 
     def begin_call(self, base_model, x, sigma, c_concat, options, kwargs) -> "FisCall | None":
         """The FIS state for one model call, or None when FIS is off for this sigma."""
@@ -117,18 +126,17 @@ class FisRuntime(SharedByClones):
         if fitted.groups != schedule.groups:
             self.warn_once("few-frames", f"{grid.frames} latent frames are fewer than groups={schedule.groups}; "
                                          f"using {fitted.groups} groups")
-        step %= fitted.groups
-        subsets = {fitted.frames_for_block(b, grid.frames, step) for b in fitted.sparse_blocks} - {None}
-        if fitted.sparse_blocks and not subsets and fitted.anchors:
+        call = FisCall(self, fitted, grid, None, step % fitted.groups, current_shard(), batch_layout(options, x.shape[0]),
+                       x.device)
+        if fitted.sparse_blocks and not call.plans and fitted.anchors:
             source = ("'auto': the frames the conditioning gives whole; set anchor_frames empty to have the blocks "
                       "skip frames anyway" if self.settings.anchors is None else "set in anchor_frames")
             self.warn_once("anchored", f"anchor_frames: the anchors {list(fitted.anchors)} cover all {grid.frames} "
                                        f"latent frames ({source}), so the sparse blocks have no frame to skip")
-        plans = {computed: self.plan(grid.frames, computed, x.device) for computed in subsets}
         if not self._logged_run:
             self._logged_run = True
             self._log_run(fitted, grid)
-        return FisCall(self, fitted, grid, plans, step, current_shard(), batch_layout(options, x.shape[0]))
+        return call
 
     def _log_run(self, schedule: FisSchedule, grid: FrameGrid):
         saved = 1.0 - schedule.computed_fraction(self.num_blocks, grid.frames)
@@ -179,11 +187,12 @@ class FisRuntime(SharedByClones):
 
 class FisCall:
     """FIS state of one model call: the schedule (anchors resolved, groups fitted to the frames), the
-    frame grid, the sampling step (modulo the groups: it rotates the groups), the index plans of its
-    groups, and values shared by the blocks of a group."""
+    frame grid, the sampling step (modulo the groups: it rotates the groups), the frames each sparse block computes
+    and the index plans of its groups (found once for the call: a block looks them up), and values shared by the
+    blocks of a group."""
 
-    def __init__(self, runtime: FisRuntime, schedule: FisSchedule, grid: FrameGrid, plans: dict, step: int = 0,
-                 shard: SequenceShard | None = None, batch: tuple = ()):
+    def __init__(self, runtime: FisRuntime, schedule: FisSchedule, grid: FrameGrid, plans: dict | None, step: int = 0,
+                 shard: SequenceShard | None = None, batch: tuple = (), device=None):
         self.runtime = runtime
         #: this rank's part of a sequence-parallel call (Raylight), else None
         self.shard = shard
@@ -191,8 +200,15 @@ class FisCall:
         self.batch = batch
         self.schedule = schedule
         self.grid = grid
-        self.plans = plans
         self.step = step
+        #: the latent frames each sparse block computes in this call (None: all of them)
+        self.computed = schedule.frames_by_block(grid.frames, step)
+        #: the plan of each frame subset (``plans`` None: made here, on ``device``)
+        self.plans = plans if plans is not None else {
+            computed: runtime.plan(grid.frames, computed, device) for computed in set(self.computed.values()) - {None}}
+        #: the rows the correction's fit reads, by frame subset, for blocks of the grid's tokens per frame
+        self.fit_rows = {computed: runtime.fit_rows(plan, grid.tokens_per_frame)
+                         for computed, plan in self.plans.items() if plan.corrects}
         self.shared: dict = {}
         self.reached = False
         self.ran_sparse = False
@@ -232,12 +248,15 @@ class FisCall:
             runtime.warn_once("layout", f"{key[0]} {key[1]} has {args['img'].shape[1]} tokens, which do not fit "
                                         f"{self.grid}; running dense")
             return block(args)
-        schedule = self.schedule.fit_to(layout.frames)
-        computed = schedule.frames_for_block(position, layout.frames, self.step)
+        if layout.frames == self.grid.frames:
+            computed = self.computed.get(position)
+            plan = self.plans.get(computed)
+        else:              # the block sees other frames than the latent (a model that adds frames itself)
+            computed = self.schedule.fit_to(layout.frames).frames_for_block(position, layout.frames, self.step)
+            plan = None
         if computed is None:
             return block(args)
-        plan = self.plans.get(computed) if layout.frames == self.grid.frames else None
-        if plan is None:   # the block sees other frames than the latent (a model that adds frames itself)
+        if plan is None:
             plan = runtime.plan(layout.frames, computed, args["img"].device)
         try:
             sub_args = sparse_args(family, key, full, layout, plan, self.shared)
@@ -251,7 +270,8 @@ class FisCall:
                                          lambda name, make: self._share(("shard", name, *layout, computed), make))
         out = dict(block(sub_args))
         y_sub = self.shard.gather(out["img"], 1, length) if sharded else out["img"]
-        out["img"] = restore(full["img"], y_sub, layout, plan, (runtime.fit_sums, (position, self.batch)))
+        rows = self.fit_rows.get(computed) if layout.tokens_per_frame == self.grid.tokens_per_frame else None
+        out["img"] = restore(full["img"], y_sub, layout, plan, (runtime.fit_sums, (position, self.batch)), rows)
         if sharded:
             out["img"] = self.shard.own(out["img"], args["img"])
         self.ran_sparse = True
