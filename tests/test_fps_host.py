@@ -106,6 +106,17 @@ def test_a_wan_reference_image_in_front_of_the_frames_is_kept_like_the_first_fra
     assert not any("does not fit" in r.getMessage() for r in caplog.records)
 
 
+def test_a_run_s_tile_tables_are_released_when_it_ends(wan, monkeypatch):
+    """FPS keeps its tile layouts and their tables on the device (by shape) for one sampling run: they are made while
+    it runs and gone when it ends."""
+    from comfyui_fis.fis_core.fps import SHAPES
+    made = []
+    get = SHAPES.get
+    monkeypatch.setattr(SHAPES, "get", lambda key, make: get(key, lambda: made.append(key) or make()))
+    sample(fps(wan), latent(), text(), steps=1)
+    assert made and len(SHAPES) == 0
+
+
 def test_a_second_fps_replaces_the_first_and_bad_widgets_name_themselves(wan):
     twice = fps(fps(wan, sparsity=0.75), sparsity=0.25)
     override = twice.model_options["transformer_options"]["optimized_attention_override"]

@@ -9,7 +9,7 @@ import torch
 
 from .mask import PATTERNS, kept_lists, topk_pattern, window_pattern
 from .reference import PRECISIONS, tile_attention_reference
-from .tiles import TileLayout, choose_tile
+from .tiles import SHAPES, TileLayout, choose_tile
 
 BACKENDS = ("auto", "triton", "reference")
 
@@ -40,12 +40,11 @@ class FpsSettings:
         """The tiles of ``grid`` behind ``prefix`` non-frame tokens. With ``tile`` auto and sparsity 0 (no
         pattern, so nothing needs 3D neighbours) they are runs of 128 consecutive tokens: the grid pads by
         less than one tile, where 3D tiles pad every frame's rows (a 720p grid of 45x80: 13.8% more tile pairs)."""
-        return _layout(self.tile, self.sparsity == 0.0, tuple(grid), prefix)
+        return SHAPES.get(("layout", self.tile, self.sparsity == 0.0, tuple(grid), prefix),
+                          lambda: _layout(self.tile, self.sparsity == 0.0, tuple(grid), prefix))
 
 
-@lru_cache(maxsize=64)
 def _layout(tile, dense: bool, grid: tuple[int, int, int], prefix: int) -> TileLayout:
-    """One layout object per shape, so that its tables reach the GPU once."""
     if tile is None and dense:
         return TileLayout.runs(prefix + math.prod(grid))
     return TileLayout(*grid, tile or choose_tile(*grid), prefix)
@@ -68,15 +67,16 @@ def triton_reason(device: torch.device, precision: str) -> str | None:
     return None
 
 
-@lru_cache(maxsize=32)
 def _dense_lists(tiles: int, device: str):
-    return tuple(x.unsqueeze(0).to(device) for x in kept_lists(torch.ones(tiles, tiles, dtype=torch.bool)))
+    return SHAPES.get(("dense lists", tiles, device), lambda: tuple(
+        x.unsqueeze(0).to(device) for x in kept_lists(torch.ones(tiles, tiles, dtype=torch.bool))))
 
 
-@lru_cache(maxsize=32)
 def _window_lists(layout: TileLayout, sparsity: float, device: str):
-    keep = window_pattern(layout, sparsity)
-    return (keep.to(device),) + tuple(x.unsqueeze(0).to(device) for x in kept_lists(keep))
+    def make():
+        keep = window_pattern(layout, sparsity)
+        return (keep.to(device),) + tuple(x.unsqueeze(0).to(device) for x in kept_lists(keep))
+    return SHAPES.get(("window lists", layout, sparsity, device), make)
 
 
 def fps_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, grid: tuple[int, int, int],

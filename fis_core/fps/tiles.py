@@ -14,10 +14,13 @@ from functools import cached_property
 
 import torch
 
+from ..shape_cache import ShapeCache
 from ..widget_text import NUMBER_CHARS, quoted
 
 #: Tokens per tile the kernel takes (its block size).
 TILE_TOKENS = 128
+#: FPS's layouts and their tables on the device, by shape; the FPS node clears it when a sampling run ends.
+SHAPES = ShapeCache(128)
 
 
 def parse_tile(spec: str) -> tuple[int, int, int] | None:
@@ -130,16 +133,9 @@ class TileLayout:
         coords = torch.cat([torch.zeros(self.prefix_tiles, 3, dtype=torch.long), coords.reshape(-1, 3)])
         return source.reshape(-1), counts.to(torch.int32), slot_of_token, coords
 
-    @cached_property
-    def _device_tables(self) -> dict:
-        return {}
-
     def _table(self, index: int, device) -> torch.Tensor:
         """Table ``index`` of ``_tables`` on ``device``, copied there once (a copy per call would wait for the GPU)."""
-        key = (index, str(device))
-        if key not in self._device_tables:
-            self._device_tables[key] = self._tables[index].to(device)
-        return self._device_tables[key]
+        return SHAPES.get(("table", self, index, str(device)), lambda: self._tables[index].to(device))
 
     def source(self, device) -> torch.Tensor:
         """[slots] token index of each slot (padding repeats a token of its tile)."""

@@ -15,17 +15,17 @@ is not measured.
 """
 from __future__ import annotations
 
-import functools
-import logging
 from dataclasses import replace
 
 import comfy.patcher_extension
 import torch
 
-from ...fis_core import FitSums, FisSchedule, build_plan, restore
-from ..patching.call_state import SharedByClones
+from ...fis_core import FisSchedule, build_plan, restore
 from ..families import FamilyAdapter
+from ..log import LOG
+from ..patching.call_state import SharedByClones
 from ..patching.fis import WrappingBlockPatch, batch_layout, model_block_keys, schedule_position, sparse_args
+from ..patching.run_state import RunScope, SamplingRun
 from .profiles import check_name, save_profile
 
 WRAPPER_KEY = "fis_calibration"
@@ -34,26 +34,29 @@ WRAPPER_KEY = "fis_calibration"
 CALL_OPTION = "fis_calibration_call"
 GROUPS = 2
 INTERPOLATION = "corrected"
-LOG = logging.getLogger("ComfyUI-FIS")
 
 
-@functools.lru_cache(maxsize=64)
-def _plan(frames: int, computed: tuple[int, ...], device: torch.device):
-    return build_plan(frames, computed, INTERPOLATION, device)
+class CalibrationRun(SamplingRun):
+    """A calibrated sampling run: its fit sums and plans, and its measurements: per (step, block) the sum of the
+    block's defects over the model calls (on the device, read once at the end of the run) and their count, and the
+    anchors the run's calls kept."""
+
+    def __init__(self):
+        super().__init__()
+        self.sums: dict[tuple[int, int], list] = {}
+        self.anchors: set[int] = set()
 
 
-class Calibration(SharedByClones):
-    """The measurements of one calibrated model: per (step, block) the sum of its defects over the model calls
-    (on the device, read once at the end of the run) and their count."""
+class Calibration(SharedByClones, RunScope):
+    """The calibration of one model: what it measures and the profile it writes at the end of each run."""
+
+    run_type = CalibrationRun
 
     def __init__(self, family: FamilyAdapter, num_blocks: int, name: str):
         self.family = family
         self.num_blocks = num_blocks
         self.name = name
         self.schedule = FisSchedule(tuple(range(num_blocks)), GROUPS)
-        self.sums: dict[tuple[int, int], list] = {}
-        self.fit_sums = FitSums()
-        self.anchors: set[int] = set()
 
     def measure(self, position: int, key: tuple[str, int], args: dict, y: torch.Tensor, block):
         """Add the defect of ``block`` (``key``, at ``position``), whose call with ``args`` gave ``y``: run it again as
@@ -69,13 +72,15 @@ class Calibration(SharedByClones):
             computed = schedule.fit_to(layout.frames).frames_for_block(position, layout.frames, step)
         if computed is None:   # the group and the anchors cover every frame: nothing FIS would skip
             return
-        plan = _plan(layout.frames, computed, x.device)
+        run = self.run
+        plan = run.shapes.get((layout.frames, computed, str(x.device)),
+                              lambda: build_plan(layout.frames, computed, INTERPOLATION, x.device))
         try:
             sub_args = sparse_args(self.family, key, args, layout, plan, shared)
         except ValueError:     # FIS runs this call dense too
             return
         key = position, batch_layout(args["transformer_options"], x.shape[0])
-        sparse = restore(x, block(sub_args)["img"], layout, plan, (self.fit_sums, key))
+        sparse = restore(x, block(sub_args)["img"], layout, plan, (run.fit_sums, key))
         error = stream = 0.0
         tokens = layout.tokens_per_frame
         for frame in range(layout.frames):   # fp32 temporaries of one frame
@@ -83,39 +88,37 @@ class Calibration(SharedByClones):
             truth = y[:, rows].float()
             error = error + (sparse[:, rows].float() - truth).square().sum()
             stream = stream + truth.square().sum()
-        total = self.sums.setdefault((step, position), [0.0, 0])
+        total = run.sums.setdefault((step, position), [0.0, 0])
         total[0] = total[0] + (error / stream).sqrt()
         total[1] += 1
 
-    def profile(self) -> dict:
-        """The profile of the measurements (see :mod:`.profiles`)."""
-        steps = 1 + max(step for step, _ in self.sums)
+    def profile(self, run: CalibrationRun) -> dict:
+        """The profile of ``run``'s measurements (see :mod:`.profiles`)."""
+        steps = 1 + max(step for step, _ in run.sums)
         by_step = [[None] * self.num_blocks for _ in range(steps)]
-        for (step, block), (total, count) in self.sums.items():
+        for (step, block), (total, count) in run.sums.items():
             by_step[step][block] = float(total) / count
         means = []
         for block in range(self.num_blocks):
             measured = [row[block] for row in by_step if row[block] is not None]
             means.append(sum(measured) / len(measured) if measured else None)
         return {"family": self.family.name, "blocks": self.num_blocks, "steps": steps, "groups": GROUPS,
-                "interpolation": INTERPOLATION, "anchors": sorted(self.anchors), "defect": means,
+                "interpolation": INTERPOLATION, "anchors": sorted(run.anchors), "defect": means,
                 "defect_by_step": by_step}
 
     # ComfyUI wrappers -------------------------------------------------------------------------------
 
     def outer_sample_wrapper(self, executor, *args, **kwargs):
-        """One sampling run: measure it, then write the profile."""
-        self.sums.clear()
-        self.fit_sums.clear()
-        self.anchors.clear()
-        result = executor(*args, **kwargs)
-        if not self.sums:
-            LOG.warning("FIS Calibrate: the %s model never ran a block on more than one latent frame, so there was "
-                        "nothing to measure; profile '%s' not written", self.family.name, self.name)
+        """One sampling run: measure it, then write the profile; its state is released when it ends."""
+        with self.sampling_run() as run:
+            result = executor(*args, **kwargs)
+            if not run.sums:
+                LOG.warning("FIS Calibrate: the %s model never ran a block on more than one latent frame, so there was "
+                            "nothing to measure; profile '%s' not written", self.family.name, self.name)
+                return result
+            path = save_profile(self.name, self.profile(run))
+            LOG.info("FIS Calibrate: wrote %s (use it with sparse_blocks 'profile:%s' on the FIS node)", path, self.name)
             return result
-        path = save_profile(self.name, self.profile())
-        LOG.info("FIS Calibrate: wrote %s (use it with sparse_blocks 'profile:%s' on the FIS node)", path, self.name)
-        return result
 
     def apply_model_wrapper(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
         model = executor.class_obj.diffusion_model
@@ -124,7 +127,7 @@ class Calibration(SharedByClones):
         step = schedule_position(transformer_options.get("sample_sigmas"), float(t.max()), sigma_max)[0]
         anchors = self.family.default_anchors(model, x, c_concat, kwargs, transformer_options)
         schedule = replace(self.schedule, anchors=tuple(anchors))
-        self.anchors.update(schedule.anchors)
+        self.run.anchors.update(schedule.anchors)
         by_block = schedule.frames_by_block(grid.frames, step)
         transformer_options = {**transformer_options, CALL_OPTION: (grid, step, schedule, by_block, {})}
         return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)

@@ -10,20 +10,19 @@ Profiles written before 2026-12-05 have no ``anchors`` (and those before 2026-12
 from __future__ import annotations
 
 import json
-import logging
 import math
 import re
 from pathlib import Path
 
 from ...fis_core.widget_text import quoted
+from ..log import SayOnce
 
 PROFILE_DIR = "fis_profiles"
 #: The largest profile file read: a profile of 100 blocks and 200 steps has about 500 kB.
 MAX_PROFILE_BYTES = 2_000_000
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-LOG = logging.getLogger("ComfyUI-FIS")
-#: the paths of the profiles without ``anchors`` already warned of, to warn once per profile and server run
-_WARNED_WITHOUT_ANCHORS: set = set()
+#: warnings of profiles without ``anchors``, once per profile path and server run
+_WITHOUT_ANCHORS = SayOnce("FIS")
 
 
 def check_name(name: str, widget: str) -> str:
@@ -65,11 +64,11 @@ def load_profile(name: str, widget: str) -> dict:
         valid = False
     if not valid:
         raise ValueError(f"{widget}: {path} is not a FIS profile; calibrate again with profile_name '{name}'")
-    if "anchors" not in profile and path not in _WARNED_WITHOUT_ANCHORS:
-        _WARNED_WITHOUT_ANCHORS.add(path)
-        LOG.warning("FIS: profile '%s' was written by an earlier ComfyUI-FIS, which may have measured an image-to-video "
-                    "model as if FIS skipped its given first frame (FIS never does); for an image-to-video model, "
-                    "calibrate again with profile_name '%s' (text-to-video profiles are unaffected)", name, name)
+    if "anchors" not in profile:
+        _WITHOUT_ANCHORS(path, f"profile '{name}' was written by an earlier ComfyUI-FIS, which may have measured an "
+                               f"image-to-video model as if FIS skipped its given first frame (FIS never does); for an "
+                               f"image-to-video model, calibrate again with profile_name '{name}' (text-to-video "
+                               f"profiles are unaffected)")
     return profile
 
 

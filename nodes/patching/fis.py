@@ -5,29 +5,30 @@ wrapper, which runs outside any ``torch.compile`` region, decides for each model
 active (start/end percent, a preset's dense final step), finds the frames and the step (the groups rotate
 across steps), builds the index plans, publishes that state in
 :data:`~.call_state.FIS_CALL` for the block patches, and passes the schedule to the model as a keyword
-argument. ComfyUI's ``TorchCompileModel`` drops every compile guard on ``transformer_options``; the
+argument. The ``OUTER_SAMPLE`` wrapper brackets a sampling run (:mod:`.run_state`). ComfyUI's ``TorchCompileModel`` drops every compile guard on ``transformer_options``; the
 call state and the model's keyword arguments are guarded, so a compiled model recompiles (once) when FIS
 turns on or off or its schedule changes, instead of silently reusing the wrong graph. Nothing is kept
-between model calls but shape-only data and, within a sampling run, the corrected interpolation's fit sums.
+between model calls but, within a sampling run, shape-only data and the corrected interpolation's fit sums, all
+released when the run ends.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, replace
 
 import comfy.patcher_extension
 
-from ...fis_core import (INTERPOLATIONS, CorrectionForm, FitSums, FisSchedule, FrameLayout, FramePlan, build_plan, check_choice,
+from ...fis_core import (INTERPOLATIONS, CorrectionForm, FisSchedule, FrameLayout, FramePlan, build_plan, check_choice,
                         estimated_speedup, format_block_list, restore)
-from .call_state import FIS_CALL, SharedByClones, sparse_block_options
 from ..families import FAMILIES, FamilyAdapter, FrameGrid, find_family
+from ..log import LOG, SayOnce
+from .call_state import FIS_CALL, SharedByClones, sparse_block_options
+from .run_state import RunScope, SamplingRun
 from .sequence_parallel import SequenceShard, current_shard
 
 WRAPPER_KEY = "frame_interleaved_sparsity"
 SCHEDULE_KWARG = "fis_schedule"
 #: transformer_options key of ComfyUI's EasyCache and LazyCache nodes
 CACHE_OPTION = "easycache"
-LOG = logging.getLogger("ComfyUI-FIS")
 
 
 @dataclass(frozen=True)
@@ -63,44 +64,40 @@ class FisSettings:
         return FisSchedule(self.sparse_blocks, self.groups, self.pattern, rotate=self.rotate)
 
 
-class FisRuntime(SharedByClones):
+class FisRun(SamplingRun):
+    """A FIS sampling run: its fit sums and plans, and what its end reports on: whether its log line was given, its
+    sparse blocks were called, and one ran sparse."""
+
+    def __init__(self):
+        super().__init__()
+        self.logged = False
+        self.reached = False
+        self.ran_sparse = False
+
+
+class FisRuntime(SharedByClones, RunScope):
     """What the patches of one patched model share: the settings, the family, warnings already given, and the
-    corrected interpolation's fit sums of the sampling run in progress (cleared when a run starts)."""
+    sampling run in progress (:class:`FisRun`)."""
+
+    run_type = FisRun
 
     def __init__(self, family: FamilyAdapter, settings: FisSettings, num_blocks: int):
         self.family = family
         self.settings = settings
         self.schedule = settings.schedule
         self.num_blocks = num_blocks
-        self.fit_sums = FitSums()
-        self._plans: dict = {}
-        self._warned: set = set()
-        self._logged_run = False
-        self._reached_run = False
-        self._sparse_run = False
-
-    def warn_once(self, key: str, message: str):
-        if key not in self._warned:
-            self._warned.add(key)
-            LOG.warning("FIS: %s", message)
-
-    def _cached(self, key, make):
-        if key not in self._plans:
-            if len(self._plans) >= 64:
-                self._plans.clear()
-            self._plans[key] = make()
-        return self._plans[key]
+        self.warn_once = SayOnce("FIS")
 
     def plan(self, frames: int, computed: tuple[int, ...], device) -> FramePlan:
-        """The plan for ``computed`` of ``frames`` frames (cached: it depends on shapes alone)."""
-        return self._cached((frames, computed, str(device)), lambda: build_plan(
+        """The plan for ``computed`` of ``frames`` frames (kept for the run: it depends on shapes alone)."""
+        return self.run.shapes.get((frames, computed, str(device)), lambda: build_plan(
             frames, computed, self.settings.interpolation, device, self.settings.correction))
 
     def fit_rows(self, plan: FramePlan, tokens_per_frame: int):
-        """The rows the correction's fit reads for ``plan`` in blocks of ``tokens_per_frame`` tokens a frame (cached:
-        shapes alone)."""
+        """The rows the correction's fit reads for ``plan`` in blocks of ``tokens_per_frame`` tokens a frame (kept for
+        the run: shapes alone)."""
         key = ("fit rows", plan.frames, plan.computed, tokens_per_frame, str(plan.frame_index.device))
-        return self._cached(key, lambda: plan.fit_rows(tokens_per_frame))
+        return self.run.shapes.get(key, lambda: plan.fit_rows(tokens_per_frame))
 
     def begin_call(self, base_model, x, sigma, c_concat, options, kwargs) -> "FisCall | None":
         """The FIS state for one model call, or None when FIS is off for this sigma."""
@@ -133,8 +130,8 @@ class FisRuntime(SharedByClones):
                       "skip frames anyway" if self.settings.anchors is None else "set in anchor_frames")
             self.warn_once("anchored", f"anchor_frames: the anchors {list(fitted.anchors)} cover all {grid.frames} "
                                        f"latent frames ({source}), so the sparse blocks have no frame to skip")
-        if not self._logged_run:
-            self._logged_run = True
+        if not self.run.logged:
+            self.run.logged = True
             self._log_run(fitted, grid)
         return call
 
@@ -149,22 +146,19 @@ class FisRuntime(SharedByClones):
     # ComfyUI wrappers -------------------------------------------------------------------------------
 
     def outer_sample_wrapper(self, executor, *args, **kwargs):
-        """Marks the start of a sampling run: fit sums afresh, one log line per run, and a warning if no block ran
-        sparse."""
-        self.fit_sums.clear()
-        self._logged_run = False
-        self._reached_run = False
-        self._sparse_run = False
-        result = executor(*args, **kwargs)
-        if self._logged_run and not self._sparse_run:
-            if self._reached_run:
-                self.warn_once("all-frames", f"the {self.family.name} model called its sparse blocks, but each ran on all "
-                                             f"the latent frames (its group and the anchors covered them, or a warning "
-                                             f"above says why), so it ran dense")
-            else:
-                self.warn_once("never-called", f"the {self.family.name} model never called its block replacements, "
-                                               f"so it ran dense")
-        return result
+        """One sampling run: its state set up afresh (fit sums, plans, one log line) and released when it ends, and a
+        warning if no block ran sparse."""
+        with self.sampling_run() as run:
+            result = executor(*args, **kwargs)
+            if run.logged and not run.ran_sparse:
+                if run.reached:
+                    self.warn_once("all-frames", f"the {self.family.name} model called its sparse blocks, but each ran on "
+                                                 f"all the latent frames (its group and the anchors covered them, or a "
+                                                 f"warning above says why), so it ran dense")
+                else:
+                    self.warn_once("never-called", f"the {self.family.name} model never called its block replacements, "
+                                                   f"so it ran dense")
+            return result
 
     def apply_model_wrapper(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):
         call = self.begin_call(executor.class_obj, x, t, c_concat, transformer_options, kwargs)
@@ -181,8 +175,8 @@ class FisRuntime(SharedByClones):
                 return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
         finally:
             if call is not None:
-                self._reached_run |= call.reached
-                self._sparse_run |= call.ran_sparse
+                call.run.reached |= call.reached
+                call.run.ran_sparse |= call.ran_sparse
 
 
 class FisCall:
@@ -194,6 +188,8 @@ class FisCall:
     def __init__(self, runtime: FisRuntime, schedule: FisSchedule, grid: FrameGrid, plans: dict | None, step: int = 0,
                  shard: SequenceShard | None = None, batch: tuple = (), device=None):
         self.runtime = runtime
+        #: the sampling run the call belongs to: its fit sums
+        self.run = runtime.run
         #: this rank's part of a sequence-parallel call (Raylight), else None
         self.shard = shard
         #: the call's :func:`batch_layout`, which keeps the fit sums of each layout apart
@@ -271,7 +267,7 @@ class FisCall:
         out = dict(block(sub_args))
         y_sub = self.shard.gather(out["img"], 1, length) if sharded else out["img"]
         rows = self.fit_rows.get(computed) if layout.tokens_per_frame == self.grid.tokens_per_frame else None
-        out["img"] = restore(full["img"], y_sub, layout, plan, (runtime.fit_sums, (position, self.batch)), rows)
+        out["img"] = restore(full["img"], y_sub, layout, plan, (self.run.fit_sums, (position, self.batch)), rows)
         if sharded:
             out["img"] = self.shard.own(out["img"], args["img"])
         self.ran_sparse = True

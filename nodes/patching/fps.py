@@ -20,17 +20,16 @@ import math
 from typing import NamedTuple
 
 import comfy.patcher_extension
-import torch
 
-from ...fis_core.fps import FpsSettings, fps_attention_op, in_ranges, triton_reason
-from .call_state import FPS_CALL, SharedByClones
+from ...fis_core.fps import SHAPES, FpsSettings, fps_attention_op, in_ranges, triton_reason
 from ..families import FPS_FAMILIES, FamilyAdapter, FrameGrid, find_family, named
+from ..log import LOG, SayOnce
+from .call_state import FPS_CALL, SharedByClones
 from .sequence_parallel import current_shard, ulysses_attention
 
 WRAPPER_KEY = "fps_attention"
 #: the model keyword argument that carries the FPS state of a call (see ``apply_model_wrapper``)
 CALL_KWARG = "fps_call"
-LOG = logging.getLogger("ComfyUI-FIS")
 
 
 class FpsCall(NamedTuple):
@@ -48,15 +47,7 @@ class FpsOverride(SharedByClones):
         self.family = family
         self.dense_ranges = dense_ranges
         self.previous = previous
-        self._said: set = set()
-
-    def say_once(self, key: str, message: str, level=logging.INFO):
-        """Log ``message`` once per patched model; never from inside a torch.compile trace (a graph break)."""
-        if torch.compiler.is_compiling():
-            return
-        if key not in self._said:
-            self._said.add(key)
-            LOG.log(level, "FPS attention: %s", message)
+        self.say_once = SayOnce("FPS attention", logging.INFO)
 
     def passthrough(self, func, *args, **kwargs):
         if self.previous is not None:
@@ -105,7 +96,7 @@ class FpsOverride(SharedByClones):
 
     def _say_backend(self, device, grid):
         """Log once which path the video self-attention takes, with the tile and the sparsity."""
-        if "backend" in self._said:
+        if "backend" in self.say_once:
             return
         reason = triton_reason(device, self.settings.precision)
         layout = self.settings.layout(grid)
@@ -134,6 +125,13 @@ class FpsOverride(SharedByClones):
         with FPS_CALL.of_call(self, FpsCall(exact, grid)):
             return executor(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
 
+    def outer_sample_wrapper(self, executor, *args, **kwargs):
+        """One sampling run; when it ends, the tile tables it put on the device (:data:`~...fis_core.fps.SHAPES`) go."""
+        try:
+            return executor(*args, **kwargs)
+        finally:
+            SHAPES.clear()
+
     @property
     def signature(self) -> tuple:
         """The settings as plain values, for compile guards."""
@@ -155,7 +153,8 @@ def apply_fps(model, settings: FpsSettings, dense_ranges):
     previous = options.get("optimized_attention_override")
     if isinstance(previous, FpsOverride):
         previous = previous.previous
-    patched.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, WRAPPER_KEY)
+    for wrapper_type in (comfy.patcher_extension.WrappersMP.APPLY_MODEL, comfy.patcher_extension.WrappersMP.OUTER_SAMPLE):
+        patched.remove_wrappers_with_key(wrapper_type, WRAPPER_KEY)
     if settings.exact:
         if previous is None:
             options.pop("optimized_attention_override", None)
@@ -165,4 +164,5 @@ def apply_fps(model, settings: FpsSettings, dense_ranges):
     override = FpsOverride(settings, dense_ranges, family, previous)
     options["optimized_attention_override"] = override
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.APPLY_MODEL, WRAPPER_KEY, override.apply_model_wrapper)
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, WRAPPER_KEY, override.outer_sample_wrapper)
     return patched
