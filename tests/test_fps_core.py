@@ -190,3 +190,13 @@ def test_an_unknown_backend_is_an_error():
     q, k, v = qkv()
     with pytest.raises(ValueError, match="backend: 'cuda' is unknown"):
         fps_attention(q, k, v, (3, 5, 6), FpsSettings("bf16", 0.0, tile=(1, 4, 4)), backend="cuda")
+
+
+def test_kernel_configs_fit_each_gpu_generation():
+    """Hopper keeps the measured configs; GPUs with ~100 KB of shared memory per multiprocessor get at most 2 stages
+    (2 stages of 128-token FP8 K and V tiles plus Q: 80 KB)."""
+    from comfyui_fis.fis_core.fps.tuning import LARGE_SHARED_MEMORY, kernel_configs
+    assert kernel_configs((9, 0)) == LARGE_SHARED_MEMORY == ((8, 2), (8, 3), (8, 4), (4, 3))
+    for small in ((8, 9), (12, 0), (8, 6)):
+        stages = [s for _, s in kernel_configs(small)]
+        assert max(stages) <= 2 and 16 * 1024 + max(stages) * 2 * 16 * 1024 <= 100 * 1024

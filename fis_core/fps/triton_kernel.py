@@ -20,6 +20,7 @@ import triton.language as tl
 
 from .quant import FP8, FP8_MAX, SCALE_FLOOR
 from .tiles import TileLayout
+from .tuning import kernel_configs
 
 #: The e4m3 range and the smallest scale, from :mod:`.quant` (a Triton kernel reads module constants only as constexpr).
 _FP8_MAX = tl.constexpr(FP8_MAX)
@@ -51,7 +52,9 @@ LOG2_FP8_MAX = math.log2(FP8_MAX)
 
 
 def _configs():
-    return [triton.Config({}, num_warps=w, num_stages=s) for w, s in ((8, 2), (8, 3), (8, 4), (4, 3))]
+    """The autotuner's configs for this process's GPU (:mod:`.tuning`)."""
+    capability = torch.cuda.get_device_capability() if torch.cuda.is_available() else (9, 0)
+    return [triton.Config({}, num_warps=w, num_stages=s) for w, s in kernel_configs(capability)]
 
 
 @triton.autotune(configs=_configs(), key=["SLOTS", "list_width", "HEADS", "IS_FP8", "PV_FP8", "BLOCK", "HEAD_DIM", "DENSE"])
