@@ -196,7 +196,7 @@ def test_the_view_reads_the_connected_model(page):
     assert state["summary"] == summary(6, 2)
 
 
-@pytest.mark.parametrize("file, blocks, frames", [(TINY_LTXV, 3, 16), (TINY_MOCHI, 48, 28)])
+@pytest.mark.parametrize("file, blocks, frames", [(TINY_LTXV, 3, 16), (TINY_MOCHI, 2, 28)])
 def test_the_view_draws_the_connected_ltxv_and_mochi_files(page, server, file, blocks, frames):
     """Their block count and usual clip come from the server's family adapters, as do the selector's usual models."""
     connect_model_file(page, file)

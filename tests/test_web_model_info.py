@@ -35,8 +35,9 @@ def save(tmp_path, model, prefix=""):
     (lambda: tiny_hunyuan_video("1.0", depth=2, single_depth=3),
      {"family": "hunyuan_video", "blocks": 5, "label": "HunyuanVideo 1.0 (2 double + 3 single)"}),
     (lambda: tiny_ltxv(layers=3), {"family": "ltxv", "blocks": 3, "frames": 16, "image_to_video": False}),
-    # ComfyUI builds every Mochi file as the 48-block Mochi 1 (its detection fixes the shape)
-    (lambda: tiny_mochi(depth=2), {"family": "mochi", "blocks": 48, "frames": 28, "label": "Mochi 1"}),
+    # counted from the file (ComfyUI's detection gives every Mochi file the 48 blocks of Mochi 1)
+    (lambda: tiny_mochi(depth=2), {"family": "mochi", "blocks": 2, "frames": 28, "label": "Mochi 1"}),
+    (lambda: tiny_mochi(depth=3), {"family": "mochi", "blocks": 3, "frames": 28, "label": "Mochi 1"}),
 ])
 @pytest.mark.parametrize("prefix", ["", "model.diffusion_model."])  # a diffusion model file, a checkpoint
 def test_family_and_blocks_from_the_header(host, tmp_path, build, expected, prefix):
@@ -164,8 +165,8 @@ def test_the_server_sends_the_families_usual_models(server):
     from comfyui_fis.nodes.families import FAMILIES
     sent = server.get_json("/fis/families")["usual_models"]
     assert [(p["key"], p["blocks"], p["frames"]) for p in sent] == \
-        [(p.key, p.model.blocks, p.model.frames) for f in FAMILIES for p in f.usual_models]
-    assert len({p["key"] for p in sent}) == len(sent) and all(f.usual_models for f in FAMILIES)
+        [(p.key, p.model.blocks, p.model.frames) for f in FAMILIES for p in f.record.usual_models]
+    assert len({p["key"] for p in sent}) == len(sent) and all(f.record.usual_models for f in FAMILIES)
 
 
 def test_the_server_reads_the_connected_file(server):

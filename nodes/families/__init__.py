@@ -1,5 +1,6 @@
 """Model families FIS knows; :func:`find_family` picks the adapter for a diffusion model."""
-from .base import FamilyAdapter, FrameGrid, ModelInfo, UsualModel
+from .base import FamilyAdapter, FrameGrid
+from .record import FamilyRecord, ModelInfo, UsualModel
 from .hunyuan import HunyuanVideoFamily
 from .ltxv import LTXVideoFamily
 from .mochi import MochiFamily
@@ -23,8 +24,8 @@ def named(families, conjunction: str = "or") -> str:
 
 def model_tooltip(families) -> str:
     """The tooltip of a node's model input: the families it takes, and their usage notes."""
-    return " ".join([f"A {named(families)} model."] + [f.model_note for f in families if f.model_note])
+    return " ".join([f"A {named(families)} model."] + [f.record.model_note for f in families if f.record.model_note])
 
 
-__all__ = ["FAMILIES", "FPS_FAMILIES", "FamilyAdapter", "FrameGrid", "HunyuanVideoFamily", "LTXVideoFamily",
+__all__ = ["FAMILIES", "FPS_FAMILIES", "FamilyAdapter", "FamilyRecord", "FrameGrid", "HunyuanVideoFamily", "LTXVideoFamily",
            "MochiFamily", "ModelInfo", "UsualModel", "WanFamily", "find_family", "model_tooltip", "named"]

@@ -1,15 +1,17 @@
-"""The interface one model family implements so that FIS can run its blocks on a frame subset."""
+"""The interface one model family implements so that FIS can run its blocks on a frame subset, and what the
+families share."""
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 
 from ...fis_core import FramePlan, FrameLayout, gather, kept_before
 from ..patching.call_state import computed_frames
+from .record import FamilyRecord
 
 
 class FrameGrid(NamedTuple):
@@ -33,75 +35,56 @@ class FrameGrid(NamedTuple):
         return FrameGrid(math.ceil(t / pt) + extra_frames, math.ceil(h / ph), math.ceil(w / pw), prefix)
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the schedule view draws for a model: its name, its blocks as ``sparse_blocks`` numbers them, the
-    latent frames of its usual clip, and whether it takes a concatenated image (then ``auto`` anchors a frame)."""
-
-    label: str
-    blocks: int
-    frames: int
-    image_to_video: bool = False
-
-
-@dataclass(frozen=True)
-class UsualModel:
-    """A model of the family the schedule view offers when it cannot read the connected file; a file name containing
-    one of ``file_hints`` suggests it (the longest hint that matches wins)."""
-
-    key: str
-    model: ModelInfo
-    file_hints: tuple[str, ...] = ()
-
-
 class FamilyAdapter:
-    """How FIS plugs into one family of diffusion models of the host, and everything the pack knows of it.
+    """How FIS runs one family's blocks on a frame subset: the frame grid of a model call and the frame layout of a
+    block's token sequence, the block's other arguments (RoPE, modulation, masks) cut to the frame subset (and, under
+    sequence parallelism, gathered and split again), the frames the conditioning gives (``auto`` anchors), and the
+    token grid FPS's attention sees. The patcher does the rest: gather the tokens, call the block, restore the skipped
+    frames. The family's static facts are its :attr:`record`; the adapter reads them, never repeats them."""
 
-    An adapter names the block keys of ``patches_replace["dit"]``, finds the frame layout of a block's
-    token sequence, and cuts the block's other arguments (RoPE, modulation, masks) to the frame subset.
-    The patcher does the rest: gather the tokens, call the block, restore the skipped frames. It also
-    recognises the family's model files for the schedule view (:meth:`describe`, :attr:`usual_models`), and says
-    whether and how FPS attention runs on it (:attr:`takes_fps`, :meth:`attention_grid`).
-    """
+    record: FamilyRecord
 
-    name = "base"
-    #: The models as the nodes' tooltips and log lines name them.
-    label = "base"
-    #: A sentence for the node's model tooltip (how to use FIS on this family), or "".
-    model_note = ""
-    #: A sentence for the ``sparse_blocks`` tooltip (how this family's blocks are numbered), or "".
-    blocks_note = ""
-    #: The family's usual models, for the schedule view.
-    usual_models: tuple[UsualModel, ...] = ()
-    #: Whether FPS attention takes this family's video self-attention.
-    takes_fps = False
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def label(self) -> str:
+        return self.record.label
+
+    @property
+    def takes_fps(self) -> bool:
+        return self.record.takes_fps
 
     def matches(self, diffusion_model: torch.nn.Module) -> bool:
-        raise NotImplementedError
+        """Whether ``diffusion_model`` is of the record's host class and none of its excluded subclasses."""
+        module, name = self.record.model_class.split(":")
+        return (isinstance(diffusion_model, getattr(importlib.import_module(module), name))
+                and not any(c.__name__ in self.record.excluded_classes for c in type(diffusion_model).__mro__))
 
-    def describe(self, config: dict) -> ModelInfo | None:
-        """The view's :class:`ModelInfo` for a model file whose header ComfyUI's ``detect_unet_config`` reads as
-        ``config``, or None if it is not this family's."""
-        raise NotImplementedError
+    def block_keys(self, diffusion_model: torch.nn.Module) -> list[tuple[str, int]]:
+        """Keys of ``patches_replace["dit"]`` in execution order; a widget's block number indexes this list."""
+        return [(key, i) for attribute, key in self.record.blocks for i in range(len(getattr(diffusion_model, attribute)))]
 
-    def attention_grid(self, options: dict, grid: FrameGrid) -> tuple[tuple[int, int, int] | None, int | None]:
-        """For FPS: (the frames x rows x columns token grid that a self-attention with ``options`` (its
-        ``transformer_options``) sees in a model call whose latent has ``grid``, or None where it has none;
-        the number of tokens in front of the frames, or None where that varies (text in front))."""
-        raise NotImplementedError
+    def attention_grid(self, options: dict, grid: FrameGrid) -> tuple[int, int, int] | None:
+        """For FPS: the frames x rows x columns token grid that a self-attention with ``options`` (its
+        ``transformer_options``) sees in a model call whose latent has ``grid``, or None where it has none. By
+        default the latent's, with the frames FIS names in a sparse block."""
+        return latent_attention_grid(options, grid)
+
+    def attention_prefix(self, tokens: int, video: int, grid: FrameGrid) -> int | None:
+        """For FPS: the tokens in front of the frames in a self-attention of ``tokens`` tokens whose frames hold
+        ``video`` tokens: the grid's (a reference image), or, where the family's attention puts text first
+        (:attr:`~.record.FamilyRecord.text_first`), all the tokens beyond the frames; None where the attention holds
+        text alone (a token refiner)."""
+        if not self.record.text_first:
+            return grid.prefix
+        return tokens - video if tokens >= video else None
 
     def takes_extra_kwargs(self, diffusion_model: torch.nn.Module) -> bool:
         """Whether the model's forward passes unknown keyword arguments through (``**kwargs``)."""
         parameters = inspect.signature(diffusion_model.forward).parameters.values()
         return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
-
-    def block_keys(self, diffusion_model: torch.nn.Module) -> list[tuple[str, int]]:
-        """Keys of ``patches_replace["dit"]`` in execution order; a widget's block number indexes this list."""
-        raise NotImplementedError
-
-    def default_blocks(self, num_blocks: int) -> tuple[int, ...]:
-        """The ``auto`` sparse blocks: all but the first and the last, which shape the input and the output."""
-        return tuple(range(1, num_blocks - 1)) if num_blocks > 2 else ()
 
     def frame_grid(self, diffusion_model, x: torch.Tensor, kwargs: dict) -> FrameGrid:
         """The frame grid of the latent ``x`` [B, C, T, H, W] given to ``apply_model`` with ``kwargs``."""
@@ -123,9 +106,9 @@ class FamilyAdapter:
         raise NotImplementedError
 
     def unshard_args(self, key: tuple[str, int], args: dict, grid: FrameGrid, shard, share) -> dict | None:
-        """Under sequence parallelism (:mod:`..sequence_parallel`): the block's arguments over the whole sequence,
-        all-gathered from this rank's chunk ``args`` (``shard``: a :class:`~..sequence_parallel.SequenceShard`), or
-        None where ``args`` is not such a chunk or the family's blocks do not run sharded (then they run dense)."""
+        """Under sequence parallelism (:mod:`...patching.sequence_parallel`): the block's arguments over the whole
+        sequence, all-gathered from this rank's chunk ``args`` (``shard``: a ``SequenceShard``), or None where ``args``
+        is not such a chunk or the family's blocks do not run sharded (then they run dense)."""
         return None
 
     def shard_args(self, key: tuple[str, int], sub_args: dict, shard, share) -> dict:

@@ -3,39 +3,35 @@ blocks over text+image. The text stream is always whole; only the image tokens a
 from __future__ import annotations
 
 from ...fis_core import FrameLayout, FramePlan, gather, token_index
-from .base import (FamilyAdapter, FrameGrid, ModelInfo, UsualModel, conditioned_frames, cut_tokens, image_frames,
-                   latent_attention_grid, remap_ranges)
+from .base import FamilyAdapter, FrameGrid, conditioned_frames, cut_tokens, image_frames, remap_ranges
+from .record import FamilyRecord, ModelInfo, UsualModel
+
+
+def _describe(config: dict, counts: tuple[int, ...]) -> ModelInfo | None:
+    if len(config["patch_size"]) != 3:      # HunyuanImage: the same class over images
+        return None
+    version = "1.5" if config.get("byt5") else "1.0"
+    double, single = counts
+    label = f"HunyuanVideo {version}" + (f" ({double} double + {single} single)" if single else "")
+    return ModelInfo(label, double + single, 21)
+
+
+# The joint attention runs over text and image tokens, text first (its length varies); the host gives no grid.
+HUNYUAN_VIDEO = FamilyRecord(
+    name="hunyuan_video", label="HunyuanVideo 1.0/1.5", model_class="comfy.ldm.hunyuan_video.model:HunyuanVideo",
+    blocks=(("double_blocks", "double_block"), ("single_blocks", "single_block")), image_model="hunyuan_video",
+    describe=_describe,
+    usual_models=(UsualModel("hunyuan15", ModelInfo("HunyuanVideo 1.5", 54, 21), ("hunyuanvideo1.5", "hunyuanvideo15")),
+                  UsualModel("hunyuan10", ModelInfo("HunyuanVideo 1.0 (20 double + 40 single)", 60, 21), ("hunyuan",))),
+    takes_fps=True, text_first=True,
+    blocks_note="HunyuanVideo 1.0 counts its double blocks first, then its single blocks.")
 
 
 class HunyuanVideoFamily(FamilyAdapter):
-    name = "hunyuan_video"
-    label = "HunyuanVideo 1.0/1.5"
-    blocks_note = "HunyuanVideo 1.0 counts its double blocks first, then its single blocks."
-    usual_models = (UsualModel("hunyuan15", ModelInfo("HunyuanVideo 1.5", 54, 21), ("hunyuanvideo1.5", "hunyuanvideo15")),
-               UsualModel("hunyuan10", ModelInfo("HunyuanVideo 1.0 (20 double + 40 single)", 60, 21), ("hunyuan",)))
-    takes_fps = True
+    record = HUNYUAN_VIDEO
 
     def matches(self, diffusion_model) -> bool:
-        import comfy.ldm.hunyuan_video.model
-        return (isinstance(diffusion_model, comfy.ldm.hunyuan_video.model.HunyuanVideo)
-                and len(diffusion_model.patch_size) == 3)
-
-    def describe(self, config):
-        if config.get("image_model") != "hunyuan_video" or len(config["patch_size"]) != 3:
-            return None
-        version = "1.5" if config.get("byt5") else "1.0"
-        double, single = config["depth"], config["depth_single_blocks"]
-        label = f"HunyuanVideo {version}" + (f" ({double} double + {single} single)" if single else "")
-        return ModelInfo(label, double + single, 21)
-
-    def attention_grid(self, options, grid):
-        # The joint attention runs over text and image tokens, text first (its length varies); the host gives no
-        # grid, so it is the latent's, with the frames FIS names in a sparse block.
-        return latent_attention_grid(options, grid), None
-
-    def block_keys(self, diffusion_model):
-        return ([("double_block", i) for i in range(len(diffusion_model.double_blocks))]
-                + [("single_block", i) for i in range(len(diffusion_model.single_blocks))])
+        return super().matches(diffusion_model) and len(diffusion_model.patch_size) == 3
 
     def frame_grid(self, diffusion_model, x, kwargs) -> FrameGrid:
         reference = kwargs.get("ref_latent")

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 
 from ...fis_core import FrameLayout, FramePlan, gather, kept_before, token_index
-from .base import FamilyAdapter, FrameGrid, ModelInfo, UsualModel, cut_tokens, frames_given_whole
+from .base import FamilyAdapter, FrameGrid, cut_tokens, frames_given_whole
+from .record import FamilyRecord, ModelInfo, UsualModel
 
 #: LTX-Video sizes by the width of its cross-attention.
 SIZES = {2048: "2B", 4096: "13B"}
@@ -21,31 +22,22 @@ def _guide_frames(x, kwargs) -> int:
     return 0 if keyframe_idxs is None else keyframe_idxs.shape[2] // (x.shape[-2] * x.shape[-1])
 
 
-class LTXVideoFamily(FamilyAdapter):
-    name = "ltxv"
-    label = "LTX-Video"
+def _describe(config: dict, counts: tuple[int, ...]) -> ModelInfo:
+    width = config["cross_attention_dim"]
     # the usual clip: 121 frames, 16 latent frames of 8
-    usual_models = (UsualModel("ltxv2b", ModelInfo("LTX-Video 2B", 28, 16), ("ltx",)),
-               UsualModel("ltxv13b", ModelInfo("LTX-Video 13B", 48, 16), ("ltxv-13b", "ltx-video-13b")))
+    return ModelInfo(f"LTX-Video {SIZES.get(width, f'{width}-wide')}", sum(counts), 16)
 
-    def describe(self, config):
-        if config.get("image_model") != "ltxv":
-            return None
-        width = config["cross_attention_dim"]
-        return ModelInfo(f"LTX-Video {SIZES.get(width, f'{width}-wide')}", config["num_layers"], 16)
 
-    def matches(self, diffusion_model) -> bool:
-        import comfy.ldm.lightricks.model
-        if not isinstance(diffusion_model, comfy.ldm.lightricks.model.LTXVModel):
-            return False
-        try:   # LTX-2's audio-video model, an LTXVModel too (hosts before LTX-2 have none)
-            from comfy.ldm.lightricks.av_model import LTXAVModel
-        except ImportError:
-            return True
-        return not isinstance(diffusion_model, LTXAVModel)
+LTX_VIDEO = FamilyRecord(
+    name="ltxv", label="LTX-Video", model_class="comfy.ldm.lightricks.model:LTXVModel",
+    excluded_classes=("LTXAVModel",),   # LTX-2's audio-video model, an LTXVModel too
+    blocks=(("transformer_blocks", "double_block"),), image_model="ltxv", describe=_describe,
+    usual_models=(UsualModel("ltxv2b", ModelInfo("LTX-Video 2B", 28, 16), ("ltx",)),
+                  UsualModel("ltxv13b", ModelInfo("LTX-Video 13B", 48, 16), ("ltxv-13b", "ltx-video-13b"))))
 
-    def block_keys(self, diffusion_model):
-        return [("double_block", i) for i in range(len(diffusion_model.transformer_blocks))]
+
+class LTXVideoFamily(FamilyAdapter):
+    record = LTX_VIDEO
 
     def frame_grid(self, diffusion_model, x, kwargs) -> FrameGrid:
         grid = FrameGrid.from_latent(x.shape, diffusion_model.patchifier.patch_size)

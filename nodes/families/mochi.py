@@ -7,26 +7,20 @@ one vector per sample.
 from __future__ import annotations
 
 from ...fis_core import FrameLayout, FramePlan, gather, token_index
-from .base import FamilyAdapter, FrameGrid, ModelInfo, UsualModel
+from .base import FamilyAdapter, FrameGrid
+from .record import FamilyRecord, ModelInfo, UsualModel
+
+MOCHI = FamilyRecord(
+    name="mochi", label="Mochi", model_class="comfy.ldm.genmo.joint_model.asymm_models_joint:AsymmDiTJoint",
+    blocks=(("blocks", "double_block"),), image_model="mochi_preview",
+    # the usual clip: 163 frames, 28 latent frames of 6
+    describe=lambda config, counts: ModelInfo("Mochi 1", sum(counts), 28),
+    usual_models=(UsualModel("mochi", ModelInfo("Mochi 1", 48, 28), ("mochi",)),),
+    image_anchors=())   # ComfyUI has no Mochi image-to-video
 
 
 class MochiFamily(FamilyAdapter):
-    name = "mochi"
-    label = "Mochi"
-    # the usual clip: 163 frames, 28 latent frames of 6
-    usual_models = (UsualModel("mochi", ModelInfo("Mochi 1", 48, 28), ("mochi",)),)
-
-    def describe(self, config):
-        if config.get("image_model") != "mochi_preview":
-            return None
-        return ModelInfo("Mochi 1", config["depth"], 28)
-
-    def matches(self, diffusion_model) -> bool:
-        import comfy.ldm.genmo.joint_model.asymm_models_joint
-        return isinstance(diffusion_model, comfy.ldm.genmo.joint_model.asymm_models_joint.AsymmDiTJoint)
-
-    def block_keys(self, diffusion_model):
-        return [("double_block", i) for i in range(len(diffusion_model.blocks))]
+    record = MOCHI
 
     def frame_grid(self, diffusion_model, x, kwargs) -> FrameGrid:
         return FrameGrid.from_latent(x.shape, (1, diffusion_model.patch_size, diffusion_model.patch_size))

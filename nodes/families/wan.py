@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from ...fis_core import FrameLayout, FramePlan, gather, token_index
-from ..patching.call_state import host_grid
-from .base import (FamilyAdapter, FrameGrid, ModelInfo, UsualModel, conditioned_frames, cut_tokens, frames_given_whole,
-                   image_frames, latent_attention_grid)
+from .base import (FamilyAdapter, FrameGrid, conditioned_frames, cut_tokens, frames_given_whole, image_frames,
+                   latent_attention_grid)
+from .record import FamilyRecord, ModelInfo, UsualModel
 
 #: WanModel subclasses FIS cannot run sparse: autoregressive Wan's forward bypasses ``patches_replace``; HuMo's blocks
 #: take each frame's audio outside their arguments (a closure) and pair it with that frame's tokens, so a block on a
@@ -16,6 +16,8 @@ from .base import (FamilyAdapter, FrameGrid, ModelInfo, UsualModel, conditioned_
 _UNSUPPORTED_CLASSES = ("CausalWanModel", "HumoWanModel", "WanAnimate2Model")
 #: Their ``model_type`` in ComfyUI's detected config, for the schedule view's reading of a file's header.
 _UNSUPPORTED_MODEL_TYPES = ("humo", "animate2")
+#: transformer_options key of the host's frames x rows x columns token grid, which FIS cuts to a sparse block's frames
+GRID_SIZES = "grid_sizes"
 #: transformer_options key of InfiniteTalk/MultiTalk's audio, per latent frame (axis 1), which its cross-attention
 #: pairs with the frames of the host's grid: a sparse block gets the computed frames' audio.
 MULTITALK_AUDIO = "audio_embeds"
@@ -29,35 +31,38 @@ VACE_CHANNELS, VACE_MASK_CHANNELS = 96, 64
 SIZES = {1536: "1.3B", 3072: "5B", 5120: "14B"}
 
 
+def _describe(config: dict, counts: tuple[int, ...]) -> ModelInfo | None:
+    if config.get("model_type") in _UNSUPPORTED_MODEL_TYPES:
+        return None
+    image_to_video = config["in_dim"] > config["out_dim"]
+    size = SIZES.get(config["dim"], f"{config['dim']}-wide")
+    label = " ".join(["Wan", size, "I2V" if image_to_video else ""]).strip()
+    # the usual clip: 121 frames for TI2V-5B, else 81
+    return ModelInfo(label, sum(counts), 31 if size == "5B" else 21, image_to_video)
+
+
+WAN = FamilyRecord(
+    name="wan", label="Wan 2.1/2.2", model_class="comfy.ldm.wan.model:WanModel", excluded_classes=_UNSUPPORTED_CLASSES,
+    blocks=(("blocks", "double_block"),), image_model="wan2.1", describe=_describe,
+    usual_models=(UsualModel("wan14b", ModelInfo("Wan 2.1/2.2 14B", 40, 21)),
+                  UsualModel("wan5b", ModelInfo("Wan 2.2 TI2V-5B", 30, 31), ("5b",))),
+    takes_fps=True, model_note="For Wan 2.2 A14B, put one node on each expert.")
+
+
+def host_grid(options: dict) -> tuple[int, int, int] | None:
+    """The frames x rows x columns token grid the host's Wan gives in ``options`` (in a sparse block, its frames); None
+    where it gives none."""
+    sizes = options.get(GRID_SIZES)
+    return None if sizes is None or len(sizes) != 3 else tuple(int(s) for s in sizes)
+
+
 class WanFamily(FamilyAdapter):
-    name = "wan"
-    label = "Wan 2.1/2.2"
-    model_note = "For Wan 2.2 A14B, put one node on each expert."
-    usual_models = (UsualModel("wan14b", ModelInfo("Wan 2.1/2.2 14B", 40, 21)),
-               UsualModel("wan5b", ModelInfo("Wan 2.2 TI2V-5B", 30, 31), ("5b",)))
-    takes_fps = True
-
-    def matches(self, diffusion_model) -> bool:
-        import comfy.ldm.wan.model
-        return (isinstance(diffusion_model, comfy.ldm.wan.model.WanModel)
-                and type(diffusion_model).__name__ not in _UNSUPPORTED_CLASSES)
-
-    def describe(self, config):
-        if config.get("image_model") != "wan2.1" or config.get("model_type") in _UNSUPPORTED_MODEL_TYPES:
-            return None
-        image_to_video = config["in_dim"] > config["out_dim"]
-        size = SIZES.get(config["dim"], f"{config['dim']}-wide")
-        label = " ".join(["Wan", size, "I2V" if image_to_video else ""]).strip()
-        # the usual clip: 121 frames for TI2V-5B, else 81
-        return ModelInfo(label, config["num_layers"], 31 if size == "5B" else 21, image_to_video)
+    record = WAN
 
     def attention_grid(self, options, grid):
         # The host's grid (which FIS cuts to the frames a sparse block computes), else (hosts that give none) the
-        # latent's, with the frames FIS names in a sparse block; behind a reference image's tokens.
-        return host_grid(options) or latent_attention_grid(options, grid), grid.prefix
-
-    def block_keys(self, diffusion_model):
-        return [("double_block", i) for i in range(len(diffusion_model.blocks))]
+        # latent's, with the frames FIS names in a sparse block.
+        return host_grid(options) or latent_attention_grid(options, grid)
 
     def frame_grid(self, diffusion_model, x, kwargs) -> FrameGrid:
         patch = diffusion_model.patch_size
@@ -96,11 +101,13 @@ class WanFamily(FamilyAdapter):
         elif rows != 1:
             raise ValueError(f"modulation of {rows} rows matches neither {layout.frames} frames nor runs of "
                              f"{layout.tokens_per_frame} tokens or fewer")
-        options = args["transformer_options"]
+        options = dict(args["transformer_options"])
+        sizes = options.get(GRID_SIZES)
+        if sizes is not None:       # the host's grid, cut to the computed frames (the attentions read it)
+            options[GRID_SIZES] = type(sizes)((len(plan.computed), *tuple(sizes)[1:]))
         audio = options.get(MULTITALK_AUDIO)
         if isinstance(audio, torch.Tensor) and audio.ndim > 1 and audio.shape[1] == layout.frames:
-            frames = share("audio", lambda: audio.index_select(1, plan.frame_index.to(audio.device)))
-            options = {**options, MULTITALK_AUDIO: frames}
+            options[MULTITALK_AUDIO] = share("audio", lambda: audio.index_select(1, plan.frame_index.to(audio.device)))
         return {**args, "img": gather(args["img"], index), "vec": vec, "transformer_options": options,
                 "pe": share("pe", lambda: cut_tokens(args["pe"], index))}
 

@@ -15,8 +15,6 @@ from contextlib import contextmanager
 
 #: transformer_options key, inside a sparse block, of the latent frames it computes
 FIS_FRAMES = "fis_frames"
-#: transformer_options key of the host's frames x rows x columns token grid (where the host sets one; FIS cuts its frames)
-GRID_SIZES = "grid_sizes"
 
 
 class CallState:
@@ -58,23 +56,12 @@ FPS_CALL = CallState()
 
 
 def sparse_block_options(options: dict, computed: tuple[int, ...]) -> dict:
-    """transformer_options for a sparse block that computes the latent frames ``computed``: the frames, and the
-    host's grid cut to them."""
-    options = dict(options)
-    sizes = options.get(GRID_SIZES)
-    if sizes is not None:
-        options[GRID_SIZES] = type(sizes)((len(computed), *tuple(sizes)[1:]))
-    options[FIS_FRAMES] = computed
-    return options
+    """transformer_options for a sparse block that computes the latent frames ``computed`` (what else a family's host
+    puts there per frame, its adapter cuts)."""
+    return {**options, FIS_FRAMES: computed}
 
 
 def computed_frames(options: dict) -> tuple[int, ...] | None:
     """The latent frames the sparse block running with ``options`` computes; None outside sparse blocks."""
     return options.get(FIS_FRAMES)
 
-
-def host_grid(options: dict) -> tuple[int, int, int] | None:
-    """The frames x rows x columns token grid the host gives in ``options`` (in a sparse block, its frames); None
-    where it gives none."""
-    sizes = options.get(GRID_SIZES)
-    return None if sizes is None or len(sizes) != 3 else tuple(int(s) for s in sizes)

@@ -3,11 +3,11 @@
 The host calls the override for every attention with the original function. :class:`FpsOverride` takes
 the video self-attention and passes everything else (text and image cross-attention, masked attention) to
 the override it replaced, or the original function. The ``APPLY_MODEL`` wrapper records the latent's frame
-grid of each model call; the family adapter (:meth:`~.families.FamilyAdapter.attention_grid`) turns it into
-the grid an attention sees (inside FIS's sparse blocks, only the frames the block computes) and the tokens in
-front of the frames: a fixed number (a reference image, kept like the first frame), or, where they vary, all
-tokens beyond the grid (text first, which becomes tiles every query attends to; attention with a text mask, a
-padded prompt, runs the original attention).
+grid of each model call; the family adapter turns it into the grid an attention sees
+(:meth:`~..families.FamilyAdapter.attention_grid`: inside FIS's sparse blocks, only the frames the block computes)
+and the tokens in front of the frames (:meth:`~..families.FamilyAdapter.attention_prefix`: a fixed number, a
+reference image kept like the first frame, or, where the family puts text first, all tokens beyond the grid, which
+become tiles every query attends to; attention with a text mask, a padded prompt, runs the original attention).
 
 The tiles follow FIS in either order. Given one rank's chunk of a sequence-parallel (xFuser Ulysses) self-attention,
 it runs the Ulysses all-to-all itself and tiles the grid that attention sees (:mod:`.sequence_parallel`). The same wrapper marks the model calls whose sigma lies in
@@ -77,14 +77,14 @@ class FpsOverride(SharedByClones):
     def __call__(self, func, q, k, v, heads, *args, **kwargs):
         options = kwargs.get("transformer_options") or {}
         call = FPS_CALL.get(self)   # None outside this model's calls: no grid, the original attention
-        grid, prefix = (None, 0) if call is None else self.family.attention_grid(options, call.grid)
+        grid = None if call is None else self.family.attention_grid(options, call.grid)
         skip_reshape = kwargs.get("skip_reshape", False)
         token_axis = 2 if skip_reshape else 1
         self_attention = q.shape[token_axis] == k.shape[token_axis] == v.shape[token_axis] and not args
         if self.settings.exact or call is None or call.exact or grid is None or not self_attention:
             return self.passthrough(func, q, k, v, heads, *args, **kwargs)
         if kwargs.get("mask") is not None:
-            if prefix is None:
+            if self.family.record.text_first:
                 self.say_once("mask", "attention with a text mask (a padded prompt) runs the original attention")
             return self.passthrough(func, q, k, v, heads, *args, **kwargs)
         route = self.faster_dense_attention(func) if self.settings.sparsity == 0.0 else None
@@ -93,10 +93,9 @@ class FpsOverride(SharedByClones):
                                    f"(bench/attention.py); FPS's kernel runs where tiles are skipped (sparsity > 0)")
             return route[0](q, k, v, heads, *args, **kwargs)
         tokens, video = q.shape[token_axis], math.prod(grid)
-        if prefix is None:                                 # text first, whatever its length
-            if tokens < video:                             # text alone (a token refiner)
-                return self.passthrough(func, q, k, v, heads, *args, **kwargs)
-            prefix = tokens - video
+        prefix = self.family.attention_prefix(tokens, video, call.grid)
+        if prefix is None:                                 # no video here (text alone: a token refiner)
+            return self.passthrough(func, q, k, v, heads, *args, **kwargs)
         shard = None
         if tokens != prefix + video:                       # one rank's chunk of a sequence-parallel attention?
             shard = current_shard() if tokens < prefix + video else None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 from dataclasses import asdict
 
@@ -69,15 +70,22 @@ def model_info(path) -> dict | None:
     if any(name.startswith(prefix) for name in state_dict):
         state_dict = comfy.utils.state_dict_prefix_replace(state_dict, {prefix: ""}, filter_keys=True)
     config = comfy.model_detection.detect_unet_config(state_dict, "", metadata) or {}
-    for family in FAMILIES:
-        info = family.describe(config)
-        if info is not None:
-            return {"family": family.name, **asdict(info)}
-    return None
+    record = next((f.record for f in FAMILIES if f.record.image_model == config.get("image_model")), None)
+    if record is None:
+        return None
+    info = record.describe(config, tuple(block_count(state_dict, attribute) for attribute, _ in record.blocks))
+    return None if info is None else {"family": record.name, **asdict(info)}
+
+
+def block_count(state_dict: dict, attribute: str) -> int:
+    """How many blocks the list ``attribute`` of a file's weights holds (its highest block number plus one), counted
+    from the file (ComfyUI's detection gives some families a fixed depth: every Mochi file is 48 blocks there)."""
+    pattern = re.compile(rf"{re.escape(attribute)}\.(\d+)\.")
+    return 1 + max((int(m.group(1)) for name in state_dict if (m := pattern.match(name))), default=-1)
 
 
 def usual_models() -> list[dict]:
     """The families' usual models, for the view's selector: ``{"key", "family", "label", "blocks", "frames",
     "image_to_video", "file_hints"}`` each, the default first."""
     return [{"key": m.key, "family": f.name, **asdict(m.model), "file_hints": list(m.file_hints)}
-            for f in FAMILIES for m in f.usual_models]
+            for f in FAMILIES for m in f.record.usual_models]

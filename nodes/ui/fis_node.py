@@ -39,7 +39,7 @@ def settings_from_widgets(model, sparse_blocks: str, groups: int, pattern: str, 
     family, keys = model_block_keys(model) if model is not None else (None, [])
     spec = sparse_blocks.strip().lower()
     if spec == AUTO:
-        blocks = family.default_blocks(len(keys)) if family else ()
+        blocks = family.record.default_blocks(len(keys)) if family else ()
     elif spec == ALL:
         blocks = tuple(range(len(keys)))
     elif spec.startswith(PROFILE):
@@ -63,7 +63,7 @@ def profile_blocks(spec: str, family: FamilyAdapter, num_blocks: int) -> tuple[i
                          f"{profile['blocks']} blocks, and this is a {family.name} model of {num_blocks} blocks; "
                          f"calibrate this model with FIS Calibrate")
     if not colon:
-        return least_defect_blocks(profile, len(family.default_blocks(num_blocks)))
+        return least_defect_blocks(profile, len(family.record.default_blocks(num_blocks)))
     form = f"'profile:{name}:K' with K the number of sparse blocks, 0-{num_blocks}"
     k = parse_int(count, "sparse_blocks", form)
     if not 0 <= k <= num_blocks:
@@ -103,7 +103,7 @@ class FrameInterleavedSparsity:
                 "last block), 'all', numbers and ranges such as '4-35' or '0,2,5-9', or 'profile:NAME': as many "
                 "blocks as 'auto', those where FIS Calibrate measured the least defect on this model "
                 "('profile:NAME:K': the K best). Others stay dense."]
-                + [f.blocks_note for f in FAMILIES if f.blocks_note])}),
+                + [f.record.blocks_note for f in FAMILIES if f.record.blocks_note])}),
             "groups": ("INT", {"default": 2, "min": 1, "max": 8, "tooltip":
                 "Interleaved frame groups G: each sparse block computes about 1/G of the frames, and every frame is "
                 "recomputed at least once every G sparse blocks. 2 is about 2.5-3x faster at 720p; 1 turns FIS off."}),
