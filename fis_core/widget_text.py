@@ -1,6 +1,6 @@
 """Reading the text widgets' lists with bounded work: the parts one at a time, numbers of bounded length, and
 error messages that quote the user's value shortened (a 10,000-character value must not make a 10,000-character
-message). ``web/fis_schedule.js`` mirrors these rules."""
+message)."""
 from __future__ import annotations
 
 import re
@@ -8,7 +8,7 @@ from typing import Iterator
 
 #: Characters of the user's value an error message repeats.
 QUOTE_CHARS = 40
-#: Characters a number may have: enough for any real value, few enough that the view's JavaScript numbers stay exact.
+#: Characters a number may have: enough for any real value, few enough to convert at once.
 NUMBER_CHARS = 15
 _NUMBER = re.compile(r"[+-]?[0-9]+(_[0-9]+)*")
 

@@ -1,7 +1,7 @@
 """Set up this Python for the pack's tests: pytest, the requirements of the ComfyUI host that the tests will use
 (found as the tests find it: $COMFYUI_PATH, the ComfyUI this pack sits in, ~/ComfyUI), the ``gguf`` package where
-the host has the ComfyUI-GGUF pack, and the tools of the web tests: Playwright (PyPI), and node and Chromium
-(Debian packages nodejs and chromium, installed as root).
+the host has the ComfyUI-GGUF pack, and the tools of the browser test: Playwright (PyPI) and Chromium (the Debian
+package chromium, installed as root).
 
 It installs packages only; it never downloads or installs ComfyUI itself, nor Playwright's own browsers. Where
 torch is already installed (a ComfyUI environment), pip keeps it. What is already there is not installed again.
@@ -17,7 +17,7 @@ import sys
 from host_path import PACK_ROOT, find_comfyui
 
 #: Commands the web tests run -> the Debian package that provides them.
-SYSTEM_PACKAGES = {"node": "nodejs", "chromium": "chromium"}
+SYSTEM_PACKAGES = {"chromium": "chromium"}
 #: Python modules of the browser test -> the PyPI package.
 BROWSER_TEST_PACKAGES = {"playwright": "playwright"}
 #: Node packs in the host's custom_nodes that composition tests load -> the Python modules they need.

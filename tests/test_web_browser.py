@@ -16,8 +16,8 @@ import pytest
 from comfy_server import ComfyServer
 from host_path import PACK_ROOT
 from workflow_api import to_api
-from comfyui_fis.fis_core import FisSchedule
-from comfyui_fis.fis_core.schedule_image import estimate_lines
+from comfyui_fis.fis_core import FisSchedule, estimated_speedup
+from comfyui_fis.fis_core.schedule_image import dense_step_lines, estimate_lines, schedule_cells
 
 ARTIFACTS = PACK_ROOT / "tests" / "artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -208,6 +208,44 @@ def test_the_view_draws_the_connected_ltxv_and_mochi_files(page, server, file, b
     assert options[1:] == [f"{p['label']}: {p['blocks']} blocks" for p in models] and "(connected)" in options[0]
 
 
+def set_widget(page, name: str, value):
+    """Set the FIS node's widget ``name`` as its own edit does (its callback, then the node's change handler)."""
+    page.evaluate("""([name, value]) => {
+      const node = app.graph._nodes.find((n) => n.type === "FrameInterleavedSparsity");
+      const widget = node.widgets.find((w) => w.name === name);
+      const old = widget.value;
+      widget.value = value;
+      widget.callback?.(value, app.canvas, node);
+      node.onWidgetChanged?.(widget.name, value, old, widget);
+      app.graph.setDirtyCanvas(true, true);
+    }""", [name, value])
+
+
+@pytest.mark.parametrize("quality", ["balanced", "faithful", "fastest"])
+def test_the_view_draws_the_node_s_schedule_for_every_family_and_preset(page, server, quality):
+    """Every usual model of every family in the view's selector, with each quality preset: the cells the view draws
+    and its estimate are those of the schedule the preset means (balanced: all blocks but the first and last sparse;
+    faithful and fastest: every block; G=2; no anchors without a given frame)."""
+    new_workflow(page)
+    add_node_by_search(page, "Frame Interleaved")
+    set_widget(page, "quality", quality)
+    models = server.get_json("/fis/families")["usual_models"]
+    assert {m["family"] for m in models} == {"wan", "hunyuan_video", "ltxv", "mochi"}
+    codes = {"computed": "c", "interpolated": "i", "anchor": "a", "dense": "d"}
+    for model in models:
+        blocks, frames = model["blocks"], model["frames"]
+        page.locator(f"{VIEW} select").select_option(model["key"])
+        page.wait_for_function(f"document.querySelector('{VIEW}').dataset.blocks === '{blocks}' && "
+                               f"document.querySelector('{VIEW}').dataset.frames === '{frames}'")
+        schedule = FisSchedule(tuple(range(1, blocks - 1)) if quality == "balanced" else tuple(range(blocks)), 2)
+        state = view_state(page)
+        assert state["cells"] == ",".join("".join(codes[k] for k in row) for row in schedule_cells(schedule, blocks, frames))
+        dense_steps = dense_step_lines(quality == "faithful", quality == "faithful",
+                                       estimated_speedup(schedule, blocks, frames, "720p"))
+        assert state["summary"] == " | ".join(estimate_lines(schedule, blocks, frames) + dense_steps), model["key"]
+    assert not [e for e in page.errors if "fis" in str(e).lower()]
+
+
 def test_the_template_browser_lists_and_opens_the_workflows(page, server):
     names = sorted(p.stem for p in WORKFLOWS)
     assert sorted(server.get_json("/workflow_templates")["ComfyUI-FIS"]) == names
@@ -236,15 +274,7 @@ def test_the_front_end_reads_each_workflow_as_the_tests_do(page, server, path):
 
 def set_sparse_blocks(page, value: str):
     """Type ``value`` into sparse_blocks as the widget's own edit does (its callback switches quality to custom)."""
-    page.evaluate("""(value) => {
-      const node = app.graph._nodes.find((n) => n.type === "FrameInterleavedSparsity");
-      const widget = node.widgets.find((w) => w.name === "sparse_blocks");
-      const old = widget.value;
-      widget.value = value;
-      widget.callback?.(value, app.canvas, node);
-      node.onWidgetChanged?.(widget.name, value, old, widget);
-      app.graph.setDirtyCanvas(true, true);
-    }""", value)
+    set_widget(page, "sparse_blocks", value)
 
 
 def wait_for_view(page, attribute: str, value: str):

@@ -1,4 +1,5 @@
-"""The schedule picture rendered by the core (fis_core/schedule_image.py), and the README's copy of it."""
+"""The schedule picture of the core (fis_core/schedule_image.py) rendered as PNG by scripts/render_schedule.py, and the
+README's copy of it."""
 import importlib.util
 
 import pytest
@@ -6,7 +7,8 @@ from PIL import Image
 
 from host_path import PACK_ROOT
 from comfyui_fis.fis_core import FisSchedule
-from comfyui_fis.fis_core.schedule_image import COLORS, estimate_lines, render_png, schedule_cells
+from comfyui_fis.fis_core.schedule_image import COLORS, estimate_lines, schedule_cells
+from render_schedule import render_png
 
 
 def rgb(color: str) -> tuple[int, int, int]:

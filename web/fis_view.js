@@ -1,9 +1,9 @@
 // The schedule view inside the "Frame Interleaved Sparsity (FIS)" node: a grid of blocks x latent frames for the
-// node's current widget values, with the estimated compute saved and speed-up (fis_schedule.js has the logic); for
-// sparse_blocks "profile:NAME[:K]", the blocks the server picks from the profile and each block's measured defect.
+// node's current widget values, with the estimated compute saved and speed-up; for sparse_blocks "profile:NAME[:K]",
+// each block's measured defect beside it. The server computes all of it (GET /fis/schedule, with the node's own
+// reading of the widgets); the view only draws.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
-import { CELL_KINDS, COLORS, LEGEND, describeSchedule, profileQuery, withQuality } from "./fis_schedule.js";
 
 const NODE_TYPE = "FrameInterleavedSparsity";
 const WIDGETS = ["quality", "sparse_blocks", "groups", "pattern", "anchor_frames"];
@@ -21,9 +21,11 @@ const BARS_GAP = 8;
 const NO_MODEL = { label: "no model", blocks: 0, frames: 1 };
 
 const modelInfo = new Map(); // "folder/name" -> {state: "loading" | "done", info}
-const profiles = new Map(); // the query of GET /fis/profile -> {state: "loading" | "done", answer}
+const schedules = new Map(); // the query of GET /fis/schedule -> {state: "loading" | "done", answer}
+// Answers kept at most (each a few kB).
+const SCHEDULES_KEPT = 256;
 // A run may have written a profile anew (FIS Calibrate): ask again.
-api.addEventListener("execution_success", () => profiles.clear());
+api.addEventListener("execution_success", () => schedules.clear());
 // The model families' usual models, from the server's family adapters, loaded before the node is registered:
 // [{key, label, blocks, frames, file_hints}], the default first.
 let usualModels = [];
@@ -77,17 +79,20 @@ function connectedModel(file, onLoaded) {
   return entry.info;
 }
 
-// The server's answer for the profile `query` ({name, count?}) on `model` (its family and blocks): the blocks the
-// node would make sparse and the profile's defects, or {error} as the node would say it; null while it is asked.
-function askProfile(query, model, onLoaded) {
-  const search = new URLSearchParams({ ...query, family: model.family, blocks: model.blocks });
-  let entry = profiles.get(String(search));
+// The server's picture of the node's `widgets` on `model` (its family, blocks, frames, i2v): {cells, lines, profile,
+// legend}, or {error} as the node would say it; null while it is asked.
+function askSchedule(widgets, model, onLoaded) {
+  const search = String(new URLSearchParams({
+    ...widgets, family: model.family, blocks: model.blocks, frames: model.frames, image_to_video: model.i2v ? 1 : 0,
+  }));
+  let entry = schedules.get(search);
   if (!entry) {
+    if (schedules.size >= SCHEDULES_KEPT) schedules.clear();
     entry = { state: "loading", answer: null };
-    profiles.set(String(search), entry);
-    api.fetchApi(`/fis/profile?${search}`)
+    schedules.set(search, entry);
+    api.fetchApi(`/fis/schedule?${search}`)
       .then((response) => response.json())
-      .catch(() => ({ error: "sparse_blocks: the server did not answer GET /fis/profile" }))
+      .catch(() => ({ error: "the server did not answer GET /fis/schedule" }))
       .then((answer) => {
         entry.state = "done";
         entry.answer = answer;
@@ -179,23 +184,21 @@ class ScheduleView {
   refresh(force = false) {
     const widgets = Object.fromEntries(this.node.widgets.filter((w) => WIDGETS.includes(w.name)).map((w) => [w.name, w.value]));
     const model = this.model();
-    const applied = withQuality(widgets, presets);
-    const query = profileQuery(applied.sparse_blocks);
-    const profile = query && model.blocks > 0 ? askProfile(query, model, () => this.refresh()) : null;
-    const key = JSON.stringify([widgets, model, profile]);
+    const view = model.blocks > 0
+      ? askSchedule(widgets, model, () => this.refresh())
+      : { error: "No model to draw: the server sent no model families (GET /fis/families)" };
+    const key = JSON.stringify([widgets, model, view]);
     if (key === this.key && !force) return;
     this.key = key;
     this.select.replaceChildren(...model.choices.map(([value, text]) => element("option", { value, textContent: text })));
     this.select.value = model.choice;
     this.frames.value = String(model.frames);
     this.firstFrame.checked = model.i2v;
-    const view = model.blocks > 0
-      ? describeSchedule(applied, model.blocks, model.frames, model.i2v ? [0] : [], profile)
-      : { error: "No model to draw: the server sent no model families (GET /fis/families)" };
+    if (!view) return; // the server is asked: the picture stays until it answers
     Object.assign(this.root.dataset, {
       blocks: model.blocks, frames: model.frames, source: model.source,
       summary: view.error ? "" : view.lines.join(" | "), error: view.error ?? "",
-      profile: view.profile ? view.profile.chosen.join(",") : "",
+      profile: view.profile ? view.profile.chosen.join(",") : "", cells: view.error ? "" : view.cells.join(","),
     });
     this.draw(model, view);
   }
@@ -220,6 +223,7 @@ class ScheduleView {
       return;
     }
     const { cells } = view;
+    const colors = Object.fromEntries(view.legend.map(({ code, color }) => [code, color]));
     const blocks = cells.length;
     const frames = model.frames;
     ctx.fillStyle = MUTED;
@@ -242,21 +246,21 @@ class ScheduleView {
     for (let b = 0; b < blocks; b++) {
       if (b % blockStep === 0 || b === blocks - 1) ctx.fillText(String(b), gridX - 4, gridY + b * ch + ch / 2);
       for (let f = 0; f < frames; f++) {
-        ctx.fillStyle = COLORS[cells[b][f]];
+        ctx.fillStyle = colors[cells[b][f]];
         ctx.fillRect(gridX + f * cw, gridY + b * ch, cw - gap, Math.max(1, ch - gap));
       }
       ctx.fillStyle = MUTED;
     }
-    if (view.profile) drawDefects(ctx, view.profile, gridX + frames * cw + BARS_GAP, gridY, ch, gap);
+    if (view.profile) drawDefects(ctx, view.profile, gridX + frames * cw + BARS_GAP, gridY, ch, gap, view.legend);
     let x = margin;
     const legendY = gridY + blocks * ch + 4 + LINE / 2;
     ctx.textAlign = "left";
-    for (const kind of CELL_KINDS) {
-      ctx.fillStyle = COLORS[kind];
+    for (const { color, label } of view.legend) {
+      ctx.fillStyle = color;
       ctx.fillRect(x, legendY - 5, 10, 10);
       ctx.fillStyle = TEXT;
-      ctx.fillText(LEGEND[kind], x + 14, legendY);
-      x += ctx.measureText(LEGEND[kind]).width + 24;
+      ctx.fillText(label, x + 14, legendY);
+      x += ctx.measureText(label).width + 24;
     }
     lines.forEach((line, i) => ctx.fillText(line, margin, legendY + LINE * (i + 1)));
   }
@@ -269,7 +273,8 @@ function profileLine(profile) {
 
 // Beside each block's row, a bar of the defect the profile measured there (green: sparse, blue: dense), and a line at
 // the largest defect the chosen blocks have: the cut the profile's K makes.
-function drawDefects(ctx, profile, x, y, rowHeight, gap) {
+function drawDefects(ctx, profile, x, y, rowHeight, gap, legend) {
+  const color = (kind) => legend.find((entry) => entry.kind === kind).color;
   const most = Math.max(1e-12, ...profile.defect.filter((d) => d !== null));
   const chosen = new Set(profile.chosen);
   ctx.textAlign = "left";
@@ -277,7 +282,7 @@ function drawDefects(ctx, profile, x, y, rowHeight, gap) {
   ctx.fillText("defect", x, y - LINE / 2);
   profile.defect.forEach((defect, block) => {
     if (defect === null) return;
-    ctx.fillStyle = chosen.has(block) ? COLORS.computed : COLORS.dense;
+    ctx.fillStyle = color(chosen.has(block) ? "computed" : "dense");
     ctx.fillRect(x, y + block * rowHeight, Math.max(1, (BARS * defect) / most), Math.max(1, rowHeight - gap));
   });
   if (!profile.chosen.length) return;

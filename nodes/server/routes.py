@@ -1,7 +1,7 @@
 """The HTTP routes the schedule view asks: ``GET /fis/families`` (the families' usual models and the ``quality``
-presets), ``GET /fis/model_info?folder=diffusion_models&name=<file>`` (:mod:`.model_files`) and
-``GET /fis/profile?name=<profile>`` (:mod:`.profile_info`). Work that reads files runs off the event loop, so the
-server keeps answering.
+presets), ``GET /fis/model_info?folder=diffusion_models&name=<file>`` (:mod:`.model_files`), ``GET /fis/schedule``
+(what the view draws for the node's widgets: :mod:`.schedule_view`) and ``GET /fis/profile?name=<profile>``
+(:mod:`.profile_info`). Work that reads files runs off the event loop, so the server keeps answering.
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from .model_files import FOLDERS, HeaderError, model_info, usual_models
 
 
 def register_routes():
-    """Add ``GET /fis/families``, ``/fis/model_info`` and ``/fis/profile`` to the running ComfyUI server (nothing when
-    there is none)."""
+    """Add ``GET /fis/families``, ``/fis/model_info``, ``/fis/schedule`` and ``/fis/profile`` to the running ComfyUI
+    server (nothing when there is none)."""
     import server
     from aiohttp import web
 
@@ -22,17 +22,26 @@ def register_routes():
 
     @instance.routes.get("/fis/families")
     async def get_families(request):
-        from ..ui.fis_node import PRESETS
+        from ..ui.fis_widgets import PRESETS
         return web.json_response({"usual_models": usual_models(), "presets": PRESETS})
+
+    @instance.routes.get("/fis/schedule")
+    async def get_schedule(request):
+        from .profile_info import RequestError
+        from .schedule_view import schedule_view
+        try:
+            return web.json_response(await asyncio.to_thread(schedule_view, dict(request.query)))
+        except RequestError as error:
+            return web.json_response({"error": str(error)}, status=error.status)
 
     @instance.routes.get("/fis/profile")
     async def get_profile(request):
-        from .profile_info import ProfileRequestError, profile_info
+        from .profile_info import RequestError, profile_info
         query = {key: request.query.get(key) for key in ("name", "count", "family", "blocks")}
         try:
             return web.json_response(await asyncio.to_thread(profile_info, query["name"] or "", query["count"],
                                                              query["family"], query["blocks"]))
-        except ProfileRequestError as error:
+        except RequestError as error:
             return web.json_response({"error": str(error)}, status=error.status)
 
     @instance.routes.get("/fis/model_info")

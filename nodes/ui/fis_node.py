@@ -1,74 +1,22 @@
 """The "Frame Interleaved Sparsity (FIS)" node: MODEL in, MODEL out."""
 from __future__ import annotations
 
-from ...fis_core import INTERPOLATIONS, PATTERNS, check_choice, parse_block_list, parse_frame_list
-from ...fis_core.widget_text import parse_int, quoted
-from ..families import FAMILIES, FamilyAdapter, model_tooltip, named
+from ...fis_core import INTERPOLATIONS, PATTERNS
+from ..families import FAMILIES, model_tooltip, named
 from ..patching.fis import FisSettings, apply_fis, model_block_keys
-from ..calibration.profiles import least_defect_blocks, load_profile
-
-AUTO = "auto"
-ALL = "all"
-PROFILE = "profile:"
-CUSTOM = "custom"
-#: The ``quality`` presets: the widgets each one sets, chosen from the fidelity study (README, "Quality").
-PRESETS = {
-    "balanced": {"sparse_blocks": AUTO, "groups": 2, "interpolation": "corrected", "start_percent": 0.0,
-                 "end_percent": 1.0},
-    "faithful": {"sparse_blocks": ALL, "groups": 2, "interpolation": "corrected", "start_percent": 0.0,
-                 "end_percent": 1.0, "dense_first_step": True, "dense_final_step": True},
-    "fastest": {"sparse_blocks": ALL, "groups": 2, "interpolation": "corrected", "start_percent": 0.0,
-                "end_percent": 1.0},
-}
+from .fis_widgets import AUTO, CUSTOM, PRESETS, resolve_settings
 
 
 def settings_from_widgets(model, sparse_blocks: str, groups: int, pattern: str, interpolation: str,
                           anchor_frames: str, start_percent: float, end_percent: float,
                           quality: str = CUSTOM) -> FisSettings:
-    """Validate the widget values against ``model``; a ValueError names the widget and the valid form.
-    A ``quality`` preset other than ``custom`` sets the widgets it names (see :data:`PRESETS`). ``model`` None
-    checks the forms alone (the Raylight node's driver, whose model is in the workers): no block count to check
-    against, and ``auto`` and profiles give no blocks."""
-    check_choice("quality", quality, (*PRESETS, CUSTOM))
-    preset = PRESETS.get(quality, {})
-    sparse_blocks = preset.get("sparse_blocks", sparse_blocks)
-    groups = preset.get("groups", groups)
-    interpolation = preset.get("interpolation", interpolation)
-    start_percent = preset.get("start_percent", start_percent)
-    end_percent = preset.get("end_percent", end_percent)
-    family, keys = model_block_keys(model) if model is not None else (None, [])
-    spec = sparse_blocks.strip().lower()
-    if spec == AUTO:
-        blocks = family.record.default_blocks(len(keys)) if family else ()
-    elif spec == ALL:
-        blocks = tuple(range(len(keys)))
-    elif spec.startswith(PROFILE):
-        blocks = profile_blocks(sparse_blocks.strip()[len(PROFILE):], family, len(keys)) if family else ()
-    else:
-        blocks = parse_block_list(spec, len(keys) if family else None)
-    anchors_spec = anchor_frames.strip().lower()
-    anchors = None if anchors_spec == AUTO else parse_frame_list(anchors_spec)
-    return FisSettings(blocks, groups, pattern, interpolation, anchors, start_percent, end_percent,
-                       dense_first_step=preset.get("dense_first_step", False),
-                       dense_final_step=preset.get("dense_final_step", False))
-
-
-def profile_blocks(spec: str, family: FamilyAdapter, num_blocks: int) -> tuple[int, ...]:
-    """``NAME`` or ``NAME:K`` (after ``profile:``): the K blocks of least defect in the profile NAME that FIS Calibrate
-    measured on this model; without K as many as ``auto`` makes sparse, so that the compute stays that of ``auto``."""
-    name, colon, count = spec.partition(":")
-    profile = load_profile(name, "sparse_blocks")
-    if profile["family"] != family.name or profile["blocks"] != num_blocks:
-        raise ValueError(f"sparse_blocks: profile {quoted(name)} was measured on a {profile['family']} model of "
-                         f"{profile['blocks']} blocks, and this is a {family.name} model of {num_blocks} blocks; "
-                         f"calibrate this model with FIS Calibrate")
-    if not colon:
-        return least_defect_blocks(profile, len(family.record.default_blocks(num_blocks)))
-    form = f"'profile:{name}:K' with K the number of sparse blocks, 0-{num_blocks}"
-    k = parse_int(count, "sparse_blocks", form)
-    if not 0 <= k <= num_blocks:
-        raise ValueError(f"sparse_blocks: {k} sparse blocks is out of range; expected {form}")
-    return least_defect_blocks(profile, k)
+    """The settings for the widget values on ``model`` (:func:`~.fis_widgets.resolve_settings` on its family and
+    blocks); a ValueError names the widget and the valid form."""
+    family, keys = model_block_keys(model)
+    widgets = dict(quality=quality, sparse_blocks=sparse_blocks, groups=groups, pattern=pattern,
+                   interpolation=interpolation, anchor_frames=anchor_frames, start_percent=start_percent,
+                   end_percent=end_percent)
+    return resolve_settings(widgets, family, len(keys))
 
 
 PRESET_TOOLTIP = (

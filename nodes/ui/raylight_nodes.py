@@ -23,11 +23,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from functools import partial
 from pathlib import Path
 from typing import Callable
 
-from .fis_node import FrameInterleavedSparsity, settings_from_widgets
+from .fis_node import FrameInterleavedSparsity
+from .fis_widgets import resolve_settings
 from .fps_node import FPSAttention, fps_settings_from_widgets
 
 PACK_DIR = str(Path(__file__).resolve().parents[2])
@@ -84,7 +84,7 @@ class FrameInterleavedSparsityRaylight(RaylightVariant):
     DESCRIPTION = ("Frame Interleaved Sparsity on the model in each of Raylight's GPU workers (Ulysses sequence "
                    "parallelism: each worker's sparse blocks gather the frames and compute the interleaved subset; "
                    "Wan, see the README's 'Several GPUs'). The widgets are the FIS node's." + NEEDS_RAYLIGHT)
-    CHECK = partial(settings_from_widgets, None)
+    CHECK = staticmethod(lambda **widgets: resolve_settings(widgets, None, None))
 
 
 class FPSAttentionRaylight(RaylightVariant):
