@@ -2,8 +2,8 @@
 # One lent GPU call, all of a round's measurements: the kernel check, the attention table, FIS and FIS + FPS on
 # the fastest attention backend, each as a ratio against dense on the same backend in the same run.
 #
-#   bash bench/gpu_session.sh tables      # the check, bench/attention.py, speed rows on the fastest backend (~8 min)
-#   bash bench/gpu_session.sh e2e         # the end-to-end row and the correction's cost (~6 min)
+#   bash bench/gpu_session.sh tables      # the check, the attention table, the correction's cost, speed rows (~9 min)
+#   bash bench/gpu_session.sh e2e         # the end-to-end row on the fastest backend (~5 min)
 #
 # It expects the host and the attention backends unpacked where the device tool's notes put them (.devcarry/, not
 # in git: comfyui.tar.xz holds a ComfyUI checkout, backends.tar.xz site-packages with sageattention, fa3-fwd,
@@ -32,6 +32,7 @@ case "${1:-tables}" in
   tables)
     python3 bench/fps_kernel.py --check-only --out "$OUT/fps_check.json"
     python3 bench/attention.py --out "$OUT/attention.json"
+    python3 bench/correction_cost.py --out "$OUT/correction_cost.json"
     FAST=$(fastest_backend); echo "fastest backend: $FAST"
     python3 bench/speed.py --attention "$FAST" --models wan14b --res 720p --settings default,fastest,fps75+G2 \
       --reps 2 --warmup 0 --out "$OUT/speed_wan14b_720p.json"
