@@ -3,7 +3,7 @@
 
 A profile holds the model's ``family`` and number of ``blocks``, the sampling ``steps`` measured, ``defect_by_step``
 (per step, per block: FIS's error in that block alone relative to the block's output, ``|fis(x) - y| / |y|``, or
-null where not measured; see :mod:`.calibration`), ``defect`` (per block, its mean over the measured steps) and
+null where not measured; see :mod:`.measure`), ``defect`` (per block, its mean over the measured steps) and
 ``anchors`` (the latent frames FIS's ``auto`` anchors kept in every block of the run: ``[0]`` for image-to-video).
 Profiles written before 2026-12-05 have no ``anchors`` (and those before 2026-12-04 were measured without them).
 """

@@ -49,7 +49,7 @@ class SharedByClones:
         return self
 
 
-#: FIS's :class:`~.patcher.FisCall` (None where FIS is off for the call); its owner, the patched model's runtime.
+#: FIS's :class:`~.fis.FisCall` (None where FIS is off for the call); its owner, the patched model's runtime.
 FIS_CALL = CallState()
 #: FPS's :class:`~.fps.FpsCall`; its owner, the patched model's attention override.
 FPS_CALL = CallState()

@@ -60,7 +60,7 @@ def read_header(path) -> tuple[dict, dict]:
 
 def model_info(path) -> dict | None:
     """``{"family", "label", "blocks", "frames", "image_to_video"}`` for a model file of a family FIS supports
-    (see :class:`~.families.ModelInfo`), else None."""
+    (see :class:`~..families.ModelInfo`), else None."""
     import comfy.model_detection
     import comfy.utils
 

@@ -1,5 +1,5 @@
 """The "FIS Calibrate" node: MODEL in, the same model out, measured during its next sampling run (see
-:mod:`.calibration`)."""
+:mod:`..calibration.measure`)."""
 from __future__ import annotations
 
 from ..calibration.measure import apply_calibration
