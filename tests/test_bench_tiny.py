@@ -77,3 +77,14 @@ def test_correction_cost_refuses_full_size_shapes_without_a_gpu(tmp_path):
                             env={"PATH": "/usr/bin:/bin", "CUDA_VISIBLE_DEVICES": ""})
     assert result.returncode == 1 and "need a CUDA GPU; --tiny checks the script" in result.stderr
     assert not (tmp_path / "c.json").exists()
+
+
+def test_run_memory_benchmark_tiny_mode_runs_a_run_and_releases_it(tmp_path):
+    """The script behind the GPU figure of what a run holds and gives back (no figures on the CPU)."""
+    out = tmp_path / "run_memory.json"
+    result = subprocess.run([sys.executable, str(PACK_ROOT / "bench" / "run_memory.py"), "--tiny", "--blocks", "3",
+                             "--out", str(out)], capture_output=True, text=True, timeout=600, env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    row = json.loads(out.read_text())["rows"][0]
+    assert (row["blocks"], row["steps"], row["held_mb"], row["released_mb"]) == (3, 4, 0.0, 0.0)
+    assert row["fit_sums_mb_computed"] == 2 * 3 * 2 * 128 * 128 * 4 / 2**20     # 2 maps of 128 channels, fp32
