@@ -109,6 +109,7 @@ def add_node_by_search(page, text: str, at=(520, 160)):
     page.get_by_text("Frame Interleaved Sparsity (FIS)").first.wait_for()
     page.keyboard.press("Enter")
     page.wait_for_selector(VIEW)
+    page.wait_for_function(f"document.querySelector('{VIEW}').dataset.blocks !== undefined")   # the server answered
 
 
 def node_geometry(page, widget: str) -> dict:
@@ -149,6 +150,7 @@ def test_the_view_redraws_when_groups_changes(page):
     page.wait_for_timeout(1000)  # so that the click is not read as part of the double-click that added the node
     page.mouse.click(*node_geometry(page, "groups")["arrow"])
     page.wait_for_function("app.graph._nodes[0].widgets.find((w) => w.name === 'groups').value === 3")
+    page.wait_for_function(f"document.querySelector('{VIEW}').dataset.summary !== {before['summary']!r}")
     page.mouse.move(1300, 600)  # empty canvas: no tooltip in the screenshots
     page.wait_for_timeout(300)
     after = view_state(page)
