@@ -5,7 +5,7 @@ from ..fis_core import INTERPOLATIONS, PATTERNS, check_choice, parse_block_list,
 from ..fis_core.widget_text import parse_int, quoted
 from .families import FAMILIES, FamilyAdapter, model_tooltip, named
 from .patcher import FisSettings, apply_fis, model_block_keys
-from .profiles import least_defect_blocks, load_profile
+from .profiles import least_defect_blocks, load_profile, profile_fingerprint
 
 AUTO = "auto"
 ALL = "all"
@@ -128,6 +128,15 @@ class FrameInterleavedSparsity:
             "end_percent": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
                 "...to here. Outside it the model runs dense."}),
         }}
+
+    @classmethod
+    def IS_CHANGED(cls, quality="balanced", sparse_blocks=AUTO, **_):
+        """ComfyUI reruns the node (and what follows it) when this changes: with ``profile:NAME``, when the profile's
+        file does (a recalibration), which the widget values alone do not tell."""
+        spec = PRESETS.get(quality, {}).get("sparse_blocks", sparse_blocks).strip()
+        if not spec.lower().startswith(PROFILE):
+            return ""
+        return profile_fingerprint(spec[len(PROFILE):].partition(":")[0])
 
     def patch(self, model, quality, sparse_blocks, groups, pattern, interpolation, anchor_frames, start_percent,
               end_percent):

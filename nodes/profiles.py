@@ -9,6 +9,7 @@ Profiles written before 2026-12-05 have no ``anchors`` (and those before 2026-12
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -37,6 +38,16 @@ def check_name(name: str, widget: str) -> str:
 def profile_path(name: str, widget: str) -> Path:
     import folder_paths  # the host's; here, so that the module imports without it
     return Path(folder_paths.get_user_directory()) / PROFILE_DIR / f"{check_name(name, widget)}.json"
+
+
+def profile_fingerprint(name: str) -> str:
+    """What changes when profile ``name``'s file does: a hash of its content ("" when there is no such file or name),
+    for the host's change detection (``IS_CHANGED``), so that a recalibrated profile makes the FIS node run again."""
+    try:
+        with open(profile_path(name, "sparse_blocks"), "rb") as file:
+            return hashlib.sha256(file.read(MAX_PROFILE_BYTES + 1)).hexdigest()
+    except (ValueError, OSError):   # the node's own check says what is wrong when it runs
+        return ""
 
 
 def save_profile(name: str, profile: dict, widget: str = "profile_name") -> Path:

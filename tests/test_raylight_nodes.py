@@ -93,6 +93,23 @@ def test_bad_widgets_fail_on_the_driver_before_any_worker(host, tmp_path, node, 
         NODE_CLASS_MAPPINGS[node]().patch(None, **widgets)
 
 
+def test_a_rewritten_profile_patches_the_workers_again(host, tmp_path):
+    """The host reruns a node whose ``IS_CHANGED`` changed: the Raylight node's follows the profile's file, as the
+    plain node's does (tests/test_profile_cache_server.py runs that through the server)."""
+    from comfyui_fis.nodes import FrameInterleavedSparsityRaylight
+    from test_calibration_host import user_directory
+    profile = tmp_path / "fis_profiles" / "wan6.json"
+    profile.parent.mkdir()
+    widgets = fis_widgets(sparse_blocks="profile:wan6:2")
+    with user_directory(tmp_path):
+        fingerprints = []
+        for defect in ([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0.6, 0.5, 0.4, 0.3, 0.2, 0.1]):
+            profile.write_text(f'{{"family": "wan", "blocks": 6, "defect": {defect}}}')
+            fingerprints += [FrameInterleavedSparsityRaylight.IS_CHANGED(**widgets)] * 2
+        assert fingerprints[0] == fingerprints[1] != fingerprints[2] == fingerprints[3]
+        assert FrameInterleavedSparsityRaylight.IS_CHANGED(**fis_widgets(quality="balanced", sparse_blocks="profile:wan6")) == ""
+
+
 def test_the_stand_in_runs_raylights_own_runners(host):
     src = raylight_source(host)
     if src is None:
