@@ -5,7 +5,7 @@ from ..fis_core import INTERPOLATIONS, PATTERNS, check_choice, parse_block_list,
 from ..fis_core.widget_text import parse_int, quoted
 from .families import FAMILIES, FamilyAdapter, model_tooltip, named
 from .patcher import FisSettings, apply_fis, model_block_keys
-from .profiles import least_defect_blocks, load_profile
+from .profiles import least_defect_blocks, load_profile, profile_fingerprint
 
 AUTO = "auto"
 ALL = "all"
@@ -28,7 +28,7 @@ def settings_from_widgets(model, sparse_blocks: str, groups: int, pattern: str, 
     """Validate the widget values against ``model``; a ValueError names the widget and the valid form.
     A ``quality`` preset other than ``custom`` sets the widgets it names (see :data:`PRESETS`). ``model`` None
     checks the forms alone (the Raylight node's driver, whose model is in the workers): no block count to check
-    against, and ``auto`` and profiles give no blocks."""
+    against, and ``auto`` and profiles give no blocks (a profile is checked against itself: its name, its file, K)."""
     check_choice("quality", quality, (*PRESETS, CUSTOM))
     preset = PRESETS.get(quality, {})
     sparse_blocks = preset.get("sparse_blocks", sparse_blocks)
@@ -43,7 +43,7 @@ def settings_from_widgets(model, sparse_blocks: str, groups: int, pattern: str, 
     elif spec == ALL:
         blocks = tuple(range(len(keys)))
     elif spec.startswith(PROFILE):
-        blocks = profile_blocks(sparse_blocks.strip()[len(PROFILE):], family, len(keys)) if family else ()
+        blocks = profile_blocks(sparse_blocks.strip()[len(PROFILE):], family, len(keys))
     else:
         blocks = parse_block_list(spec, len(keys) if family else None)
     anchors_spec = anchor_frames.strip().lower()
@@ -53,22 +53,27 @@ def settings_from_widgets(model, sparse_blocks: str, groups: int, pattern: str, 
                        dense_final_step=preset.get("dense_final_step", False))
 
 
-def profile_blocks(spec: str, family: FamilyAdapter, num_blocks: int) -> tuple[int, ...]:
+def profile_blocks(spec: str, family: FamilyAdapter | None, num_blocks: int) -> tuple[int, ...]:
     """``NAME`` or ``NAME:K`` (after ``profile:``): the K blocks of least defect in the profile NAME that FIS Calibrate
-    measured on this model; without K as many as ``auto`` makes sparse, so that the compute stays that of ``auto``."""
+    measured on this model; without K as many as ``auto`` makes sparse, so that the compute stays that of ``auto``.
+    ``family`` None (no model to check against: the Raylight node's driver, or a model FIS does not support, which
+    runs dense) checks the name, the file and K against the profile alone, and gives no blocks."""
     name, colon, count = spec.partition(":")
     profile = load_profile(name, "sparse_blocks")
-    if profile["family"] != family.name or profile["blocks"] != num_blocks:
+    if family is None:
+        num_blocks = profile["blocks"]
+    elif profile["family"] != family.name or profile["blocks"] != num_blocks:
         raise ValueError(f"sparse_blocks: profile {quoted(name)} was measured on a {profile['family']} model of "
                          f"{profile['blocks']} blocks, and this is a {family.name} model of {num_blocks} blocks; "
                          f"calibrate this model with FIS Calibrate")
     if not colon:
-        return least_defect_blocks(profile, len(family.default_blocks(num_blocks)))
-    form = f"'profile:{name}:K' with K the number of sparse blocks, 0-{num_blocks}"
-    k = parse_int(count, "sparse_blocks", form)
-    if not 0 <= k <= num_blocks:
-        raise ValueError(f"sparse_blocks: {k} sparse blocks is out of range; expected {form}")
-    return least_defect_blocks(profile, k)
+        k = len(family.default_blocks(num_blocks)) if family else 0
+    else:
+        form = f"'profile:{name}:K' with K the number of sparse blocks, 0-{num_blocks}"
+        k = parse_int(count, "sparse_blocks", form)
+        if not 0 <= k <= num_blocks:
+            raise ValueError(f"sparse_blocks: {k} sparse blocks is out of range; expected {form}")
+    return least_defect_blocks(profile, k) if family else ()
 
 
 PRESET_TOOLTIP = (
@@ -123,6 +128,15 @@ class FrameInterleavedSparsity:
             "end_percent": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
                 "...to here. Outside it the model runs dense."}),
         }}
+
+    @classmethod
+    def IS_CHANGED(cls, quality="balanced", sparse_blocks=AUTO, **_):
+        """ComfyUI reruns the node (and what follows it) when this changes: with ``profile:NAME``, when the profile's
+        file does (a recalibration), which the widget values alone do not tell."""
+        spec = PRESETS.get(quality, {}).get("sparse_blocks", sparse_blocks).strip()
+        if not spec.lower().startswith(PROFILE):
+            return ""
+        return profile_fingerprint(spec[len(PROFILE):].partition(":")[0])
 
     def patch(self, model, quality, sparse_blocks, groups, pattern, interpolation, anchor_frames, start_percent,
               end_percent):

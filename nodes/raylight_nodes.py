@@ -85,6 +85,7 @@ class FrameInterleavedSparsityRaylight(RaylightVariant):
                    "parallelism: each worker's sparse blocks gather the frames and compute the interleaved subset; "
                    "Wan, see the README's 'Several GPUs'). The widgets are the FIS node's." + NEEDS_RAYLIGHT)
     CHECK = partial(settings_from_widgets, None)
+    IS_CHANGED = FrameInterleavedSparsity.IS_CHANGED   # a recalibrated profile patches the workers again
 
 
 class FPSAttentionRaylight(RaylightVariant):
