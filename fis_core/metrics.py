@@ -1,7 +1,8 @@
 """Fidelity of a clip against a reference clip, on pixels in [0, 1] ([B, 3, F, H, W]).
 
 One set of definitions for the README's quality tables (``quality/``) and the FIS Compare node, so that a figure
-measured on a user's model means what the tables mean.
+measured on a user's model means what the tables mean. A clip with NaN or infinite pixels (a broken run: an FP8
+overflow, a bad LoRA) has no PSNR: its figures are NaN, never a capped 100 dB.
 """
 from __future__ import annotations
 
@@ -22,10 +23,17 @@ def mean_squared_error(clip: torch.Tensor, reference: torch.Tensor) -> torch.Ten
     return (clip.float() - reference.float()).pow(2).flatten(1).mean(1)
 
 
+def nonfinite_frames(clip: torch.Tensor) -> torch.Tensor:
+    """Which frames [B, F] hold a NaN or infinite pixel (summed in float64, which no float32 pixels overflow)."""
+    return ~clip.sum(dim=(1, 3, 4), dtype=torch.float64).isfinite()
+
+
 def psnr_per_frame(clip: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """PSNR in dB of each frame [B, F] (peak 1; identical frames count as :data:`MAX_PSNR`)."""
+    """PSNR in dB of each frame [B, F] (peak 1; identical frames count as :data:`MAX_PSNR`; NaN where the error is
+    not finite)."""
     mse = (clip.float() - reference.float()).pow(2).mean(dim=(1, 3, 4))
-    return (10 * torch.log10(1.0 / mse.clamp(min=1e-10))).clamp(max=MAX_PSNR)
+    psnr = (10 * torch.log10(1.0 / mse.clamp(min=1e-10))).clamp(max=MAX_PSNR)
+    return psnr.where(mse.isfinite(), math.nan)
 
 
 def _gaussian_window(size: int = SSIM_WINDOW, sigma: float = 1.5) -> torch.Tensor:
@@ -81,5 +89,9 @@ def fidelity(clip: torch.Tensor, reference: torch.Tensor) -> dict:
 
 def pooled_psnr(mse: list[float]) -> float:
     """PSNR of a set of clips: 10 log10(1 / their mean squared error). Unlike a mean of PSNRs, a clip
-    identical to its reference (infinite PSNR) counts as zero error, not as a capped large number."""
-    return min(MAX_PSNR, 10 * math.log10(1.0 / max(sum(mse) / len(mse), 1e-10)))
+    identical to its reference (infinite PSNR) counts as zero error, not as a capped large number. NaN where an
+    error is not finite."""
+    mean = sum(mse) / len(mse)
+    if not math.isfinite(mean):
+        return math.nan
+    return min(MAX_PSNR, 10 * math.log10(1.0 / max(mean, 1e-10)))

@@ -192,3 +192,21 @@ def test_a_run_on_one_frame_writes_no_profile(user_dir, caplog):
     sample(calibrate(tiny_wan(num_layers=4), "one"), FAMILIES[0].latent(1), FAMILIES[0].cond(), steps=1)
     assert not (user_dir / "fis_profiles" / "one.json").exists()
     assert "nothing to measure; profile 'one' not written" in caplog.text
+
+
+def test_a_non_finite_defect_is_said_and_writes_no_profile(user_dir, caplog):
+    """A model whose block 3 gives NaN (a bad LoRA: a weight patch of NaN, applied by ComfyUI's own patcher) measures
+    a NaN defect there and after: the log says so and names the blocks, and neither a new profile nor NaN (no JSON)
+    is written; an earlier profile of that name is left as it was."""
+    path = user_dir / "fis_profiles" / "bad_lora.json"
+    path.parent.mkdir()
+    path.write_text("earlier")
+    model = tiny_wan(num_layers=6).clone()
+    weight = model.model.diffusion_model.blocks[3].ffn[2].weight
+    model.add_patches({"diffusion_model.blocks.3.ffn.2.weight": (torch.full_like(weight, float("nan")),)}, 1.0)
+    with caplog.at_level(logging.WARNING, logger="ComfyUI-FIS"):
+        out = sample(calibrate(model, "bad_lora"), FAMILIES[0].latent(5), FAMILIES[0].cond(), steps=1)
+    assert out.isnan().any()
+    assert path.read_text() == "earlier"
+    assert "FIS Calibrate: the defect measured in blocks 3-5 is NaN or infinite" in caplog.text, caplog.text
+    assert "profile 'bad_lora' not written" in caplog.text

@@ -1,5 +1,6 @@
 """FIS Compare and FIS Timer: the report's figures are the quality study's, the side-by-side is laid out as said,
 bad inputs stop at once naming the input, and the timers time real ComfyUI sampling runs."""
+import math
 import re
 import time
 
@@ -177,3 +178,50 @@ def test_a_second_timer_on_a_timed_model_replaces_the_first(nodes):
     twice, second = timer.time(once)
     sample(twice, torch.randn(1, 16, 5, 8, 8), text(), steps=2)
     assert first.seconds is None and second.seconds > 0
+
+
+# --- a broken run (NaN or infinite pixels) is reported as broken, never measured -----------------------------------
+
+def with_nonfinite(clip, frames, value=float("nan")):
+    """``clip`` with ``value`` in one pixel of each of ``frames`` (an FP8 overflow, a bad LoRA)."""
+    broken = clip.clone()
+    broken[list(frames), 5, 7, 1] = value
+    return broken
+
+
+@pytest.mark.parametrize("broken, share", [
+    (lambda r, a: (r, torch.full_like(a, float("nan"))), {"accelerated": "17 of 17 frames (100%)"}),
+    (lambda r, a: (r, with_nonfinite(a, range(0, 17, 2))), {"accelerated": "9 of 17 frames (53%)"}),
+    (lambda r, a: (with_nonfinite(r, [3], float("-inf")), a), {"reference": "1 of 17 frames (6%)"}),
+    (lambda r, a: (torch.full_like(r, float("inf")), torch.full_like(a, float("inf"))),
+     {"reference": "17 of 17 frames (100%)", "accelerated": "17 of 17 frames (100%)"}),
+])
+def test_non_finite_pixels_are_reported_naming_the_input_and_no_psnr(nodes, clips, broken, share):
+    reference, accelerated = broken(clips[0], 0.7 * clips[0] + 0.3 * clips[1])
+    image, text = run(nodes[0], reference, accelerated)
+    for name in ("reference", "accelerated"):
+        if name in share:
+            assert f"{name}: NaN or infinite pixels in {share[name]}" in text, text
+        else:
+            assert f"{name}: NaN" not in text
+    assert "no PSNR, SSIM or temporal error" in text
+    assert "dB" not in text and "identical" not in text and "nan" not in text, text
+    assert image.shape == (17, 32, 3 * 32 + 16, 3)
+
+
+def test_the_study_s_figures_claim_nothing_for_a_broken_clip(host, clips):
+    """The quality study's figures (fis_core.metrics, as quality/ imports them): a NaN or infinite clip has no
+    PSNR (not 100 dB, not a math domain error), and which of its frames are broken is known."""
+    from comfyui_fis.fis_core.metrics import nonfinite_frames
+    from comfyui_fis.quality import metrics
+    reference = as_clip(clips[0])
+    for value in (float("nan"), float("inf")):
+        broken = as_clip(with_nonfinite(clips[0], range(17), value))
+        figures = metrics.fidelity(broken, reference)
+        assert math.isnan(figures["psnr"][0]) and math.isnan(figures["psnr_min_frame"][0]), figures
+        assert math.isnan(metrics.pooled_psnr(figures["mse"]))
+        assert metrics.psnr_per_frame(broken, reference).isnan().all()
+    assert math.isnan(metrics.pooled_psnr([float("inf")]))
+    half = as_clip(with_nonfinite(clips[0], range(0, 17, 2)))
+    assert nonfinite_frames(half).tolist() == [[f % 2 == 0 for f in range(17)]]
+    assert not nonfinite_frames(reference).any()

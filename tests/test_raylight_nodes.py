@@ -74,15 +74,40 @@ def test_the_widgets_are_the_plain_nodes(host):
     ("FrameInterleavedSparsityRaylight", {"sparse_blocks": "1-x"}, "sparse_blocks"),
     ("FrameInterleavedSparsityRaylight", {"quality": "best"}, "quality"),
     ("FrameInterleavedSparsityRaylight", {"anchor_frames": "first"}, "anchor_frames"),
+    ("FrameInterleavedSparsityRaylight", {"sparse_blocks": "profile:../../x"}, "sparse_blocks: '../../x' is not a profile name"),
+    ("FrameInterleavedSparsityRaylight", {"sparse_blocks": "profile:nope"}, "sparse_blocks: there is no profile 'nope'"),
+    ("FrameInterleavedSparsityRaylight", {"sparse_blocks": "profile:wan6:7"}, "sparse_blocks: 7 sparse blocks is out of range"),
+    ("FrameInterleavedSparsityRaylight", {"sparse_blocks": "profile:wan6:two"}, "sparse_blocks: 'two' is not a number"),
     ("FPSAttentionRaylight", {"tile": "8x8"}, "tile"),
     ("FPSAttentionRaylight", {"dense_steps": "40"}, "dense_steps"),
 ])
-def test_bad_widgets_fail_on_the_driver_before_any_worker(host, node, change, message):
-    """No Ray needed: the check runs before ``ray`` is imported (no workers: ``ray_actors`` None)."""
+def test_bad_widgets_fail_on_the_driver_before_any_worker(host, tmp_path, node, change, message):
+    """No Ray needed: the check runs before ``ray`` is imported (no workers: ``ray_actors`` None). A profile's name
+    and file are checked as the plain node checks them (the user directory holds a 6-block profile ``wan6``)."""
     from comfyui_fis.nodes import NODE_CLASS_MAPPINGS
+    from test_calibration_host import user_directory
+    (tmp_path / "fis_profiles").mkdir()
+    (tmp_path / "fis_profiles" / "wan6.json").write_text('{"family": "wan", "blocks": 6, "defect": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]}')
     widgets = (fis_widgets() if "Sparsity" in node else FPS_WIDGETS) | change
-    with pytest.raises(ValueError, match=message):
+    with user_directory(tmp_path), pytest.raises(ValueError, match=message):
         NODE_CLASS_MAPPINGS[node]().patch(None, **widgets)
+
+
+def test_a_rewritten_profile_patches_the_workers_again(host, tmp_path):
+    """The host reruns a node whose ``IS_CHANGED`` changed: the Raylight node's follows the profile's file, as the
+    plain node's does (tests/test_profile_cache_server.py runs that through the server)."""
+    from comfyui_fis.nodes import FrameInterleavedSparsityRaylight
+    from test_calibration_host import user_directory
+    profile = tmp_path / "fis_profiles" / "wan6.json"
+    profile.parent.mkdir()
+    widgets = fis_widgets(sparse_blocks="profile:wan6:2")
+    with user_directory(tmp_path):
+        fingerprints = []
+        for defect in ([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0.6, 0.5, 0.4, 0.3, 0.2, 0.1]):
+            profile.write_text(f'{{"family": "wan", "blocks": 6, "defect": {defect}}}')
+            fingerprints += [FrameInterleavedSparsityRaylight.IS_CHANGED(**widgets)] * 2
+        assert fingerprints[0] == fingerprints[1] != fingerprints[2] == fingerprints[3]
+        assert FrameInterleavedSparsityRaylight.IS_CHANGED(**fis_widgets(quality="balanced", sparse_blocks="profile:wan6")) == ""
 
 
 def test_the_stand_in_runs_raylights_own_runners(host):

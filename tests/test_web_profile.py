@@ -9,10 +9,17 @@ import urllib.request
 import pytest
 
 from comfy_server import ComfyServer
+from limits import refused_at_once
 from test_calibration_host import sparse_blocks_of, user_directory
 from tiny_models import fis, tiny_wan
 
 DEFECT = [0.05, 0.02, 0.09, 0.01, 0.07, 0.03]   # least first: blocks 3, 1, 5, 0, 4, 2
+#: Profiles whose values the node cannot use (as the 6-block profile, with this change): a calibration of a model whose
+#: output held NaN, an infinite defect (1e999 reads as one), a string, booleans for numbers.
+BAD_VALUES = {"nan_defect": {"defect": DEFECT[:2] + [float("nan")] + DEFECT[3:]},
+              "inf_defect": {"defect": [float("inf")] + DEFECT[1:]}, "text_defect": {"defect": ["low"] + DEFECT[1:]},
+              "true_defect": {"defect": [True] + DEFECT[1:]}, "true_blocks": {"blocks": True, "defect": [0.1]},
+              "nan_steps": {"steps": float("nan")}}
 
 
 @pytest.fixture(scope="module")
@@ -25,17 +32,28 @@ def server(host, tmp_path_factory):
     (profiles / "wan6.json").write_text(json.dumps(profile))
     (profiles / "broken.json").write_text('{"family": "wan"')
     (profiles / "huge.json").write_bytes(b" " * 2_000_001)
+    for name, change in BAD_VALUES.items():
+        (profiles / f"{name}.json").write_text(json.dumps(profile | change))
+    (profiles / "deep.json").write_text("[" * 100_000)
+    (profiles / "deep_key.json").write_text(json.dumps(profile)[:-1] + ', "notes": ' + "[" * 5000 + "]" * 5000 + "}")
     with ComfyServer(host, base) as running:
         yield running
+
+
+def strict_json(raw: bytes):
+    """``raw`` parsed as the browser's ``JSON.parse`` does: NaN and Infinity are no JSON."""
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON: the view's JSON.parse would fail")
+    return json.loads(raw, parse_constant=refuse)
 
 
 def ask(server, **query) -> tuple[int, dict]:
     """(status, JSON answer) of ``GET /fis/profile`` with ``query``."""
     try:
         with urllib.request.urlopen(f"{server.url}/fis/profile?{urllib.parse.urlencode(query)}", timeout=30) as response:
-            return response.status, json.loads(response.read())
+            return response.status, strict_json(response.read())
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+        return error.code, strict_json(error.read())
 
 
 def test_the_route_sends_the_measurements_and_the_node_s_own_blocks(server):
@@ -55,7 +73,7 @@ def test_the_route_sends_the_measurements_and_the_node_s_own_blocks(server):
     ({"name": "../escape"}, 400, "sparse_blocks: '../escape' is not a profile name"),
     ({}, 400, "sparse_blocks: '' is not a profile name"),
     ({"name": "nope"}, 404, "sparse_blocks: there is no profile 'nope'; run a FIS Calibrate node"),
-    ({"name": "broken"}, 422, "broken.json is not a FIS profile; calibrate again"),
+    ({"name": "broken"}, 422, "broken.json is not a FIS profile (not JSON: Expecting"),
     ({"name": "huge"}, 422, "has 2000001 bytes, more than the 2 MB a FIS profile may have"),
     ({"name": "wan6", "family": "wan", "blocks": "40"}, 422,
      "sparse_blocks: profile 'wan6' was measured on a wan model of 6 blocks, and this is a wan model of 40 blocks"),
@@ -67,3 +85,24 @@ def test_the_route_sends_the_measurements_and_the_node_s_own_blocks(server):
 def test_bad_requests_are_refused_saying_why(server, query, status, message):
     answer = ask(server, **query)
     assert answer[0] == status and message in answer[1]["error"], answer
+
+
+@pytest.mark.parametrize("name, reason", [
+    ("nan_defect", "the defect of block 2 is NaN or infinite, not a finite number"),
+    ("inf_defect", "the defect of block 0 is NaN or infinite, not a finite number"),
+    ("text_defect", "the defect of block 0 is a str, not a number"),
+    ("true_defect", "the defect of block 0 is a bool, not a number"),
+    ("true_blocks", "'blocks' is a bool, not a number of blocks"),
+    ("nan_steps", "'steps' is a float, not a number of steps"),
+    ("deep", "nested too deeply"),
+    ("deep_key", "nested too deeply"),
+])
+def test_values_the_node_cannot_use_are_refused_by_the_route_and_the_node_alike(server, name, reason):
+    """Never NaN in the answer (the view's JSON.parse would fail), never a 500: the reader's refusal, naming the
+    widget, from the route and from the node."""
+    status, body = ask(server, name=name)
+    assert status == 422 and body["error"].startswith("sparse_blocks: ") and \
+        f"{name}.json is not a FIS profile ({reason}); calibrate again with profile_name '{name}'" in body["error"], body
+    with user_directory(server.base / "user"):
+        message = refused_at_once(lambda: fis(tiny_wan(num_layers=6), sparse_blocks=f"profile:{name}"))
+    assert message == body["error"]

@@ -1,6 +1,6 @@
 """The pure-PyTorch path: tile-sparse attention with the kernel's arithmetic, in float32.
 
-It quantises Q, K (less its mean key) and V per tile (``fp8``), masks the skipped tile pairs and the padding keys, and computes
+It quantises Q, K (less its mean key, with ``smooth_k``) and V per tile (``fp8``), masks the skipped tile pairs and the padding keys, and computes
 the softmax with P rounded to e4m3 before the product with V. It runs anywhere (the CPU tests, GPUs
 without FP8 or Triton), a chunk of query tiles at a time. Unlike the kernel it computes the skipped pairs
 and then masks them, so it saves no time.
@@ -19,7 +19,7 @@ PRECISIONS = ("fp8", "bf16")
 
 def tile_attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: TileLayout,
                              keep: torch.Tensor | None, precision: str, scale: float | None = None,
-                             chunk_elements: int = 2 ** 26) -> torch.Tensor:
+                             chunk_elements: int = 2 ** 26, smooth_k: bool = False) -> torch.Tensor:
     """Attention of ``q``, ``k``, ``v`` [B, slots, H, D] in ``layout``'s tile order; ``keep`` is the tile-pair
     pattern ([Tq, Tk] or [B, H, Tq, Tk], None for dense). Returns [B, slots, H, D] in ``q``'s dtype."""
     if precision not in PRECISIONS:
@@ -28,8 +28,9 @@ def tile_attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     dtype = q.dtype
     size = layout.tile_tokens
     scale = 1.0 / math.sqrt(d) if scale is None else scale
-    if precision == "fp8":                      # K smoothed: less its mean key, as the kernel quantises it
+    if precision == "fp8" and smooth_k:         # K less its mean key, as the kernel's smooth_k quantises it
         k = k.float() - k.float().index_select(1, layout.slot_of_token(k.device)).mean(1, keepdim=True)
+    if precision == "fp8":
         q, k, v = (fake_quantize_tiles(x, size) for x in (q, k, v))
     q, k, v = (x.float().transpose(1, 2) for x in (q, k, v))          # [B, H, slots, D]
     key_valid = layout.key_valid(q.device)

@@ -15,12 +15,13 @@ is not measured.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import comfy.patcher_extension
 import torch
 
-from ...fis_core import FisSchedule, build_plan, restore
+from ...fis_core import FisSchedule, build_plan, format_block_list, restore
 from ..families import FamilyAdapter
 from ..log import LOG
 from ..patching.call_state import SharedByClones
@@ -116,7 +117,14 @@ class Calibration(SharedByClones, RunScope):
                 LOG.warning("FIS Calibrate: the %s model never ran a block on more than one latent frame, so there was "
                             "nothing to measure; profile '%s' not written", self.family.name, self.name)
                 return result
-            path = save_profile(self.name, self.profile(run))
+            profile = self.profile(run)
+            broken = tuple(b for b, defect in enumerate(profile["defect"]) if defect is not None and not math.isfinite(defect))
+            if broken:
+                LOG.warning("FIS Calibrate: the defect measured in blocks %s is NaN or infinite: the %s model's blocks gave "
+                            "non-finite values there (check its weights, LoRAs and precision, e.g. an FP8 overflow); "
+                            "profile '%s' not written", format_block_list(broken), self.family.name, self.name)
+                return result
+            path = save_profile(self.name, profile)
             LOG.info("FIS Calibrate: wrote %s (use it with sparse_blocks 'profile:%s' on the FIS node)", path, self.name)
             return result
 

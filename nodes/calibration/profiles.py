@@ -9,6 +9,7 @@ Profiles written before 2026-12-05 have no ``anchors`` (and those before 2026-12
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -38,10 +39,20 @@ def profile_path(name: str, widget: str) -> Path:
     return Path(folder_paths.get_user_directory()) / PROFILE_DIR / f"{check_name(name, widget)}.json"
 
 
+def profile_fingerprint(name: str) -> str:
+    """What changes when profile ``name``'s file does: a hash of its content ("" when there is no such file or name),
+    for the host's change detection (``IS_CHANGED``), so that a recalibrated profile makes the FIS node run again."""
+    try:
+        with open(profile_path(name, "sparse_blocks"), "rb") as file:
+            return hashlib.sha256(file.read(MAX_PROFILE_BYTES + 1)).hexdigest()
+    except (ValueError, OSError):   # the node's own check says what is wrong when it runs
+        return ""
+
+
 def save_profile(name: str, profile: dict, widget: str = "profile_name") -> Path:
     path = profile_path(name, widget)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(profile, indent=1))
+    path.write_text(json.dumps(profile, indent=1, allow_nan=False))   # NaN is no JSON: the view could not read it
     return path
 
 
@@ -57,19 +68,43 @@ def load_profile(name: str, widget: str) -> dict:
                          f"profile may have; calibrate again with profile_name '{name}'")
     try:
         profile = json.loads(path.read_text())
-        defect = profile["defect"]
-        valid = (isinstance(profile["family"], str) and isinstance(profile["blocks"], int)
-                 and len(defect) == profile["blocks"] and all(d is None or isinstance(d, (int, float)) for d in defect))
-    except (ValueError, KeyError, TypeError):
-        valid = False
-    if not valid:
-        raise ValueError(f"{widget}: {path} is not a FIS profile; calibrate again with profile_name '{name}'")
+    except ValueError as error:   # not JSON, not UTF-8
+        problem = f"not JSON: {str(error)[:80]}"
+    except RecursionError:        # JSON nested deeper than Python recurses: refused by the parser, at once
+        problem = "nested too deeply"
+    else:
+        problem = profile_problem(profile)
+    if problem:
+        raise ValueError(f"{widget}: {path} is not a FIS profile ({problem}); calibrate again with profile_name "
+                         f"'{name}'")
     if "anchors" not in profile:
         _WITHOUT_ANCHORS(path, f"profile '{name}' was written by an earlier ComfyUI-FIS, which may have measured an "
                                f"image-to-video model as if FIS skipped its given first frame (FIS never does); for an "
                                f"image-to-video model, calibrate again with profile_name '{name}' (text-to-video "
                                f"profiles are unaffected)")
     return profile
+
+
+def profile_problem(profile) -> str | None:
+    """Why parsed JSON is not a profile the node and the view can use (its values are checked: JSON numbers may be
+    NaN or infinite, a boolean is no number), or None."""
+    if not isinstance(profile, dict):
+        return f"a JSON {type(profile).__name__}, not an object"
+    if not isinstance(profile.get("family"), str):
+        return "no model 'family'"
+    blocks, defect, steps = profile.get("blocks"), profile.get("defect"), profile.get("steps")
+    if type(blocks) is not int:
+        return f"'blocks' is a {type(blocks).__name__}, not a number of blocks"
+    if not isinstance(defect, list) or len(defect) != blocks:
+        return f"'defect' is not a list of {blocks} defects, one per block"
+    for block, value in enumerate(defect):
+        if value is not None and type(value) not in (int, float):
+            return f"the defect of block {block} is a {type(value).__name__}, not a number"
+        if value is not None and not math.isfinite(value):
+            return f"the defect of block {block} is NaN or infinite, not a finite number"
+    if steps is not None and type(steps) is not int:
+        return f"'steps' is a {type(steps).__name__}, not a number of steps"
+    return None
 
 
 def least_defect_blocks(profile: dict, count: int) -> tuple[int, ...]:

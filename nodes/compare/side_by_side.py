@@ -1,6 +1,9 @@
 """FIS Compare's picture: reference | accelerated | amplified difference, frame by frame, each panel labelled on
-the frame (the difference with its gain and the frame's PSNR), as an IMAGE batch for Save Animated WEBP."""
+the frame (the difference with its gain and the frame's PSNR, or that it has none), as an IMAGE batch for Save
+Animated WEBP."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -43,5 +46,6 @@ def side_by_side(reference: torch.Tensor, accelerated: torch.Tensor, gain: float
     for f in range(n):
         for panel, title in zip(panels, titles):
             stamp(panel[f], title)
-        stamp(panels[2][f], label_mask(f"|difference| x{gain:g}, {frame_psnr[f]:.1f} dB", size))
+        psnr = f"{frame_psnr[f]:.1f} dB" if math.isfinite(frame_psnr[f]) else "NaN or infinite pixels"
+        stamp(panels[2][f], label_mask(f"|difference| x{gain:g}, {psnr}", size))
     return out

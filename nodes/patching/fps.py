@@ -24,6 +24,7 @@ import math
 from typing import NamedTuple
 
 import comfy.patcher_extension
+from comfy.ldm.modules.attention import REGISTERED_ATTENTION_FUNCTIONS
 
 from ...fis_core.fps import SHAPES, FpsSettings, fps_attention_op, in_ranges, triton_reason
 from ..families import FPS_FAMILIES, FamilyAdapter, FrameGrid, find_family, named
@@ -57,16 +58,14 @@ class FpsOverride(SharedByClones):
         self.previous = previous
         self.say_once = SayOnce("FPS attention", logging.INFO)
 
-    def faster_dense_attention(self, func):
-        """The installed attention to run instead of FPS's dense kernel, with its name (None: FPS's kernel): a user's
-        attention override that FPS replaced, or the host's fastest registered backend of
-        :data:`FASTER_DENSE_ATTENTIONS`."""
-        if self.previous is not None:
-            return (lambda *args, **kwargs: self.previous(func, *args, **kwargs)), "the attention override it replaced"
-        from comfy.ldm.modules.attention import REGISTERED_ATTENTION_FUNCTIONS
+    @staticmethod
+    def faster_dense_attention():
+        """The host's fastest installed attention of :data:`FASTER_DENSE_ATTENTIONS`, with its name, to run instead
+        of FPS's dense kernel (None: FPS's kernel). An attention override underneath FPS is not taken for one: it
+        may be anything (the lab's own SDPA override, say), so FPS keeps its kernel there."""
         for name in FASTER_DENSE_ATTENTIONS:
             if name in REGISTERED_ATTENTION_FUNCTIONS:
-                return REGISTERED_ATTENTION_FUNCTIONS[name], f"ComfyUI's '{name}' attention"
+                return REGISTERED_ATTENTION_FUNCTIONS[name], name
         return None
 
     def passthrough(self, func, *args, **kwargs):
@@ -87,9 +86,9 @@ class FpsOverride(SharedByClones):
             if self.family.record.text_first:
                 self.say_once("mask", "attention with a text mask (a padded prompt) runs the original attention")
             return self.passthrough(func, q, k, v, heads, *args, **kwargs)
-        route = self.faster_dense_attention(func) if self.settings.sparsity == 0.0 else None
+        route = self.faster_dense_attention() if self.settings.sparsity == 0.0 else None
         if route is not None:
-            self.say_once("route", f"dense FPS attention runs {route[1]}: faster than FPS's FP8 kernel on dense attention "
+            self.say_once("route", f"dense FPS attention runs ComfyUI's '{route[1]}' attention: faster than FPS's FP8 kernel on dense attention "
                                    f"(bench/attention.py); FPS's kernel runs where tiles are skipped (sparsity > 0)")
             return route[0](q, k, v, heads, *args, **kwargs)
         tokens, video = q.shape[token_axis], math.prod(grid)

@@ -4,7 +4,8 @@ from __future__ import annotations
 from ...fis_core import INTERPOLATIONS, PATTERNS
 from ..families import FAMILIES, model_tooltip, named
 from ..patching.fis import FisSettings, apply_fis, model_block_keys
-from .fis_widgets import AUTO, CUSTOM, PRESETS, resolve_settings
+from ..calibration.profiles import profile_fingerprint
+from .fis_widgets import AUTO, CUSTOM, PRESETS, PROFILE, resolve_settings
 
 
 def settings_from_widgets(model, sparse_blocks: str, groups: int, pattern: str, interpolation: str,
@@ -71,6 +72,15 @@ class FrameInterleavedSparsity:
             "end_percent": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
                 "...to here. Outside it the model runs dense."}),
         }}
+
+    @classmethod
+    def IS_CHANGED(cls, quality="balanced", sparse_blocks=AUTO, **_):
+        """ComfyUI reruns the node (and what follows it) when this changes: with ``profile:NAME``, when the profile's
+        file does (a recalibration), which the widget values alone do not tell."""
+        spec = PRESETS.get(quality, {}).get("sparse_blocks", sparse_blocks).strip()
+        if not spec.lower().startswith(PROFILE):
+            return ""
+        return profile_fingerprint(spec[len(PROFILE):].partition(":")[0])
 
     def patch(self, model, quality, sparse_blocks, groups, pattern, interpolation, anchor_frames, start_percent,
               end_percent):

@@ -32,7 +32,8 @@ def resolve_settings(widgets: dict, family: FamilyAdapter | None, blocks: int | 
     in :data:`WIDGETS`) on a model of ``family`` with ``blocks`` blocks; a ValueError names the widget and the valid
     form. A ``quality`` preset other than ``custom`` sets the widgets it names (:data:`PRESETS`). ``family`` None
     checks the forms alone (the Raylight node's driver, whose model is in the workers, or a model FIS does not
-    support): no block count to check against, and ``auto`` and profiles give no blocks."""
+    support): no block count to check against, and ``auto`` and profiles give no blocks (a profile is checked against
+    itself: its name, its file, K)."""
     values = applied_widgets(widgets)
     preset = PRESETS.get(values["quality"], {})
     num_blocks = blocks if family is not None else 0
@@ -42,7 +43,7 @@ def resolve_settings(widgets: dict, family: FamilyAdapter | None, blocks: int | 
     elif spec == ALL:
         sparse = tuple(range(num_blocks))
     elif spec.startswith(PROFILE):
-        sparse = profile_blocks(values["sparse_blocks"].strip()[len(PROFILE):], family, num_blocks) if family else ()
+        sparse = profile_blocks(values["sparse_blocks"].strip()[len(PROFILE):], family, num_blocks)
     else:
         sparse = parse_block_list(spec, num_blocks if family else None)
     anchors_spec = values["anchor_frames"].strip().lower()
@@ -61,19 +62,24 @@ def applied_widgets(widgets: dict) -> dict:
     return {**values, **{name: value for name, value in PRESETS.get(values["quality"], {}).items() if name in WIDGETS}}
 
 
-def profile_blocks(spec: str, family: FamilyAdapter, num_blocks: int) -> tuple[int, ...]:
+def profile_blocks(spec: str, family: FamilyAdapter | None, num_blocks: int) -> tuple[int, ...]:
     """``NAME`` or ``NAME:K`` (after ``profile:``): the K blocks of least defect in the profile NAME that FIS Calibrate
-    measured on this model; without K as many as ``auto`` makes sparse, so that the compute stays that of ``auto``."""
+    measured on this model; without K as many as ``auto`` makes sparse, so that the compute stays that of ``auto``.
+    ``family`` None (no model to check against: the Raylight node's driver, or a model FIS does not support, which
+    runs dense) checks the name, the file and K against the profile alone, and gives no blocks."""
     name, colon, count = spec.partition(":")
     profile = load_profile(name, "sparse_blocks")
-    if profile["family"] != family.name or profile["blocks"] != num_blocks:
+    if family is None:
+        num_blocks = profile["blocks"]
+    elif profile["family"] != family.name or profile["blocks"] != num_blocks:
         raise ValueError(f"sparse_blocks: profile {quoted(name)} was measured on a {profile['family']} model of "
                          f"{profile['blocks']} blocks, and this is a {family.name} model of {num_blocks} blocks; "
                          f"calibrate this model with FIS Calibrate")
     if not colon:
-        return least_defect_blocks(profile, len(family.record.default_blocks(num_blocks)))
-    form = f"'profile:{name}:K' with K the number of sparse blocks, 0-{num_blocks}"
-    k = parse_int(count, "sparse_blocks", form)
-    if not 0 <= k <= num_blocks:
-        raise ValueError(f"sparse_blocks: {k} sparse blocks is out of range; expected {form}")
-    return least_defect_blocks(profile, k)
+        k = len(family.record.default_blocks(num_blocks)) if family else 0
+    else:
+        form = f"'profile:{name}:K' with K the number of sparse blocks, 0-{num_blocks}"
+        k = parse_int(count, "sparse_blocks", form)
+        if not 0 <= k <= num_blocks:
+            raise ValueError(f"sparse_blocks: {k} sparse blocks is out of range; expected {form}")
+    return least_defect_blocks(profile, k) if family else ()

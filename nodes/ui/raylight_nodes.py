@@ -85,6 +85,7 @@ class FrameInterleavedSparsityRaylight(RaylightVariant):
                    "parallelism: each worker's sparse blocks gather the frames and compute the interleaved subset; "
                    "Wan, see the README's 'Several GPUs'). The widgets are the FIS node's." + NEEDS_RAYLIGHT)
     CHECK = staticmethod(lambda **widgets: resolve_settings(widgets, None, None))
+    IS_CHANGED = FrameInterleavedSparsity.IS_CHANGED   # a recalibrated profile patches the workers again
 
 
 class FPSAttentionRaylight(RaylightVariant):
