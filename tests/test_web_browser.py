@@ -2,7 +2,8 @@
 its custom_nodes, the front end of the comfyui-frontend-package it serves, and headless Chromium (Debian's
 ``chromium``) driven by Playwright. Saves tests/artifacts/schedule_view.png (the node) and schedule_page.png, schedule_profile_canvas.png /
 schedule_profile_vue.png (a calibration profile's blocks and defects drawn in the node), and compare_report_canvas.png
-/ compare_report_vue.png (FIS Compare's report after a run), in both node renderings.
+/ compare_report_vue.png (FIS Compare's report after a run), in both node renderings, and node_help.png (the FIS
+node's help page in the properties panel).
 
 Skips, saying why, when Chromium or Playwright is missing; ``FIS_REQUIRE_WEB_TOOLS=1`` (CI) makes that a failure.
 """
@@ -220,6 +221,36 @@ def test_the_template_browser_lists_and_opens_the_workflows(page, server):
     page.wait_for_function("app.graph._nodes.filter((n) => n.type === 'FrameInterleavedSparsity').length === 2")
     assert page.locator(VIEW).count() == 2
 
+
+def test_the_fis_nodes_help_page_shows_in_the_properties_panel(page):
+    """Select the FIS node, open the properties panel's Info tab: the front end fetches web/docs/<NodeName>.md from
+    the server and shows it, the schedule picture loaded beside the text (without the page it shows the node's
+    description instead)."""
+    new_workflow(page)
+    page.evaluate("""() => {
+      const node = LiteGraph.createNode("FrameInterleavedSparsity");
+      node.pos = [300, 200];
+      app.graph.add(node);
+      app.canvas.selectNode(node);
+    }""")
+    page.get_by_role("button", name="Toggle properties panel").click()
+    try:
+        page.get_by_role("tab", name="Info").click()
+        help_page = page.locator(".node-help-content")
+        help_page.get_by_text("Where it goes").wait_for()
+        text = help_page.inner_text()
+        assert "Frame Interleaved Sparsity (FIS)" in text and "Load Diffusion Model" in text
+        for preset in ("balanced", "faithful", "fastest", "custom"):
+            assert preset in text
+        assert "28.6 dB" in text and "2.89x" in text     # the measured figures
+        page.wait_for_function("""() => { const img = document.querySelector('.node-help-content img');
+                                          return img && img.complete && img.naturalWidth > 0; }""")
+        assert page.evaluate("document.querySelector('.node-help-content img').src").endswith(
+            "/extensions/ComfyUI-FIS/docs/schedule.png")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "node_help.png")
+    finally:
+        page.get_by_role("button", name="Toggle properties panel").click()
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
 def test_the_front_end_reads_each_workflow_as_the_tests_do(page, server, path):
