@@ -93,7 +93,7 @@ def measure(name: str, shape: Shape, forms, paths, device) -> list[dict]:
                              fit_tokens=form.fit_tokens, fit_dtype=str(form.products_dtype(fused)).removeprefix("torch."),
                              map_channels=form.map_channels, linear_ms=round(linear_ms, 3),
                              corrected_ms=round(corrected_ms, 3), fit_ms=round(fit_ms, 3),
-                             correction_ms=round(cost_ms, 3), launches=launches(corrected_restore, device),
+                             correction_ms=round(cost_ms, 3), launches=profiled(corrected_restore, device)[1],
                              sparse_blocks=shape.sparse_blocks, ideal_forward_ms=shape.ideal_ms,
                              share_of_ideal=share and round(share, 4), restore_peak_extra_gib=round(extra_gib, 3)))
             print(rows[-1], flush=True)
@@ -101,15 +101,17 @@ def measure(name: str, shape: Shape, forms, paths, device) -> list[dict]:
     return rows
 
 
-def launches(fn, device) -> int:
-    """The CUDA kernels (on the CPU: operators) one call of ``fn`` launches."""
+def profiled(fn, device):
+    """torch.profiler's events of one call of ``fn`` and the CUDA kernels (on the CPU: operators) it launched."""
     cuda = device.type == "cuda"
     kind = torch.autograd.DeviceType.CUDA if cuda else torch.autograd.DeviceType.CPU
     activity = torch.profiler.ProfilerActivity.CUDA if cuda else torch.profiler.ProfilerActivity.CPU
+    torch.cuda.synchronize() if cuda else None
     with torch.profiler.profile(activities=[activity]) as profile:
         fn()
         torch.cuda.synchronize() if cuda else None
-    return sum(event.count for event in profile.key_averages() if event.device_type == kind)
+    events = profile.key_averages()
+    return events, sum(event.count for event in events if event.device_type == kind)
 
 
 def table(rows: list[dict]) -> str:
@@ -133,15 +135,8 @@ def kernel_table(name: str, shape: Shape, form, device) -> str:
     plan = build_plan(shape.frames, tuple(range(0, shape.frames, 2)), "corrected", device, form)
     for _ in range(3):
         restore(x, y, layout, plan)
+    events, count = profiled(lambda: restore(x, y, layout, plan), device)
     cuda = device.type == "cuda"
-    activity = torch.profiler.ProfilerActivity.CUDA if cuda else torch.profiler.ProfilerActivity.CPU
-    kind = torch.autograd.DeviceType.CUDA if cuda else torch.autograd.DeviceType.CPU
-    torch.cuda.synchronize() if cuda else None
-    with torch.profiler.profile(activities=[activity]) as profile:
-        restore(x, y, layout, plan)
-        torch.cuda.synchronize() if cuda else None
-    events = profile.key_averages()
-    count = sum(event.count for event in events if event.device_type == kind)
     path = "after" if correction_kernel.ENABLED else "before"
     return (f"{name}, {path}, {form}: {count} {'CUDA kernel launches' if cuda else 'CPU operator calls'}\n"
             + events.table(sort_by="device_time_total" if cuda else "self_cpu_time_total", row_limit=30))
