@@ -115,7 +115,7 @@ if triton is not None:
                            INTERPRET: tl.constexpr):
         """``out_f += (x_f - lerp(x_lo, x_hi, w)) A`` on TILES tiles of one skipped frame's tokens, one map's
         channels (the map read once for them)."""
-        frame = tl.program_id(0)
+        frame = tl.program_id(0).to(tl.int64)
         map_index = tl.program_id(1) % maps_per_entry
         chunk = tl.program_id(1) // maps_per_entry
         batch = tl.program_id(2).to(tl.int64)
