@@ -77,9 +77,11 @@ def measure(name: str, shape: Shape, forms, paths, device) -> list[dict]:
     x4, y4 = x.view(1, frames, tokens, channels), y.view(1, len(computed), tokens, channels)
     for form in forms:
         corrected = build_plan(frames, computed, "corrected", device, form)
+        outputs = {}
         for path in paths:
             correction_kernel.ENABLED = path == "after"
             fused = correction_kernel.fused(x4, form.channels_per_map(channels))
+            outputs[path] = restore(x, y, layout, corrected).float()
             sums = FitSums()
             corrected_restore = lambda: restore(x, y, layout, corrected, (sums, "call"))  # noqa: E731
             extra_gib = peak_extra_gib(device, corrected_restore)
@@ -95,10 +97,17 @@ def measure(name: str, shape: Shape, forms, paths, device) -> list[dict]:
                              corrected_ms=round(corrected_ms, 3), fit_ms=round(fit_ms, 3),
                              correction_ms=round(cost_ms, 3), launches=profiled(corrected_restore, device)[1],
                              sparse_blocks=shape.sparse_blocks, ideal_forward_ms=shape.ideal_ms,
-                             share_of_ideal=share and round(share, 4), restore_peak_extra_gib=round(extra_gib, 3)))
+                             share_of_ideal=share and round(share, 4), restore_peak_extra_gib=round(extra_gib, 3),
+                             # the corrected restore against the torch path's (after; a check of the kernels)
+                             rel_diff_to_before=round(relative_difference(outputs[path], outputs.get("before")), 6)))
             print(rows[-1], flush=True)
     correction_kernel.ENABLED = True
     return rows
+
+
+def relative_difference(out: torch.Tensor, reference: torch.Tensor | None) -> float:
+    """|out - reference| / |reference| (0 without a reference: the before row itself)."""
+    return 0.0 if reference is None else ((out - reference).norm() / reference.norm()).item()
 
 
 def profiled(fn, device):
@@ -117,13 +126,13 @@ def profiled(fn, device):
 def table(rows: list[dict]) -> str:
     """The rows as a markdown table: before and after per shape, the correction's share against the target."""
     lines = ["| shape | path | fit products | linear ms | corrected ms | fit + solve ms | correction ms | launches "
-             f"| share of the ideal forward (target <= {TARGET:.0%}) |", "| --- " * 9 + "|"]
+             f"| share of the ideal forward (target <= {TARGET:.0%}) | output vs before |", "| --- " * 10 + "|"]
     for r in rows:
         share = "-" if r["share_of_ideal"] is None else (
             f"{r['share_of_ideal']:+.1%} ({'met' if r['share_of_ideal'] <= TARGET else 'missed'})")
         lines.append(f"| {r['shape']} | {r['path']} | {r['fit_dtype']}, {r['fit_tokens']} tokens | {r['linear_ms']:.3f} "
                      f"| {r['corrected_ms']:.3f} | {r['fit_ms']:.3f} | {r['correction_ms']:.3f} | {r['launches']} "
-                     f"| {share} |")
+                     f"| {share} | {r['rel_diff_to_before']:.1e} |")
     return "\n".join(lines)
 
 
