@@ -48,17 +48,19 @@ def main(argv=None):
     parser.add_argument("--res", default="720p")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--settings", default="balanced", help="comma list of FIS quality presets")
+    parser.add_argument("--attention", default="sdpa", choices=list(speed.backends.HOST_FLAGS),
+                        help="the attention of dense and FIS alike (see speed.py)")
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "end_to_end.json"))
     args = parser.parse_args(argv)
-    speed.boot_host()
+    speed.boot_host(args.attention)
     import comfy.sample
 
     from comfyui_fis.nodes import FrameInterleavedSparsity
     device, dtype = speed.bench_device(args.tiny)   # bf16 on the GPU (the model and the VAE, as ComfyUI runs them)
     spec = speed.TINY_MODELS["wan-tiny"] if args.tiny else speed.MODELS["wan14b"]
     resolution = "tiny" if args.tiny else args.res
-    model = speed.build_model(spec, device, dtype)
+    model = speed.build_model(spec, device, dtype, args.attention)
     vae = wan_vae(8 if args.tiny else 96, device, dtype)
     shape = spec.latent_shape(resolution)
     generator = torch.Generator().manual_seed(1)
@@ -69,7 +71,7 @@ def main(argv=None):
         noise = comfy.sample.prepare_noise(latent, 0)
         return timed(device, lambda: comfy.sample.sample(patched, noise, steps, 1.0, "euler", "simple", cond, cond, latent))
 
-    report = dict(what=f"{args.steps} sampling steps (euler, CFG 1) + VAE decode, {spec.name}, {resolution}, random "
+    report = dict(attention=args.attention, what=f"{args.steps} sampling steps (euler, CFG 1) + VAE decode, {spec.name}, {resolution}, random "
                        "weights; the decode is timed once, on the dense run's latent (the same VAE and shape for every row)",
                   date=datetime.date.today().isoformat(), device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
                   torch=torch.__version__, dtype=str(dtype), latent=list(shape), rows=[])

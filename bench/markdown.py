@@ -1,4 +1,4 @@
-"""Render benchmark JSON files (from bench/speed.py) as the README's markdown table.
+"""Render benchmark JSON files (from bench/speed.py) as the README's markdown table; ``table`` for the other scripts.
 
     python bench/markdown.py bench/results/h100_wan14b.json bench/results/h100_hv15_wan5b.json
 """
@@ -6,6 +6,12 @@ from __future__ import annotations
 
 import json
 import sys
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    """A markdown table of ``rows`` under ``headers``."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
+    return "\n".join(lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows])
 
 
 def rows_to_markdown(reports: list[dict]) -> str:

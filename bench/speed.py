@@ -7,7 +7,11 @@ themselves, so each row has the ideal time of its schedule (dense time minus the
 sparse blocks as they ran) and FIS's own overhead over it.
 
     python bench/speed.py --models wan14b,wan5b,hv15 --res 480p,720p --out bench/out/speed.json
+    python bench/speed.py --models wan14b --res 720p --attention sage   # dense and FIS on SageAttention
     python bench/speed.py --tiny            # tiny models on the CPU in seconds: checks the script, no speed claims
+
+``--attention`` picks the attention every row runs (dense and FIS alike), as a user picks it: ComfyUI's own flag
+(``sage``: --use-sage-attention, ``ck``: --use-ck-attention), or an attention override (``fa3``); see backends.py.
 
 Needs a ComfyUI checkout: $COMFYUI_PATH, the ComfyUI this pack sits in, or ~/ComfyUI.
 """
@@ -25,6 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from host_path import PACK_ROOT, find_comfyui, import_pack  # noqa: E402
 from timing import Clock  # noqa: E402
+import backends  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -101,8 +106,9 @@ FPS_SETTINGS = [Setting("fps0", 1, fps_sparsity=0.0), Setting("fps50", 1, fps_sp
                 Setting("fps90+G2", 2, fps_sparsity=0.9)]
 
 
-def boot_host():
-    """Import the ComfyUI host and this pack (as package ``comfyui_fis``)."""
+def boot_host(attention: str = "sdpa"):
+    """Import the ComfyUI host with ``attention``'s flag set (before its attention module is imported, as the
+    command line sets it) and this pack (as package ``comfyui_fis``)."""
     host = find_comfyui()
     if host is None:
         sys.exit("No ComfyUI found: set COMFYUI_PATH (see README)")
@@ -110,6 +116,8 @@ def boot_host():
     import comfy.cli_args
     if not torch.cuda.is_available():
         comfy.cli_args.args.cpu = True
+    if backends.HOST_FLAGS[attention]:
+        setattr(comfy.cli_args.args, backends.HOST_FLAGS[attention], True)
     import_pack()
     return host
 
@@ -121,8 +129,9 @@ def bench_device(tiny: bool) -> tuple[torch.device, torch.dtype]:
     return device, torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
-def build_model(spec: ModelSpec, device, dtype):
-    """The host's model class for ``spec``, on ``device``, random weights, in a ModelPatcher."""
+def build_model(spec: ModelSpec, device, dtype, attention: str = "sdpa"):
+    """The host's model class for ``spec``, on ``device``, random weights, in a ModelPatcher whose attention is
+    ``attention``'s (see :func:`boot_host` for the flags)."""
     import comfy.model_detection
     import comfy.model_patcher
     config = comfy.model_detection.model_config_from_unet_config(dict(spec.unet_config))
@@ -133,7 +142,11 @@ def build_model(spec: ModelSpec, device, dtype):
         for parameter in model.diffusion_model.parameters():
             parameter.normal_(0.0, 0.02)
     model.eval()
-    return comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=device)
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=device, offload_device=device)
+    override = backends.host_override(attention)
+    if override is not None:
+        patcher.model_options["transformer_options"]["optimized_attention_override"] = override
+    return patcher
 
 
 def torch_compile_model(model):
@@ -192,12 +205,12 @@ def print_profile(fn):
 
 
 def bench_model(key: str, spec: ModelSpec, resolutions, settings, device, dtype, reps: int, warmup: int,
-                compile_model: bool, profile: bool = False):
+                compile_model: bool, profile: bool = False, attention: str = "sdpa", block_times: bool = True):
     """Rows of results for one model: every resolution, every setting."""
     from comfyui_fis.nodes import FPSAttention, FrameInterleavedSparsity
     node = FrameInterleavedSparsity()
     clock = Clock(device)
-    dense_model = build_model(spec, device, dtype)
+    dense_model = build_model(spec, device, dtype, attention)
     if compile_model:
         dense_model = torch_compile_model(dense_model)
     blocks = block_modules(dense_model.model.diffusion_model)
@@ -207,7 +220,8 @@ def bench_model(key: str, spec: ModelSpec, resolutions, settings, device, dtype,
         dense_out, dense_peak = run_with_peak(device, lambda: inputs.run(dense_model))
         dense_ms = clock.median_ms(lambda: inputs.run(dense_model), reps, warmup)
         # block hooks would change a compiled graph: no ideal time for compiled rows
-        non_block_ms = None if compile_model else dense_ms - sum(clock.block_ms(lambda: inputs.run(dense_model), blocks))
+        block_times = block_times and not compile_model
+        non_block_ms = None if not block_times else dense_ms - sum(clock.block_ms(lambda: inputs.run(dense_model), blocks))
         for setting in settings:
             fis_model = dense_model
             if setting.fps_sparsity is not None:
@@ -216,9 +230,9 @@ def bench_model(key: str, spec: ModelSpec, resolutions, settings, device, dtype,
                                    setting.interpolation, "auto", 0.0, 1.0)[0]
             fis_out, fis_peak = run_with_peak(device, lambda: inputs.run(fis_model))
             fis_ms = clock.median_ms(lambda: inputs.run(fis_model), reps, warmup)
-            ideal_ms = None if compile_model else non_block_ms + sum(clock.block_ms(lambda: inputs.run(fis_model), blocks))
+            ideal_ms = None if not block_times else non_block_ms + sum(clock.block_ms(lambda: inputs.run(fis_model), blocks))
             rows.append(dict(
-                model=key, model_name=spec.name, resolution=resolution, latent=list(spec.latent_shape(resolution)),
+                model=key, model_name=spec.name, attention=attention, resolution=resolution, latent=list(spec.latent_shape(resolution)),
                 tokens=int(dense_out.shape[2] * dense_out.shape[3] * dense_out.shape[4]
                            // (spec.unet_config["patch_size"][1] * spec.unet_config["patch_size"][2])),
                 setting=setting.name, blocks=len(blocks), sparse_blocks=setting.sparse_blocks(len(blocks)), groups=setting.groups,
@@ -236,7 +250,7 @@ def bench_model(key: str, spec: ModelSpec, resolutions, settings, device, dtype,
     return rows
 
 
-COLUMNS = [("model", "{}"), ("resolution", "{}"), ("setting", "{}"), ("dense_ms", "{:.1f}"), ("fis_ms", "{:.1f}"),
+COLUMNS = [("model", "{}"), ("attention", "{}"), ("resolution", "{}"), ("setting", "{}"), ("dense_ms", "{:.1f}"), ("fis_ms", "{:.1f}"),
            ("speedup", "{:.2f}x"), ("ideal_speedup", "{:.2f}x"), ("overhead", "{:+.1%}"), ("dense_peak_gib", "{:.2f}"),
            ("fis_peak_gib", "{:.2f}")]
 
@@ -255,13 +269,17 @@ def main(argv=None):
     parser.add_argument("--blocks", type=int, help="override the number of blocks (e.g. a shallower model for --compile)")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--attention", default="sdpa", choices=list(backends.HOST_FLAGS),
+                        help="the attention of every row, dense and FIS: ComfyUI's default (sdpa), its --use-sage-attention "
+                             "(sage) or --use-ck-attention (ck), or FlashAttention-3 as an attention override (fa3)")
+    parser.add_argument("--no-block-times", action="store_true", help="skip the per-block timing (the ideal and overhead columns)")
     parser.add_argument("--compile", action="store_true", help="apply ComfyUI's TorchCompileModel (inductor) first")
     parser.add_argument("--profile", action="store_true", help="print the top GPU kernels of one FIS forward per row")
     parser.add_argument("--tiny", action="store_true", help="tiny models on the CPU: checks the script, no speed claims")
     parser.add_argument("--out", default=str(PACK_ROOT / "bench" / "out" / "speed.json"))
     args = parser.parse_args(argv)
 
-    host = boot_host()
+    host = boot_host(args.attention)
     device, dtype = bench_device(args.tiny)
     catalogue = TINY_MODELS if args.tiny else MODELS
     keys = list(TINY_MODELS) if args.tiny else args.models.split(",")
@@ -276,7 +294,8 @@ def main(argv=None):
             depth_key = "num_layers" if "num_layers" in spec.unet_config else "depth"
             spec = replace(spec, name=f"{spec.name}, {args.blocks} blocks", unet_config={**spec.unet_config, depth_key: args.blocks})
         rows += bench_model(key, spec, resolutions, settings, device, dtype,
-                            1 if args.tiny else args.reps, 0 if args.tiny else args.warmup, args.compile, args.profile)
+                            1 if args.tiny else args.reps, 0 if args.tiny else args.warmup, args.compile, args.profile,
+                            args.attention, not args.no_block_times)
         torch.cuda.empty_cache() if device.type == "cuda" else None
     if args.compile:
         from torch._dynamo.utils import counters
@@ -286,7 +305,7 @@ def main(argv=None):
         what="One model forward (BaseModel.apply_model), dense and with FIS, random weights, batch 1, CFG 1",
         date=datetime.date.today().isoformat(), device=torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
         torch=torch.__version__, comfyui=getattr(comfyui_version, "__version__", "?"), comfyui_path=str(host),
-        dtype=str(dtype), reps=args.reps, tiny=args.tiny, compiled=args.compile, rows=rows)
+        dtype=str(dtype), attention=args.attention, reps=args.reps, tiny=args.tiny, compiled=args.compile, rows=rows)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1))
     print(f"wrote {args.out}")

@@ -12,6 +12,10 @@ padded prompt, runs the original attention).
 The tiles follow FIS in either order. Given one rank's chunk of a sequence-parallel (xFuser Ulysses) self-attention,
 it runs the Ulysses all-to-all itself and tiles the grid that attention sees (:mod:`.sequence_parallel`). The same wrapper marks the model calls whose sigma lies in
 ``dense_steps``; they run exact.
+
+Dense FPS (sparsity 0) runs FPS's FP8 kernel only where no faster attention is installed: the host's attention
+backends that beat it (:data:`FASTER_DENSE_ATTENTIONS`, measured by ``bench/attention.py``) take those calls,
+said once in the log, so adding FPS never makes a user's attention slower.
 """
 from __future__ import annotations
 
@@ -31,6 +35,10 @@ WRAPPER_KEY = "fps_attention"
 #: the model keyword argument that carries the FPS state of a call (see ``apply_model_wrapper``)
 CALL_KWARG = "fps_call"
 LOG = logging.getLogger("ComfyUI-FIS")
+#: The host's registered attention functions faster than FPS's dense FP8 kernel (fastest first), by
+#: bench/attention.py on an H200 (README, "Against the attention users run"); a dense FPS call runs the first one
+#: installed.
+FASTER_DENSE_ATTENTIONS = ("comfy_kitchen_int8", "sage3", "sage")
 
 
 class FpsCall(NamedTuple):
@@ -58,6 +66,18 @@ class FpsOverride(SharedByClones):
             self._said.add(key)
             LOG.log(level, "FPS attention: %s", message)
 
+    def faster_dense_attention(self, func):
+        """The installed attention to run instead of FPS's dense kernel, with its name (None: FPS's kernel): a user's
+        attention override that FPS replaced, or the host's fastest registered backend of
+        :data:`FASTER_DENSE_ATTENTIONS`."""
+        if self.previous is not None:
+            return (lambda *args, **kwargs: self.previous(func, *args, **kwargs)), "the attention override it replaced"
+        from comfy.ldm.modules.attention import REGISTERED_ATTENTION_FUNCTIONS
+        for name in FASTER_DENSE_ATTENTIONS:
+            if name in REGISTERED_ATTENTION_FUNCTIONS:
+                return REGISTERED_ATTENTION_FUNCTIONS[name], f"ComfyUI's '{name}' attention"
+        return None
+
     def passthrough(self, func, *args, **kwargs):
         if self.previous is not None:
             return self.previous(func, *args, **kwargs)
@@ -76,6 +96,11 @@ class FpsOverride(SharedByClones):
             if prefix is None:
                 self.say_once("mask", "attention with a text mask (a padded prompt) runs the original attention")
             return self.passthrough(func, q, k, v, heads, *args, **kwargs)
+        route = self.faster_dense_attention(func) if self.settings.sparsity == 0.0 else None
+        if route is not None:
+            self.say_once("route", f"dense FPS attention runs {route[1]}: faster than FPS's FP8 kernel on dense attention "
+                                   f"(bench/attention.py); FPS's kernel runs where tiles are skipped (sparsity > 0)")
+            return route[0](q, k, v, heads, *args, **kwargs)
         tokens, video = q.shape[token_axis], math.prod(grid)
         if prefix is None:                                 # text first, whatever its length
             if tokens < video:                             # text alone (a token refiner)

@@ -22,7 +22,7 @@ def test_speed_benchmark_tiny_mode_writes_its_table_and_json(host, tmp_path):
     for row in rows:
         assert row["dense_ms"] > 0 and row["fis_ms"] > 0 and isinstance(row["ideal_ms"], float)   # CPU timings: no claims
         assert 0 < row["rel_err_random_weights"] < 0.5
-    assert "wan-tiny | tiny | default" in result.stdout
+    assert "wan-tiny | sdpa | tiny | default" in result.stdout and report["attention"] == "sdpa"
     table = subprocess.run([sys.executable, str(PACK_ROOT / "bench" / "markdown.py"), str(out)], capture_output=True, text=True)
     assert "| tiny Wan | tiny | default | auto of 6 | 2 |" in table.stdout
 

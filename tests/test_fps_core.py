@@ -118,8 +118,19 @@ def test_fp8_reference_is_attention_of_the_quantised_tensors():
     q, k, v = qkv()
     out = fps_attention(q, k, v, (3, 5, 6), FpsSettings("fp8", 0.0, tile=(1, 4, 4)))
     assert relative_error(out, sdpa(q, k, v)) < 0.08
-    fake = [LAYOUT.from_tiles(dequantize_tiles(*quantize_tiles(LAYOUT.to_tiles(x, 1), 16)), 1) for x in (q, k, v)]
+    smoothed = k - k.mean(1, keepdim=True)                                  # K less its mean key, as the kernel
+    fake = [LAYOUT.from_tiles(dequantize_tiles(*quantize_tiles(LAYOUT.to_tiles(x, 1), 16)), 1) for x in (q, smoothed, v)]
     assert relative_error(out, sdpa(*fake)) < 0.03                          # what is left: P in e4m3
+
+
+def test_fp8_keys_sharing_an_offset_lose_no_accuracy():
+    """Softmax ignores a shift shared by all keys; FP8 would round it with them unless K is smoothed first."""
+    q, k, v = qkv()
+    settings = FpsSettings("fp8", 0.0, tile=(1, 4, 4))
+    exact = sdpa(q, k, v)
+    plain = relative_error(fps_attention(q, k, v, (3, 5, 6), settings), exact)
+    shifted = relative_error(fps_attention(q, k + 8.0, v, (3, 5, 6), settings), exact)
+    assert shifted < 1.5 * plain + 1e-3
 
 
 def test_auto_tiles_at_sparsity_zero_are_runs_of_tokens_that_barely_pad():
@@ -179,3 +190,13 @@ def test_an_unknown_backend_is_an_error():
     q, k, v = qkv()
     with pytest.raises(ValueError, match="backend: 'cuda' is unknown"):
         fps_attention(q, k, v, (3, 5, 6), FpsSettings("bf16", 0.0, tile=(1, 4, 4)), backend="cuda")
+
+
+def test_kernel_configs_fit_each_gpu_generation():
+    """Hopper keeps the measured configs; GPUs with ~100 KB of shared memory per multiprocessor get at most 2 stages
+    (2 stages of 128-token FP8 K and V tiles plus Q: 80 KB)."""
+    from comfyui_fis.fis_core.fps.tuning import LARGE_SHARED_MEMORY, kernel_configs
+    assert kernel_configs((9, 0)) == LARGE_SHARED_MEMORY == ((8, 2), (8, 3), (8, 4), (4, 3))
+    for small in ((8, 9), (12, 0), (8, 6)):
+        stages = [s for _, s in kernel_configs(small)]
+        assert max(stages) <= 2 and 16 * 1024 + max(stages) * 2 * 16 * 1024 <= 100 * 1024

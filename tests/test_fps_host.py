@@ -68,6 +68,19 @@ def test_only_video_self_attention_runs_fps(wan):
     assert 1e-4 < error < 0.5
 
 
+def test_dense_fps_hands_its_attention_to_the_faster_attention_underneath(wan, caplog):
+    """At sparsity 0 FPS skips nothing: the attention the user installed under it (an override, e.g. SageAttention's
+    patch node) takes the video self-attention too, said once; where tiles are skipped FPS's kernel runs."""
+    recorded, recorder = with_recorder(wan)
+    x = latent()
+    tokens = FRAMES * (SIZE // 2) ** 2
+    with record_fps_attention() as fps_calls, caplog.at_level(logging.INFO, logger="ComfyUI-FIS"):
+        out = sample(fps(recorded, sparsity=0.0), x, text(tokens=8), steps=1)
+    assert fps_calls == [] and recorder.calls == [(tokens, tokens), (tokens, 8)] * 4
+    assert torch.equal(out, sample(recorded, x, text(tokens=8), steps=1))
+    assert sum("dense FPS attention runs the attention override it replaced" in r.message for r in caplog.records) == 1
+
+
 def test_dense_steps_follow_the_schedule(wan):
     x = latent()
     patched = fps(wan, dense_steps="30-60")

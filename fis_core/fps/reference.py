@@ -1,6 +1,6 @@
 """The pure-PyTorch path: tile-sparse attention with the kernel's arithmetic, in float32.
 
-It quantises Q, K, V per tile (``fp8``), masks the skipped tile pairs and the padding keys, and computes
+It quantises Q, K (less its mean key) and V per tile (``fp8``), masks the skipped tile pairs and the padding keys, and computes
 the softmax with P rounded to e4m3 before the product with V. It runs anywhere (the CPU tests, GPUs
 without FP8 or Triton), a chunk of query tiles at a time. Unlike the kernel it computes the skipped pairs
 and then masks them, so it saves no time.
@@ -28,7 +28,8 @@ def tile_attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     dtype = q.dtype
     size = layout.tile_tokens
     scale = 1.0 / math.sqrt(d) if scale is None else scale
-    if precision == "fp8":
+    if precision == "fp8":                      # K smoothed: less its mean key, as the kernel quantises it
+        k = k.float() - k.float().index_select(1, layout.slot_of_token(k.device)).mean(1, keepdim=True)
         q, k, v = (fake_quantize_tiles(x, size) for x in (q, k, v))
     q, k, v = (x.float().transpose(1, 2) for x in (q, k, v))          # [B, H, slots, D]
     key_valid = layout.key_valid(q.device)
