@@ -83,7 +83,9 @@ class FramePlan:
     def fit_rows(self, tokens_per_frame: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The rows the correction's fit reads in a block of ``tokens_per_frame`` tokens a frame (None where the
         plan does not correct): :func:`~.correction.fit_rows`, for :func:`restore`."""
-        return fit_rows(self.fit, self.frame_index, tokens_per_frame, self.form) if self.corrects else None
+        if not self.corrects:
+            return None
+        return fit_rows(self.fit, self.frame_index, tokens_per_frame, self.form.token_stride(len(self.fit), tokens_per_frame))
 
 
 def build_plan(frames: int, computed: tuple[int, ...], mode: str, device,
@@ -152,7 +154,7 @@ def restore(x: torch.Tensor, y_sub: torch.Tensor, layout: FrameLayout, plan: Fra
     if plan.corrects:
         x4, shape = x_frames.view(batch, layout.frames, T, -1), (batch, -1, T, x.shape[-1])
         maps = fit_maps(x4, y_frames.view(shape), plan.fit, plan.fit_weight, plan.frame_index, carry, plan.form, rows)
-        apply_maps(restored.view(shape), x4, maps, plan.corrected)
+        apply_maps(restored.view(shape), x4, maps, plan)
     restored = restored.view(batch, layout.frames * T, *x.shape[2:])
     if layout.prefix == 0 and layout.suffix == 0:
         return restored

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from ...fis_core import INTERPOLATIONS, PATTERNS
-from ..families import FAMILIES, model_tooltip, named
-from ..patching.fis import FisSettings, apply_fis, model_block_keys
 from ..calibration.profiles import profile_fingerprint
+from ..families import FAMILIES, model_tooltip, named
+from ..log import LOG
+from ..patching.fis import FisSettings, apply_fis, model_block_keys
 from .fis_widgets import AUTO, CUSTOM, PRESETS, PROFILE, resolve_settings
 
 
@@ -12,12 +13,33 @@ def settings_from_widgets(model, sparse_blocks: str, groups: int, pattern: str, 
                           anchor_frames: str, start_percent: float, end_percent: float,
                           quality: str = CUSTOM) -> FisSettings:
     """The settings for the widget values on ``model`` (:func:`~.fis_widgets.resolve_settings` on its family and
-    blocks); a ValueError names the widget and the valid form."""
+    blocks); a ValueError names the widget and the valid form. A value the ``quality`` preset replaces is said in
+    the log (:func:`say_replaced`)."""
+    say_replaced(quality, PRESETS.get(quality, {}), {"sparse_blocks": sparse_blocks, "groups": groups,
+                                                     "interpolation": interpolation, "start_percent": start_percent,
+                                                     "end_percent": end_percent})
     family, keys = model_block_keys(model)
     widgets = dict(quality=quality, sparse_blocks=sparse_blocks, groups=groups, pattern=pattern,
                    interpolation=interpolation, anchor_frames=anchor_frames, start_percent=start_percent,
                    end_percent=end_percent)
     return resolve_settings(widgets, family, len(keys))
+
+
+def say_replaced(quality: str, preset: dict, given: dict):
+    """One log line where a prompt sets a widget that the ``quality`` preset replaces to a value of its own (not the
+    widget's default, which every prompt carries): a prompt from a script or another front end, where nothing
+    switched ``quality`` to ``custom`` when the widget was set, would otherwise run without it unawares."""
+    defaults = FrameInterleavedSparsity.INPUT_TYPES()["required"]
+    replaced = [f"{name} {value!r} with {preset[name]!r}" for name, value in given.items()
+                if name in preset and not same_value(value, preset[name]) and not same_value(value, defaults[name][1]["default"])]
+    if replaced:
+        LOG.warning("FIS: quality '%s' replaces %s; set quality to 'custom' to use the prompt's value%s", quality,
+                    ", ".join(replaced), "s" if len(replaced) > 1 else "")
+
+
+def same_value(a, b) -> bool:
+    """Whether two widget values are the same setting (text compared as the node reads it)."""
+    return a.strip().lower() == b.strip().lower() if isinstance(a, str) and isinstance(b, str) else a == b
 
 
 PRESET_TOOLTIP = (
