@@ -32,6 +32,7 @@ EOF
 python3 bench/fps_kernel.py --check-only --out "$OUT/fps_check.json"
 python3 bench/attention.py --out "$OUT/attention.json"
 python3 bench/correction_cost.py --out "$OUT/correction_cost.json"
+python3 bench/run_memory.py --out "$OUT/run_memory.json"
 FAST=${FAST:-$(fastest_backend 2>/dev/null || echo sdpa)}; echo "fastest backend: $FAST"
 python3 bench/speed.py --attention "$FAST" --models wan14b --res 720p --settings default,fps75+G2 \
   --reps 2 --warmup 0 --out "$OUT/speed_wan14b_720p.json"
