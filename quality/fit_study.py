@@ -14,7 +14,10 @@ Two parts, both against dense at the same seed:
   restore and adds one mechanism: no sums over earlier steps; pairs at the skipped frames' real distances, taken
   from the block's previous step (the frames it computed there against the next step's neighbours, as restored);
   per-distance maps fitted on those pairs; the frame's own previous-step residual (what the correction missed on it
-  when it was last computed). Schedules measured with the product itself: G=3 on every block, the final step dense.
+  when it was last computed); with a dense first step, that step's exact pairs at the real distances. Then G=3 opened
+  by G=2 steps (a lab override of the runtime's schedule), with and without the opening's fit sums, and schedules of
+  the product as it is (G=3 on every block, the first or final step dense). ``--confirm`` measures the references and
+  what moved them on the 32 evaluation prompts and on 16 prompts no choice saw.
 
     python -m quality.fit_study                       # 8 prompts: docs/fit_study.json
     python -m quality.fit_study --confirm             # and the winners on the 32 prompts and 16 unseen ones
@@ -30,7 +33,7 @@ from fractions import Fraction
 
 import torch
 
-from . import host
+from . import host, scenes
 from .evaluate import DOCS, NOISE_SEED, Runner, Setting, dense_block_work, fidelity_cells, prompts
 from .model import FEW_STEPS
 
@@ -156,7 +159,9 @@ class Mechanism:
     carried: bool = True
     #: pairs at the skipped frames' real distances from the block's previous step join the pooled fit
     next_pairs: bool = False
-    #: each distance (1/3, 2/3 of the way) gets its own map, fitted on those pairs (needs them)
+    #: on a dense step (a preset's first step) each block adds the pairs of every group's skipped frames, exact
+    dense_pairs: bool = False
+    #: each distance (1/3, 2/3 of the way) gets its own map, fitted on the pairs at that distance (needs them)
     per_distance: bool = False
     #: a skipped frame adds what the correction missed on it when the block last computed it
     own_residual: bool = False
@@ -168,6 +173,12 @@ MECHANISMS = (
     Mechanism("+ pairs at the real distances (previous step)", next_pairs=True),
     Mechanism("+ per-distance maps (previous step's pairs)", next_pairs=True, per_distance=True),
     Mechanism("+ the frame's own previous-step residual", own_residual=True),
+)
+#: With a dense first step: what the dense step's exact pairs give the fit of the sparse steps after it.
+DENSE_STEP_MECHANISMS = (
+    Mechanism("today"),
+    Mechanism("+ the dense step's pairs", dense_pairs=True),
+    Mechanism("+ per-distance maps from the dense step", dense_pairs=True, per_distance=True),
 )
 
 
@@ -192,8 +203,8 @@ class StudyRestore:
         batch, frames, tokens, channels = x.shape[0], layout.frames, layout.tokens_per_frame, x.shape[-1]
         if layout.prefix or layout.suffix:
             raise ValueError("the study's restore handles a sequence of frames alone (Wan text-to-video)")
-        x4 = x.view(batch, frames, tokens, channels).float()
-        restored = restore_frames(x.view(batch, frames, -1), y_sub.view(batch, len(plan.computed), -1), plan.table,
+        x4 = x.reshape(batch, frames, tokens, channels).float()
+        restored = restore_frames(x.reshape(batch, frames, -1), y_sub.reshape(batch, len(plan.computed), -1), plan.table,
                                   plan.weight).view(batch, frames, tokens, channels).float()
         computed = plan.computed
         state = self.state.setdefault(carry[1], {"sums": {}, "residual": {}})
@@ -203,7 +214,7 @@ class StudyRestore:
         pooled = now if earlier is None or not mech.carried else (now[0] + earlier[0], now[1] + earlier[1])
         state["sums"]["pooled"] = pooled
         classes = {k: v for k, v in state["sums"].items() if k != "pooled"}
-        if mech.next_pairs and classes:
+        if (mech.next_pairs or mech.dense_pairs) and classes:
             pooled = tuple(pooled[i] + sum(v[i] for v in classes.values()) for i in (0, 1))
         maps = solve(pooled)
         skipped = [t for t in (between(f, computed, ends=True) for f in range(frames) if f not in computed) if t]
@@ -226,6 +237,25 @@ class StudyRestore:
         kept = len(state["residual"]) * tokens + 2 * c * sums
         self.kept_values = max(self.kept_values, kept * channels)
         return out.view(batch, frames * tokens, channels).to(x.dtype)
+
+    def dense_step(self, key, x, y, frames: int):
+        """A block ran dense (``x``, ``y`` [B, L, C]): with ``dense_pairs``, the exact pairs of every group's skipped
+        frames join its sums, by distance."""
+        if not self.mechanism.dense_pairs:
+            return
+        batch, channels = x.shape[0], x.shape[-1]
+        tokens = x.shape[1] // frames
+        x4 = x.reshape(batch, frames, tokens, channels).float()
+        u = y.reshape(batch, frames, tokens, channels).float() - x4
+        state = self.state.setdefault(key, {"sums": {}, "residual": {}})
+        triples = {t for g in range(self.groups) for t in (between(f, group(g, self.groups, frames))
+                                                             for f in range(frames) if f % self.groups != g) if t}
+        for d in {distance(t) for t in triples}:
+            chosen = sorted(t for t in triples if distance(t) == d)
+            new = pair_sums(x4, u, chosen, self.c)
+            old = state["sums"].get(d)
+            state["sums"][d] = new if old is None else (old[0] + new[0], old[1] + new[1])
+            self.extra_flops += batch * len(chosen) * tokens * (2 * 2 * channels * self.c + 2 * 6 * channels)
 
     def _keep_for_later(self, state, x4, u, computed, maps, frames):
         """What the next steps use: the previous step's pairs at the real distances (the computed frames against the
@@ -250,24 +280,98 @@ class StudyRestore:
                     self.extra_flops += batch * tokens * channels * (2 * c + 2 * 6)
 
 
-def measure_mechanism(runner: Runner, mechanism: Mechanism, widgets: dict) -> dict:
-    """``runner``'s measurement of FIS with ``widgets``, its restore replaced by a :class:`StudyRestore`."""
+@dataclass(frozen=True)
+class Candidate:
+    """One measured setting: FIS ``widgets`` (and study overrides), the product's restore or a :class:`Mechanism` on
+    today's, and optionally an opening: the first ``opening[1]`` steps at ``opening[0]`` groups (a lab override of the
+    runtime's schedule; ``fresh_sums``: the fit sums start afresh after it, to see what the opening's sums give)."""
+
+    name: str
+    widgets: dict
+    mechanism: Mechanism | None = None
+    opening: tuple[int, int] | None = None
+    fresh_sums: bool = False
+
+    @property
+    def groups(self) -> int:
+        return self.widgets.get("groups", 2)
+
+
+@contextmanager
+def _study_restore(runner: Runner, mechanism: Mechanism, groups: int):
+    """The patcher's restore replaced by a :class:`StudyRestore` (cleared with the product's fit sums) and, for its
+    dense-step pairs, every block's dense calls observed; yields the StudyRestore."""
     import comfyui_fis.nodes.patcher as patcher
     from comfyui_fis.fis_core import FitSums
-    study = StudyRestore(mechanism, widgets.get("groups", 2))
+    from comfyui_fis.nodes.call_state import FIS_CALL
+    study = StudyRestore(mechanism, groups)
     original_restore, original_clear = patcher.restore, FitSums.clear
+    blocks = runner.model.model.diffusion_model.blocks
+    full = dense_block_work(runner.model, 1)[1] // len(blocks)          # image tokens of one dense block call
 
     def clear(sums):
         original_clear(sums)
         study.clear()
+
+    def dense_step(args, kwargs, out, i):
+        x = kwargs.get("x", args[0] if args else None)
+        if FIS_CALL.value is None and x.shape[1] == full:             # FIS off for this call: the block ran dense
+            options = kwargs.get("transformer_options") or {}
+            study.dense_step((i, (tuple(options.get("cond_or_uncond") or ()), x.shape[0])), x, out, scenes.FRAMES)
     patcher.restore, FitSums.clear = study, clear
+    handles = [b.register_forward_hook(lambda m, a, k, o, i=i: dense_step(a, k, o, i), with_kwargs=True)
+               for i, b in enumerate(blocks)]
     try:
-        row = runner.measure(Setting(mechanism.name, "fis", widgets))
+        yield study
     finally:
         patcher.restore, FitSums.clear = original_restore, original_clear
-    dense_flops, _ = dense_block_work(runner.model, runner.steps)
-    row["compute_saved"] -= study.extra_flops / (len(runner.prompts) * dense_flops)
-    row["kept_values_per_block"] = study.kept_values
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def _opening(groups: int, steps: int, fresh_sums: bool):
+    """The runtime's schedule at ``groups`` for the first ``steps`` sampling steps (``fresh_sums``: its fit sums
+    cleared at the first step after)."""
+    from dataclasses import replace
+
+    from comfyui_fis.nodes.patcher import FisRuntime, schedule_position
+    original = FisRuntime.begin_call
+
+    def begin_call(self, base_model, x, sigma, c_concat, options, kwargs):
+        step, _, _ = schedule_position(options.get("sample_sigmas"), float(sigma.max()), base_model.model_sampling.sigma_max)
+        kept = self.schedule
+        if step < steps:
+            self.schedule = replace(kept, groups=groups)
+        elif step == steps and fresh_sums:
+            self.fit_sums.clear()
+        try:
+            return original(self, base_model, x, sigma, c_concat, options, kwargs)
+        finally:
+            self.schedule = kept
+    FisRuntime.begin_call = begin_call
+    try:
+        yield
+    finally:
+        FisRuntime.begin_call = original
+
+
+def measure(runner: Runner, candidate: Candidate) -> dict:
+    """``runner``'s measurement of ``candidate``, the mechanism's own FLOPs counted in the compute saved."""
+    from contextlib import ExitStack
+    with ExitStack() as stack:
+        study = None
+        if candidate.mechanism is not None:
+            study = stack.enter_context(_study_restore(runner, candidate.mechanism, candidate.groups))
+        if candidate.opening is not None:
+            stack.enter_context(_opening(*candidate.opening, candidate.fresh_sums))
+        row = runner.measure(Setting(candidate.name, "fis", candidate.widgets))
+    row["groups"] = candidate.groups
+    if study is not None:
+        dense_flops, _ = dense_block_work(runner.model, runner.steps)
+        row["compute_saved"] -= study.extra_flops / (len(runner.prompts) * dense_flops)
+        row["kept_values_per_block"] = study.kept_values
+        row["wan14b_kept_mb"] = wan14b_kept_mb(candidate.mechanism, candidate.groups)
     return row
 
 
@@ -275,51 +379,62 @@ def wan14b_kept_mb(mechanism: Mechanism, groups: int) -> float:
     """What ``mechanism`` keeps across steps at Wan-14B 720p (fp32 sums, model-dtype residuals of 2 bytes), in MB
     for all sparse blocks and one batch entry."""
     w = WAN14B
-    sums = 2 * w["dim"] * w["map"] * 4 * (int(mechanism.carried) + (groups - 1 if mechanism.next_pairs else 0))
+    classes = groups - 1 if mechanism.next_pairs or mechanism.dense_pairs else 0
+    sums = 2 * w["dim"] * w["map"] * 4 * (int(mechanism.carried) + classes)
     residual = w["frames"] * w["tokens"] * w["dim"] * 2 * (groups - 1) / groups if mechanism.own_residual else 0
     return w["blocks"] * (sums + residual) / 1e6
 
 
-#: Schedules measured with the product itself, at 8 prompts (names, FIS widgets and study overrides).
-SCHEDULES = (
-    ("G=2, auto blocks (balanced)", {}),
-    ("G=2, every block (fastest)", {"sparse_blocks": "all"}),
-    ("G=2, every block, the final step dense", {"sparse_blocks": "all", "dense_final_step": True}),
-    ("G=2, auto blocks, the final step dense", {"dense_final_step": True}),
-    ("G=3, auto blocks", {"groups": 3}),
-    ("G=3, every block", {"groups": 3, "sparse_blocks": "all"}),
-    ("G=3, every block, the final step dense", {"groups": 3, "sparse_blocks": "all", "dense_final_step": True}),
-    ("G=3, every block, the first step dense", {"groups": 3, "sparse_blocks": "all", "dense_first_step": True}),
+EVERY_BLOCK_G3 = {"groups": 3, "sparse_blocks": "all"}
+FIRST_DENSE = {"sparse_blocks": "all", "dense_first_step": True}
+#: The candidates at 8 prompts: every mechanism at G=2 and G=3 (auto blocks), what a dense first step's exact pairs
+#: give, G=3 opened by G=2 steps, and schedules of the product as it is.
+CANDIDATES = (
+    *(Candidate(m.name, {"groups": g}, m) for g in (2, 3) for m in MECHANISMS),
+    *(Candidate(f"every block, the first step dense: {m.name}", {**FIRST_DENSE, "groups": g}, m)
+      for g in (2, 3) for m in DENSE_STEP_MECHANISMS),
+    *(Candidate(f"faithful: {m.name}", {**FIRST_DENSE, "dense_final_step": True}, m) for m in DENSE_STEP_MECHANISMS[:2]),
+    Candidate("G=3 every block, its first step at G=2", EVERY_BLOCK_G3, opening=(2, 1)),
+    Candidate("G=3 every block, its first step at G=2, the fit sums afresh after it", EVERY_BLOCK_G3, opening=(2, 1),
+              fresh_sums=True),
+    Candidate("G=3 every block, its first two steps at G=2", EVERY_BLOCK_G3, opening=(2, 2)),
+    Candidate("G=3 auto blocks, its first step at G=2", {"groups": 3}, opening=(2, 1)),
+    Candidate("G=2, auto blocks (balanced)", {}),
+    Candidate("G=2, every block (fastest)", {"sparse_blocks": "all"}),
+    Candidate("G=2, every block, the final step dense", {"sparse_blocks": "all", "dense_final_step": True}),
+    Candidate("G=2, auto blocks, the final step dense", {"dense_final_step": True}),
+    Candidate("G=3, auto blocks", {"groups": 3}),
+    Candidate("G=3, every block", EVERY_BLOCK_G3),
+    Candidate("G=3, every block, the final step dense", {**EVERY_BLOCK_G3, "dense_final_step": True}),
+    Candidate("G=3, every block, the first step dense", {**EVERY_BLOCK_G3, "dense_first_step": True}),
 )
 
-
-def candidates(runner: Runner, log) -> list[dict]:
-    """Every mechanism at G=2 and G=3 (auto blocks), then the schedules."""
-    rows = []
-    for groups in (2, 3):
-        for mechanism in MECHANISMS:
-            row = measure_mechanism(runner, mechanism, {"groups": groups})
-            row.update(groups=groups, mechanism=mechanism.name, wan14b_kept_mb=wan14b_kept_mb(mechanism, groups))
-            rows.append(row)
-            log(f"G={groups} {mechanism.name}: {row['psnr']:.2f} dB, {100 * row['compute_saved']:.1f}% saved")
-    for name, widgets in SCHEDULES:
-        row = runner.measure(Setting(name, "fis", widgets))
-        row.update(groups=widgets.get("groups", 2), schedule=name)
-        rows.append(row)
-        log(f"{name}: {row['psnr']:.2f} dB, {100 * row['compute_saved']:.1f}% saved")
-    return rows
-
-
-#: What is confirmed on the 32 prompts and the unseen ones: today's presets' neighbours and the winners at 8 prompts.
+#: What is confirmed on the 32 evaluation prompts and the 16 unseen ones: the balanced and G=3 references and the
+#: candidates that moved them at 8 prompts.
 CONFIRM = (
-    ("G=2, auto blocks (balanced)", None, {}),
-    ("G=2, auto blocks, per-distance maps", MECHANISMS[3], {}),
-    ("G=2, every block, the final step dense", None, {"sparse_blocks": "all", "dense_final_step": True}),
-    ("G=3, auto blocks", None, {"groups": 3}),
-    ("G=3, auto blocks, per-distance maps", MECHANISMS[3], {"groups": 3}),
-    ("G=3, every block", None, {"groups": 3, "sparse_blocks": "all"}),
-    ("G=3, every block, per-distance maps", MECHANISMS[3], {"groups": 3, "sparse_blocks": "all"}),
+    Candidate("G=2, auto blocks (balanced)", {}),
+    Candidate("G=2, auto blocks, per-distance maps", {}, MECHANISMS[3]),
+    Candidate("G=2, auto blocks, the frame's own previous-step residual", {}, MECHANISMS[4]),
+    Candidate("G=2, every block, the final step dense", {"sparse_blocks": "all", "dense_final_step": True}),
+    Candidate("G=2, every block (fastest)", {"sparse_blocks": "all"}),
+    Candidate("G=3, auto blocks", {"groups": 3}),
+    Candidate("G=3, auto blocks, per-distance maps", {"groups": 3}, MECHANISMS[3]),
+    Candidate("G=3, every block", EVERY_BLOCK_G3),
+    Candidate("G=3, every block, per-distance maps", EVERY_BLOCK_G3, MECHANISMS[3]),
+    Candidate("G=3 every block, its first step at G=2", EVERY_BLOCK_G3, opening=(2, 1)),
+    Candidate("G=3 every block, its first two steps at G=2", EVERY_BLOCK_G3, opening=(2, 2)),
+    Candidate("G=3 every block, the first step dense, its exact pairs", {**EVERY_BLOCK_G3, "dense_first_step": True},
+              DENSE_STEP_MECHANISMS[1]),
 )
+
+
+def run_candidates(runner: Runner, chosen, log, label: str = "") -> list[dict]:
+    rows = []
+    for candidate in chosen:
+        rows.append(measure(runner, candidate))
+        log(f"{label}G={candidate.groups} {candidate.name}: {rows[-1]['psnr']:.2f} dB, "
+            f"{100 * rows[-1]['compute_saved']:.1f}% saved")
+    return rows
 
 
 def confirm(log) -> dict:
@@ -327,14 +442,7 @@ def confirm(log) -> dict:
     out = {}
     for label, count, seed in (("32 prompts", CONFIRM_PROMPTS, None), ("16 unseen prompts", UNSEEN_PROMPTS, UNSEEN_SEED)):
         runner = Runner(FEW_STEPS, prompts(count) if seed is None else prompts(count, seed))
-        rows = []
-        for name, mechanism, widgets in CONFIRM:
-            row = (runner.measure(Setting(name, "fis", widgets)) if mechanism is None
-                   else measure_mechanism(runner, mechanism, widgets))
-            row["name"] = name
-            rows.append(row)
-            log(f"{label}, {name}: {row['psnr']:.2f} dB, {100 * row['compute_saved']:.1f}% saved")
-        out[label] = rows
+        out[label] = run_candidates(runner, CONFIRM, log, f"{label}: ")
     return out
 
 
@@ -359,9 +467,9 @@ def table(result: dict) -> str:
         sets = list(result["confirm"])
         lines += ["", "| setting | " + " | ".join(f"{s}: saved, PSNR (dB)" for s in sets) + " |",
                   "| --- | " + " | ".join("---" for _ in sets) + " |"]
-        for i, (name, _, _) in enumerate(CONFIRM):
+        for i, candidate in enumerate(CONFIRM):
             cells = [result["confirm"][s][i] for s in sets]
-            lines.append(f"| {name} | " + " | ".join(f"{100 * r['compute_saved']:.1f}%, {r['psnr']:.1f}" for r in cells) + " |")
+            lines.append(f"| {candidate.name} | " + " | ".join(f"{100 * r['compute_saved']:.1f}%, {r['psnr']:.1f}" for r in cells) + " |")
     return "\n".join(lines)
 
 
@@ -376,9 +484,9 @@ def main(argv=None):
     runner = Runner(FEW_STEPS, prompts(args.prompts))
     sparse = host.resolved_settings(runner.model).sparse_blocks
     result = {"prompts": args.prompts, "steps": FEW_STEPS, "date": time.strftime("%Y-%m-%d"), "noise_seed": NOISE_SEED,
-              "fit_error": fit_errors(runner, sparse, frames=runner.dense[0].shape[2])}
+              "fit_error": fit_errors(runner, sparse, frames=scenes.FRAMES)}
     log("fit errors done")
-    result["candidates"] = [_slim(r) for r in candidates(runner, log)]
+    result["candidates"] = [_slim(r) for r in run_candidates(runner, CANDIDATES, log)]
     if args.confirm:
         result["confirm"] = {k: [_slim(r) for r in v] for k, v in confirm(log).items()}
     with open(args.out, "w") as f:
