@@ -16,8 +16,14 @@ even subsample of the fit frames' tokens: 32 samples per unknown of a 128-channe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+
+from . import correction_kernel
+
+if TYPE_CHECKING:
+    from .frames import FramePlan
 
 #: Ridge strength relative to the mean diagonal of ``dx^T dx``.
 RIDGE = 0.1
@@ -35,19 +41,28 @@ class CorrectionForm:
     map_channels: int = 128
     #: tokens per batch entry the fit reads, at most (an even subsample; 32 per unknown of a 128-channel map)
     fit_tokens: int = 4096
-    #: the dtype the fit's Gram and cross products read and write (the residuals before them, the sums and the
-    #: solve after them are fp32): bfloat16 runs the products on a GPU's bf16 tensor cores
-    fit_dtype: torch.dtype = torch.float32
+    #: the dtype of the fit's Gram and cross product operands (the residuals before them, the sums and the solve
+    #: after them are fp32): bfloat16 runs the products on a GPU's bf16 tensor cores (fp32 sums); None: bfloat16
+    #: where the fit runs fused (:mod:`.correction_kernel`), float32 on the torch path (the CPU)
+    fit_dtype: torch.dtype | None = None
 
     def __post_init__(self):
         if not all(isinstance(v, int) and v >= 1 for v in (self.map_channels, self.fit_tokens)):
             raise ValueError(f"correction form: map_channels and fit_tokens must be integers of at least 1; got {self}")
-        if self.fit_dtype not in (torch.float32, torch.bfloat16):
-            raise ValueError(f"correction form: fit_dtype must be torch.float32 or torch.bfloat16; got {self.fit_dtype}")
+        if self.fit_dtype not in (None, torch.float32, torch.bfloat16):
+            raise ValueError(f"correction form: fit_dtype must be None, torch.float32 or torch.bfloat16; got {self.fit_dtype}")
 
     def channels_per_map(self, channels: int) -> int:
         """The channels of one map for a block of ``channels`` channels."""
         return self.map_channels if channels % self.map_channels == 0 else channels
+
+    def token_stride(self, fit_frames: int, tokens_per_frame: int) -> int:
+        """The fit reads every this-many-th token of each fit frame: at most ``fit_tokens`` per batch entry."""
+        return max(1, -(-fit_frames * tokens_per_frame // self.fit_tokens))
+
+    def products_dtype(self, fused: bool) -> torch.dtype:
+        """The products' operand dtype on the fused path (``fused``) or the torch path."""
+        return self.fit_dtype or (torch.bfloat16 if fused else torch.float32)
 
 
 class FitSums:
@@ -83,20 +98,13 @@ def _per_map(rows: torch.Tensor, c: int, dtype: torch.dtype) -> torch.Tensor:
     return torch.empty(blocks.shape, dtype=dtype, device=rows.device).copy_(blocks)   # one copy, cast included
 
 
-def fit_maps(x: torch.Tensor, y: torch.Tensor, fit: torch.Tensor, fit_weight: torch.Tensor,
-             frame_index: torch.Tensor, carry: tuple[FitSums, object] | None = None,
-             form: CorrectionForm = CorrectionForm()) -> torch.Tensor:
-    """The maps A [B, n, c, c] (fp32; n maps of c channels) of one sparse block.
-
-    ``x`` [B, F, T, C] are the block's input frames, ``y`` [B, k, T, C] its output on the computed frames
-    (``frame_index`` [k] says which). ``fit`` [m, 3] holds per fit frame its position among the computed frames
-    and those of its low and high neighbours, ``fit_weight`` [m] the high neighbour's weight. Only the rows the
-    fit reads are gathered (one indexed copy each of x and y); the residuals are fp32, the products in ``form``'s
-    ``fit_dtype``. With ``carry`` (sums, key) the fit also takes the sums of the block's earlier calls under that key.
-    """
+def _fit_products(x: torch.Tensor, y: torch.Tensor, fit: torch.Tensor, fit_weight: torch.Tensor,
+                  frame_index: torch.Tensor, stride: int, c: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The torch path of :func:`.correction_kernel.fit_products`: only the rows the fit reads are gathered (one
+    indexed copy each of x and y); the residuals are fp32, the products' operands ``dtype``."""
     batch, frames, tokens, channels = x.shape
     m = fit.shape[0]
-    token_index = torch.arange(0, tokens, max(1, -(-m * tokens // form.fit_tokens)), device=x.device)
+    token_index = torch.arange(0, tokens, stride, device=x.device)
     x_rows = (frame_index[fit].view(m, 3, 1) * tokens + token_index).flatten()
     y_rows = (fit.view(m, 3, 1) * tokens + token_index).flatten()
     shape = (batch, m, 3, token_index.shape[0], channels)
@@ -104,10 +112,28 @@ def fit_maps(x: torch.Tensor, y: torch.Tensor, fit: torch.Tensor, fit_weight: to
     ys = y.reshape(batch, -1, channels).index_select(1, y_rows).view(shape).float()
     dx = _residual(xs, fit_weight)
     du = _residual(ys, fit_weight) - dx          # the residual of u = y - x
-    c = form.channels_per_map(channels)
-    dx, du = _per_map(dx, c, form.fit_dtype), _per_map(du, c, form.fit_dtype)
-    gram = (dx.mT @ dx).float()
-    cross = (dx.mT @ du).float()
+    dx, du = _per_map(dx, c, dtype), _per_map(du, c, dtype)
+    return (dx.mT @ dx).float(), (dx.mT @ du).float()
+
+
+def fit_maps(x: torch.Tensor, y: torch.Tensor, fit: torch.Tensor, fit_weight: torch.Tensor,
+             frame_index: torch.Tensor, carry: tuple[FitSums, object] | None = None,
+             form: CorrectionForm = CorrectionForm()) -> torch.Tensor:
+    """The maps A [B, n, c, c] (fp32; n maps of c channels) of one sparse block.
+
+    ``x`` [B, F, T, C] are the block's input frames, ``y`` [B, k, T, C] its output on the computed frames
+    (``frame_index`` [k] says which). ``fit`` [m, 3] holds per fit frame its position among the computed frames
+    and those of its low and high neighbours, ``fit_weight`` [m] the high neighbour's weight. The Gram and cross
+    products run fused where :func:`.correction_kernel.fused` says (one kernel), else in torch. With ``carry``
+    (sums, key) the fit also takes the sums of the block's earlier calls under that key.
+    """
+    tokens, channels = x.shape[2], x.shape[3]
+    c, stride = form.channels_per_map(channels), form.token_stride(fit.shape[0], tokens)
+    if correction_kernel.fused(x, c):
+        gram, cross = correction_kernel.fit_products(x, y, fit, fit_weight, frame_index, stride, c,
+                                                     form.products_dtype(True) == torch.bfloat16)
+    else:
+        gram, cross = _fit_products(x, y, fit, fit_weight, frame_index, stride, c, form.products_dtype(False))
     if carry is not None:
         gram, cross = carry[0].add(carry[1], gram, cross)
     diagonal = gram.diagonal(dim1=2, dim2=3)
@@ -138,18 +164,22 @@ def frame_runs(corrected: tuple, most: int) -> tuple[tuple[int, int, int, float,
     return tuple(tuple(run) for run in runs)
 
 
-def apply_maps(out: torch.Tensor, x: torch.Tensor, maps: torch.Tensor, corrected: tuple) -> torch.Tensor:
+def apply_maps(out: torch.Tensor, x: torch.Tensor, maps: torch.Tensor, plan: FramePlan) -> torch.Tensor:
     """Add ``(x_f - lerp(x_lo, x_hi, w)) A`` to each skipped frame f of ``out`` [B, F, T, C] (in place).
 
-    ``corrected`` holds ``(f, lo, hi, w)`` per skipped frame (Python numbers: frame views, no gathers and no
-    host-device syncs); ``x`` is the block's input [B, F, T, C], ``maps`` from :func:`fit_maps`. The residual and
-    its product run in the model's dtype (the correction is added to an output of that precision), on strided
-    views of up to :data:`APPLY_TOKENS` tokens of evenly spaced frames at a time (:func:`frame_runs`).
+    ``plan``'s ``corrected`` holds ``(f, lo, hi, w)`` per skipped frame; ``x`` is the block's input [B, F, T, C],
+    ``maps`` from :func:`fit_maps`. The residual's product runs in the model's dtype (the correction is added to
+    an output of that precision). Fused (:func:`.correction_kernel.fused`): one kernel over the plan's restore
+    table. Else in torch, Python numbers (frame views, no gathers and no host-device syncs): strided views of up
+    to :data:`APPLY_TOKENS` tokens of evenly spaced frames at a time (:func:`frame_runs`).
     """
     batch, _, tokens, channels = x.shape
     n, c = maps.shape[1], maps.shape[2]
+    if correction_kernel.fused(x, c):
+        correction_kernel.apply_maps(out, x, maps, plan.table, plan.weight)
+        return out
     maps = maps.to(x.dtype)
-    for frame, low, high, weight, stride, count in frame_runs(corrected, max(1, APPLY_TOKENS // tokens)):
+    for frame, low, high, weight, stride, count in frame_runs(plan.corrected, max(1, APPLY_TOKENS // tokens)):
         frames, lows, highs = (slice(f, f + stride * (count - 1) + 1, stride) for f in (frame, low, high))
         dx = x[:, frames] - torch.lerp(x[:, lows], x[:, highs], weight)                      # [B, count, T, C]
         correction = dx.view(batch, count * tokens, n, c).transpose(1, 2) @ maps            # [B, n, count*T, c]
@@ -163,8 +193,7 @@ def correction_flops(fit_frames: int, skipped_frames: int, tokens_per_frame: int
     cross products of the fit, the solves and the apply (see the module's docstring; a bf16 FLOP counts as one)."""
     c = form.channels_per_map(channels)
     n = channels // c
-    stride = max(1, -(-fit_frames * tokens_per_frame // form.fit_tokens))     # as fit_maps reads them
-    fit_tokens = fit_frames * -(-tokens_per_frame // stride)
+    fit_tokens = fit_frames * -(-tokens_per_frame // form.token_stride(fit_frames, tokens_per_frame))
     residuals = 2 * 3 * channels * (2 * fit_tokens + skipped_frames * tokens_per_frame)
     products = 2 * 2 * fit_tokens * channels * c
     solves = n * (c ** 3 / 3 + 2 * c ** 3)

@@ -77,11 +77,12 @@ def _restore_frames_torch(x, y, table, weight):
     return out
 
 
-def _use_triton(x: torch.Tensor) -> bool:
-    return triton is not None and (x.is_cuda or _interpreting())
+def use_triton(x: torch.Tensor) -> bool:
+    """Whether ``x``'s kernels run in Triton: on CUDA, or anywhere under Triton's interpreter (tests)."""
+    return triton is not None and (x.is_cuda or interpreting())
 
 
-def _interpreting() -> bool:
+def interpreting() -> bool:
     import os
     return os.environ.get("TRITON_INTERPRET") == "1"
 
@@ -96,7 +97,7 @@ def _register():
     def restore_frames(x: torch.Tensor, y: torch.Tensor, table: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         if x.stride(2) != 1 or y.stride(2) != 1:
             x, y = x.contiguous(), y.contiguous()
-        return (_restore_frames_triton if _use_triton(x) else _restore_frames_torch)(x, y, table, weight)
+        return (_restore_frames_triton if use_triton(x) else _restore_frames_torch)(x, y, table, weight)
 
     @restore_frames.register_fake
     def _(x, y, table, weight):

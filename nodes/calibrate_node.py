@@ -2,6 +2,8 @@
 :mod:`.calibration`)."""
 from __future__ import annotations
 
+from comfy_execution.utils import get_executing_context
+
 from .calibration import apply_calibration
 from .families import FAMILIES, model_tooltip
 
@@ -28,8 +30,10 @@ class FISCalibrate:
             "profile_name": ("STRING", {"default": "my_model", "tooltip":
                 "The profile to write (letters, digits, - and _), e.g. 'wan14b_720p'; an existing one is replaced. "
                 "Use it on the FIS node as sparse_blocks 'profile:NAME'. The run costs about 1.5 dense sampling "
-                "runs (each block runs again on half the frames; at most about two)."}),
+                "runs (each block runs again on half the frames; at most about two). A cancelled run keeps the earlier "
+                "profile of this name."}),
         }}
 
     def calibrate(self, model, profile_name):
-        return (apply_calibration(model, profile_name),)
+        context = get_executing_context()   # the progress bar goes on this node, not on the sampler's
+        return (apply_calibration(model, profile_name, context.node_id if context else None),)

@@ -12,6 +12,10 @@ interpolation is poor. The cost is one dense run plus each block again on half i
 (at most about two), and the memory of two more copies of a block's tokens (its inputs, which some blocks
 overwrite, and the sparse output). A block's error here does not run through the later blocks; how it grows there
 is not measured.
+
+It runs as a long ComfyUI job: a progress bar on the FIS Calibrate node (one tick per block and step), a check for the
+queue's cancel before every block it measures, and the profile written only when the run completes, renamed into
+place (:func:`.profiles.save_profile`), so that a cancelled run leaves the earlier profile of that name, or none.
 """
 from __future__ import annotations
 
@@ -47,10 +51,12 @@ class Calibration(SharedByClones):
     """The measurements of one calibrated model: per (step, block) the sum of its defects over the model calls
     (on the device, read once at the end of the run) and their count."""
 
-    def __init__(self, family: FamilyAdapter, num_blocks: int, name: str):
+    def __init__(self, family: FamilyAdapter, num_blocks: int, name: str, node_id: str | None = None):
         self.family = family
         self.num_blocks = num_blocks
         self.name = name
+        self.node_id = node_id
+        self.progress = None
         self.schedule = FisSchedule(tuple(range(num_blocks)), GROUPS)
         self.sums: dict[tuple[int, int], list] = {}
         self.fit_sums = FitSums()
@@ -58,8 +64,11 @@ class Calibration(SharedByClones):
 
     def measure(self, position: int, key: tuple[str, int], args: dict, y: torch.Tensor, block):
         """Add the defect of ``block`` (``key``, at ``position``), whose call with ``args`` gave ``y``: run it again as
-        FIS would (on its frame subset, the rest restored) and compare with ``y``."""
+        FIS would (on its frame subset, the rest restored) and compare with ``y``; stop here if the run was cancelled."""
+        import comfy.model_management  # here, not at import: importing it picks the device
         grid, step, schedule, shared = args["transformer_options"][CALL_OPTION]
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        self.progress.update_absolute(step * self.num_blocks + position + 1)
         x = args["img"]
         layout = self.family.image_layout(key, args, grid)
         if layout is None:
@@ -101,12 +110,14 @@ class Calibration(SharedByClones):
 
     # ComfyUI wrappers -------------------------------------------------------------------------------
 
-    def outer_sample_wrapper(self, executor, *args, **kwargs):
-        """One sampling run: measure it, then write the profile."""
+    def outer_sample_wrapper(self, executor, noise, latent_image, sampler, sigmas, *args, **kwargs):
+        """One sampling run: measure it, then write the profile (not if it was cancelled: that raises here)."""
         self.sums.clear()
         self.fit_sums.clear()
         self.anchors.clear()
-        result = executor(*args, **kwargs)
+        import comfy.utils  # here, not at import: it imports the device's memory management
+        self.progress = comfy.utils.ProgressBar((len(sigmas) - 1) * self.num_blocks, node_id=self.node_id)
+        result = executor(noise, latent_image, sampler, sigmas, *args, **kwargs)
         if not self.sums:
             LOG.warning("FIS Calibrate: the %s model never ran a block on more than one latent frame, so there was "
                         "nothing to measure; profile '%s' not written", self.family.name, self.name)
@@ -152,15 +163,16 @@ class CalibrationPatch(WrappingBlockPatch):
         return out
 
 
-def apply_calibration(model, name: str):
-    """A clone of ``model`` that measures its next sampling runs and writes profile ``name`` after each."""
+def apply_calibration(model, name: str, node_id: str | None = None):
+    """A clone of ``model`` that measures its next sampling runs and writes profile ``name`` after each, showing its
+    progress on node ``node_id`` (None: the node that runs the sampler)."""
     check_name(name, "profile_name")
     patched = model.clone()
     family, keys = model_block_keys(patched)
     if family is None:
         raise ValueError(f"model: {type(patched.get_model_object('diffusion_model')).__name__} is not a model FIS "
                          f"supports, so there is nothing to calibrate")
-    calibration = Calibration(family, len(keys), name)
+    calibration = Calibration(family, len(keys), name, node_id)
     replaced = patched.model_options["transformer_options"].get("patches_replace", {}).get("dit", {})
     for position, key in enumerate(keys):
         patched.set_model_patch_replace(CalibrationPatch(calibration, position, key, replaced.get(key)), "dit", *key)

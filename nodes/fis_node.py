@@ -1,12 +1,15 @@
 """The "Frame Interleaved Sparsity (FIS)" node: MODEL in, MODEL out."""
 from __future__ import annotations
 
+import logging
+
 from ..fis_core import INTERPOLATIONS, PATTERNS, check_choice, parse_block_list, parse_frame_list
 from ..fis_core.widget_text import parse_int, quoted
 from .families import FAMILIES, FamilyAdapter, model_tooltip, named
 from .patcher import FisSettings, apply_fis, model_block_keys
 from .profiles import least_defect_blocks, load_profile, profile_fingerprint
 
+LOG = logging.getLogger("ComfyUI-FIS")
 AUTO = "auto"
 ALL = "all"
 PROFILE = "profile:"
@@ -31,6 +34,8 @@ def settings_from_widgets(model, sparse_blocks: str, groups: int, pattern: str, 
     against, and ``auto`` and profiles give no blocks (a profile is checked against itself: its name, its file, K)."""
     check_choice("quality", quality, (*PRESETS, CUSTOM))
     preset = PRESETS.get(quality, {})
+    say_replaced(quality, preset, {"sparse_blocks": sparse_blocks, "groups": groups, "interpolation": interpolation,
+                                   "start_percent": start_percent, "end_percent": end_percent})
     sparse_blocks = preset.get("sparse_blocks", sparse_blocks)
     groups = preset.get("groups", groups)
     interpolation = preset.get("interpolation", interpolation)
@@ -51,6 +56,23 @@ def settings_from_widgets(model, sparse_blocks: str, groups: int, pattern: str, 
     return FisSettings(blocks, groups, pattern, interpolation, anchors, start_percent, end_percent,
                        dense_first_step=preset.get("dense_first_step", False),
                        dense_final_step=preset.get("dense_final_step", False))
+
+
+def say_replaced(quality: str, preset: dict, given: dict):
+    """One log line where a prompt sets a widget that the ``quality`` preset replaces to a value of its own (not the
+    widget's default, which every prompt carries): a prompt from a script or another front end, where nothing
+    switched ``quality`` to ``custom`` when the widget was set, would otherwise run without it unawares."""
+    defaults = FrameInterleavedSparsity.INPUT_TYPES()["required"]
+    replaced = [f"{name} {value!r} with {preset[name]!r}" for name, value in given.items()
+                if name in preset and not same_value(value, preset[name]) and not same_value(value, defaults[name][1]["default"])]
+    if replaced:
+        LOG.warning("FIS: quality '%s' replaces %s; set quality to 'custom' to use the prompt's value%s", quality,
+                    ", ".join(replaced), "s" if len(replaced) > 1 else "")
+
+
+def same_value(a, b) -> bool:
+    """Whether two widget values are the same setting (text compared as the node reads it)."""
+    return a.strip().lower() == b.strip().lower() if isinstance(a, str) and isinstance(b, str) else a == b
 
 
 def profile_blocks(spec: str, family: FamilyAdapter | None, num_blocks: int) -> tuple[int, ...]:

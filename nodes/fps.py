@@ -24,7 +24,6 @@ import math
 from typing import NamedTuple
 
 import comfy.patcher_extension
-from comfy.ldm.modules.attention import REGISTERED_ATTENTION_FUNCTIONS
 import torch
 
 from ..fis_core.fps import FpsSettings, fps_attention_op, in_ranges, triton_reason
@@ -72,6 +71,7 @@ class FpsOverride(SharedByClones):
         """The host's fastest installed attention of :data:`FASTER_DENSE_ATTENTIONS`, with its name, to run instead
         of FPS's dense kernel (None: FPS's kernel). An attention override underneath FPS is not taken for one: it
         may be anything (the lab's own SDPA override, say), so FPS keeps its kernel there."""
+        from comfy.ldm.modules.attention import REGISTERED_ATTENTION_FUNCTIONS   # here: importing it picks the device
         for name in FASTER_DENSE_ATTENTIONS:
             if name in REGISTERED_ATTENTION_FUNCTIONS:
                 return REGISTERED_ATTENTION_FUNCTIONS[name], name

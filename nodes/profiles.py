@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
 from pathlib import Path
 
@@ -51,9 +52,16 @@ def profile_fingerprint(name: str) -> str:
 
 
 def save_profile(name: str, profile: dict, widget: str = "profile_name") -> Path:
+    """Write profile ``name`` whole or not at all: into a temporary file beside it, renamed into place, so that a
+    failed write (a full disk, the process stopped) leaves the earlier profile, never part of one."""
     path = profile_path(name, widget)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(profile, indent=1, allow_nan=False))   # NaN is no JSON: the view could not read it
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(json.dumps(profile, indent=1, allow_nan=False))   # NaN is no JSON: the view could not read it
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
     return path
 
 

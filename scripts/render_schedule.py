@@ -1,4 +1,4 @@
-"""Render the FIS schedule picture as PNG (the README's docs/schedule.png by default).
+"""Render the FIS schedule picture as PNG (the README's and the FIS help page's web/docs/schedule.png by default).
 
     python scripts/render_schedule.py [--blocks 40 --frames 21 --sparse-blocks auto --groups 2 ...] [--out file.png]
 """
@@ -20,7 +20,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name, value in README_PICTURE.items():
         parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
-    parser.add_argument("--out", type=Path, default=PACK_ROOT / "docs" / "schedule.png")
+    parser.add_argument("--out", type=Path, default=PACK_ROOT / "web" / "docs" / "schedule.png")
     args = parser.parse_args(argv)
     spec = args.sparse_blocks.strip().lower()
     blocks = tuple(range(1, args.blocks - 1)) if spec == "auto" else parse_block_list(spec, args.blocks)

@@ -51,10 +51,12 @@ def test_correction_cost_benchmark_tiny_mode_times_each_form_and_writes_its_prof
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["tiny"] and report["device"] == "cpu"
-    assert [(r["fit_tokens"], r["fit_dtype"]) for r in report["rows"]] == [
-        (4096, "float32"), (256, "float32"), (4096, "bfloat16"), (256, "bfloat16")]
+    assert [(r["fit_tokens"], r["fit_dtype"], r["path"]) for r in report["rows"]] == [   # no fused path on the CPU
+        (4096, "float32", "before"), (256, "float32", "before"), (4096, "bfloat16", "before"), (256, "bfloat16", "before")]
     for row in report["rows"]:
         assert row["linear_ms"] > 0 and row["corrected_ms"] > 0 and row["fit_ms"] > 0   # CPU timings: no claims
+        assert row["launches"] > 0 and row["correction_ms"] == pytest.approx(row["corrected_ms"] - row["linear_ms"], abs=2e-3)
+    assert "| tiny | before | bfloat16, 256 tokens |" in result.stdout and "'after' left out" in result.stdout
     tables = out.with_suffix(".txt").read_text()
     assert tables.count("CPU operator calls") == 4 and "aten::linalg_cholesky_ex" in tables
 

@@ -210,3 +210,32 @@ def test_a_non_finite_defect_is_said_and_writes_no_profile(user_dir, caplog):
     assert path.read_text() == "earlier"
     assert "FIS Calibrate: the defect measured in blocks 3-5 is NaN or infinite" in caplog.text, caplog.text
     assert "profile 'bad_lora' not written" in caplog.text
+
+
+@contextmanager
+def file_size_limit(size: int):
+    """Writes past ``size`` bytes fail (EFBIG), as on a full disk, for a while in this process."""
+    import resource
+    import signal
+    earlier = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # fail the write instead of killing the process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, earlier[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, earlier)
+        signal.signal(signal.SIGXFSZ, handler)
+
+
+def test_a_failed_write_keeps_the_earlier_profile(user_dir):
+    """The profile is written whole or not at all: a write that fails part-way (here past a file size limit) leaves
+    the earlier profile as it was and no temporary file."""
+    from comfyui_fis.nodes.profiles import load_profile, save_profile
+    earlier = {"family": "wan", "blocks": 2, "steps": 1, "defect": [0.1, 0.2], "anchors": []}
+    path = save_profile("kept", earlier)
+    written = path.read_bytes()
+    larger = {**earlier, "steps": 400, "defect_by_step": [[0.123456789, 0.2]] * 400}
+    with file_size_limit(4096), pytest.raises(OSError, match="File too large"):
+        save_profile("kept", larger)
+    assert path.read_bytes() == written and load_profile("kept", "sparse_blocks") == earlier
+    assert sorted(p.name for p in path.parent.iterdir()) == ["kept.json"]

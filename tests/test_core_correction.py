@@ -156,6 +156,6 @@ def test_the_apply_in_strided_runs_equals_one_frame_at_a_time(monkeypatch, compu
     maps = torch.randn(2, CHANNELS // MAP_CHANNELS, MAP_CHANNELS, MAP_CHANNELS) / MAP_CHANNELS
     out = torch.randn_like(x)
     expected = one_frame_at_a_time(out.clone(), x, maps, plan.corrected)
-    torch.testing.assert_close(correction.apply_maps(out, x, maps, plan.corrected), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(correction.apply_maps(out, x, maps, plan), expected, rtol=1e-5, atol=1e-5)
     if frames_at_once > 1 and computed == (0, 2, 4, 6, 8):
         assert len(runs) == -(-4 // frames_at_once)          # G=2: the 4 skipped frames in ceil(4 / K) runs

@@ -163,7 +163,7 @@ for mode in ("linear", "nearest", "none"):
     x = torch.randn(2, 7, 3 * 1400)   # two 4096-element chunks per frame, the second one partial
     y = torch.randn(2, 3, 3 * 1400)
     expected = restore_kernel._restore_frames_torch(x, y, plan.table, plan.weight)
-    assert restore_kernel._use_triton(x)
+    assert restore_kernel.use_triton(x)
     torch.testing.assert_close(restore_kernel._restore_frames_triton(x, y, plan.table, plan.weight), expected)
 print("kernel ok")
 """

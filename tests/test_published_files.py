@@ -9,7 +9,7 @@ import pytest
 
 from host_path import PACK_ROOT
 
-NODE_PACK_FOLDERS = {"nodes", "fis_core", "web", "workflows"}
+NODE_PACK_FOLDERS = {"nodes", "fis_core", "web", "workflows", "subgraphs"}
 PROJECT_FILES = {"__init__.py", "README.md", "pyproject.toml", "requirements.txt"}
 LOAD_CHECK = """
 import importlib.util, sys

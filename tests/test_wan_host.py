@@ -246,6 +246,30 @@ def test_a_quality_preset_sets_its_widgets_and_leaves_the_others(wan, quality, b
     assert (settings.pattern, settings.anchors) == ("contiguous", (0,))     # not a preset's: the widgets'
 
 
+def test_a_prompt_value_a_preset_replaces_is_said_in_one_log_line(wan, caplog):
+    """A prompt in API format (a script, another front end) with quality 'balanced' and groups 1 runs G=2, and with
+    sparse_blocks '40-10' runs auto: one warning names each replaced widget, its value and the one used. The widgets'
+    defaults (which every prompt carries) and custom say nothing."""
+    from comfyui_fis.nodes.fis_node import settings_from_widgets
+    with caplog.at_level(logging.WARNING, logger="ComfyUI-FIS"):
+        settings = settings_from_widgets(wan, "40-10", 1, "interleave", "corrected", "auto", 0.0, 1.0, "balanced")
+    assert settings.groups == 2 and settings.sparse_blocks == (1, 2, 3, 4)
+    assert [r.getMessage() for r in caplog.records] == [
+        "FIS: quality 'balanced' replaces sparse_blocks '40-10' with 'auto', groups 1 with 2; set quality to 'custom' "
+        "to use the prompt's values"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ComfyUI-FIS"):
+        settings_from_widgets(wan, " AUTO ", 2, "contiguous", "corrected", "0", 0.0, 1.0, "balanced")
+        settings_from_widgets(wan, "auto", 2, "interleave", "corrected", "auto", 0.0, 1.0, "faithful")
+        settings_from_widgets(wan, "1-3", 3, "interleave", "linear", "auto", 0.2, 0.9, "custom")
+        settings_from_widgets(wan, "all", 2, "interleave", "corrected", "auto", 0.0, 1.0, "fastest")
+    assert caplog.records == []
+    with caplog.at_level(logging.WARNING, logger="ComfyUI-FIS"):
+        settings_from_widgets(wan, "auto", 2, "interleave", "linear", "auto", 0.0, 0.5, "fastest")
+    assert [r.getMessage() for r in caplog.records] == [
+        "FIS: quality 'fastest' replaces interpolation 'linear' with 'corrected', end_percent 0.5 with 1.0; set "
+        "quality to 'custom' to use the prompt's values"]
+
 def test_custom_uses_the_widgets_and_a_bad_preset_names_the_widget(wan):
     from comfyui_fis.nodes.fis_node import settings_from_widgets
     settings = settings_from_widgets(wan, "all", 3, "interleave", "linear", "auto", 0.0, 1.0, "custom")

@@ -2,7 +2,8 @@
 its custom_nodes, the front end of the comfyui-frontend-package it serves, and headless Chromium (Debian's
 ``chromium``) driven by Playwright. Saves tests/artifacts/schedule_view.png (the node) and schedule_page.png, schedule_profile_canvas.png /
 schedule_profile_vue.png (a calibration profile's blocks and defects drawn in the node), and compare_report_canvas.png
-/ compare_report_vue.png (FIS Compare's report after a run), in both node renderings.
+/ compare_report_vue.png (FIS Compare's report after a run), in both node renderings, and node_help.png (the FIS
+node's help page in the properties panel).
 
 Skips, saying why, when Chromium or Playwright is missing; ``FIS_REQUIRE_WEB_TOOLS=1`` (CI) makes that a failure.
 """
@@ -212,14 +213,102 @@ def test_the_template_browser_lists_and_opens_the_workflows(page, server):
     names = sorted(p.stem for p in WORKFLOWS)
     assert sorted(server.get_json("/workflow_templates")["ComfyUI-FIS"]) == names
     new_workflow(page)
-    page.evaluate("app.extensionManager.command.execute('Comfy.BrowseTemplates')")
-    page.get_by_text("ComfyUI-FIS", exact=True).first.click()
-    for name in names:
-        page.get_by_text(name, exact=True).first.wait_for()
+    thumbnails = {}
+    remember = lambda response: thumbnails.update({response.url.rsplit("/", 1)[-1]: response.status})  # noqa: E731
+    page.on("response", remember)
+    try:
+        page.evaluate("app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+        page.get_by_text("ComfyUI-FIS", exact=True).first.click()
+        for name in names:
+            page.get_by_text(name, exact=True).first.wait_for()
+        # each card shows its thumbnail, workflows/<name>.jpg (640 wide), as the front end asks for a pack's templates
+        page.wait_for_function("""(count) => [...document.querySelectorAll("img")].filter((img) =>
+          img.complete && img.naturalWidth === 640).length === count""", arg=len(names))
+    finally:
+        page.remove_listener("response", remember)
+    assert {name: thumbnails.get(f"{name}.jpg") for name in names} == {name: 200 for name in names}
     page.get_by_text("wan22_a14b_t2v_4step_fis", exact=True).first.click()
     page.wait_for_function("app.graph._nodes.filter((n) => n.type === 'FrameInterleavedSparsity').length === 2")
     assert page.locator(VIEW).count() == 2
 
+
+def test_the_fis_nodes_help_page_shows_in_the_properties_panel(page):
+    """Select the FIS node, open the properties panel's Info tab: the front end fetches web/docs/<NodeName>.md from
+    the server and shows it, the schedule picture loaded beside the text (without the page it shows the node's
+    description instead)."""
+    new_workflow(page)
+    page.evaluate("""() => {
+      const node = LiteGraph.createNode("FrameInterleavedSparsity");
+      node.pos = [300, 200];
+      app.graph.add(node);
+      app.canvas.selectNode(node);
+    }""")
+    page.get_by_role("button", name="Toggle properties panel").click()
+    try:
+        page.get_by_role("tab", name="Info").click()
+        help_page = page.locator(".node-help-content")
+        help_page.get_by_text("Where it goes").wait_for()
+        text = help_page.inner_text()
+        assert "Frame Interleaved Sparsity (FIS)" in text and "Load Diffusion Model" in text
+        for preset in ("balanced", "faithful", "fastest", "custom"):
+            assert preset in text
+        assert "28.6 dB" in text and "2.89x" in text     # the measured figures
+        page.wait_for_function("""() => { const img = document.querySelector('.node-help-content img');
+                                          return img && img.complete && img.naturalWidth > 0; }""")
+        assert page.evaluate("document.querySelector('.node-help-content img').src").endswith(
+            "/extensions/ComfyUI-FIS/docs/schedule.png")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "node_help.png")
+    finally:
+        page.get_by_role("button", name="Toggle properties panel").click()
+
+def test_a_connected_fis_node_converts_to_a_subgraph(page):
+    """Loader -> FIS -> ModelSamplingSD3, FIS and ModelSamplingSD3 converted to a subgraph (the front end configures a
+    copy of each node outside any graph, where the schedule view cannot follow the model link): one subgraph node
+    whose FIS still reads the model through the subgraph's input."""
+    new_workflow(page)
+    inside = page.evaluate("""(file) => {
+      const loader = LiteGraph.createNode("UNETLoader"), fis = LiteGraph.createNode("FrameInterleavedSparsity");
+      const sampling = LiteGraph.createNode("ModelSamplingSD3");
+      for (const node of [loader, fis, sampling]) app.graph.add(node);
+      loader.widgets.find((w) => w.name === "unet_name").value = file;
+      loader.connect(0, fis, 0);
+      fis.connect(0, sampling, 0);
+      const { node } = app.graph.convertToSubgraph(new Set([fis, sampling]));
+      return node.subgraph.nodes.map((n) => n.type).sort();
+    }""", TINY_MODEL)
+    assert inside == ["FrameInterleavedSparsity", "ModelSamplingSD3"]
+    prompt = page.evaluate("async () => (await app.graphToPrompt()).output")
+    fis = next(node for node in prompt.values() if node["class_type"] == "FrameInterleavedSparsity")
+    assert prompt[fis["inputs"]["model"][0]]["class_type"] == "UNETLoader"
+
+def test_the_wan22_blueprint_is_one_node_from_the_search_box(page, server):
+    """subgraphs/*.json, which the host serves as this pack's subgraph blueprints: the search box finds the
+    two-expert Wan 2.2 A14B sampler, and Enter adds it as one node whose subgraph has FIS on each expert."""
+    name = "Wan 2.2 A14B 4-step sampler (FIS)"
+    listed = server.get_json("/global_subgraphs").values()
+    assert [e["name"] for e in listed if e["info"]["node_pack"] == "custom_nodes.ComfyUI-FIS"] == [name]
+    new_workflow(page)
+    for _ in range(5):  # the first double-click can land before the canvas listens
+        page.mouse.dblclick(520, 160)
+        try:
+            page.wait_for_function("document.activeElement?.tagName === 'INPUT'", timeout=3000)
+            break
+        except Exception:
+            continue
+    page.keyboard.type("4-step sampler (FIS)", delay=20)
+    page.get_by_text(name).first.wait_for()
+    page.keyboard.press("Enter")
+    page.wait_for_function("app.graph._nodes.length === 1 && app.graph._nodes[0].subgraph")
+    node = page.evaluate("""() => { const node = app.graph._nodes[0];
+      return { inputs: node.inputs.map((i) => i.label ?? i.name), outputs: node.outputs.map((o) => o.label ?? o.name),
+               inside: node.subgraph.nodes.map((n) => n.type).sort(),
+               fis: node.subgraph.nodes.filter((n) => n.type === "FrameInterleavedSparsity").map((n) => n.title) }; }""")
+    assert node["inputs"] == ["high_noise_model", "low_noise_model", "positive", "negative", "latent_image"]
+    assert node["outputs"] == ["latent"]
+    assert node["inside"] == ["FrameInterleavedSparsity"] * 2 + ["KSamplerAdvanced"] * 2 + ["ModelSamplingSD3"] * 2
+    assert sorted(node["fis"]) == ["FIS (high-noise expert)", "FIS (low-noise expert)"]
+    assert not [e for e in page.errors if "fis" in str(e).lower()]
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
 def test_the_front_end_reads_each_workflow_as_the_tests_do(page, server, path):

@@ -52,6 +52,29 @@ def test_every_widget_has_a_tooltip_and_every_node_a_description(host):
                 assert len(spec[1].get("tooltip", "")) > 10, f"{name}.{input_name} has no tooltip"
 
 
+def is_widget(spec) -> bool:
+    """Whether an input of INPUT_TYPES is a widget (a choice or a value), not a link."""
+    return isinstance(spec[0], list) or spec[0] in ("STRING", "INT", "FLOAT", "BOOLEAN")
+
+
+def test_every_node_has_a_help_page(host):
+    """web/docs/<NodeName>.md, the page the front end shows in its node library and properties panel: titled with the
+    node's display name, naming every widget, and every picture it shows is there beside it."""
+    from comfyui_fis.nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+    docs = PACK_ROOT / "web" / "docs"
+    assert {p.stem for p in docs.glob("*.md")} == set(NODE_CLASS_MAPPINGS)
+    for name, cls in NODE_CLASS_MAPPINGS.items():
+        page = (docs / f"{name}.md").read_text()
+        assert page.splitlines()[0] == f"# {NODE_DISPLAY_NAME_MAPPINGS[name]}"
+        assert "## Where it goes" in page
+        for section in cls.INPUT_TYPES().values():
+            for widget in (name for name, spec in section.items() if is_widget(spec)):
+                assert f"`{widget}`" in page or f"**{widget}**" in page, f"{name}'s help page does not name {widget}"
+        pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", page)
+        assert all((docs / picture).is_file() for picture in pictures), pictures
+    assert {p.name for p in docs.glob("*.png")} == {picture for page in docs.glob("*.md")
+                                                   for picture in re.findall(r"\]\(([^)]+\.png)\)", page.read_text())}
+
 def test_one_log_line_per_sampling_run(host, caplog):
     from comfyui_fis.nodes import FrameInterleavedSparsity
     from tiny_models import sample, text, tiny_wan

@@ -54,13 +54,13 @@ def test_png_cells_show_the_schedule(tmp_path, pattern, anchors):
 
 
 def test_readme_picture_is_the_documented_schedule(tmp_path):
-    """docs/schedule.png, made by scripts/render_schedule.py, shows sparse_blocks=1-8, groups=2, anchor 0 on
+    """web/docs/schedule.png, made by scripts/render_schedule.py, shows sparse_blocks=1-8, groups=2, anchor 0 on
     10 blocks x 9 frames, as the README says (re-run the script if the picture's layout changed)."""
     spec = importlib.util.spec_from_file_location("render_schedule", PACK_ROOT / "scripts" / "render_schedule.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     geometry = script.main(["--out", str(tmp_path / "r.png")])
     schedule = FisSchedule(tuple(range(1, 9)), 2, anchors=(0,))
-    committed = PACK_ROOT / "docs" / "schedule.png"
+    committed = PACK_ROOT / "web" / "docs" / "schedule.png"
     assert Image.open(committed).size == Image.open(tmp_path / "r.png").size
     assert cell_colors(committed, geometry, 10, 9) == schedule_cells(schedule, 10, 9)

@@ -51,7 +51,8 @@ function upstreamModelFile(node) {
       if (widget) return { folder: LOADER_WIDGETS[widget.name], name: String(widget.value) };
     }
     const slot = current.inputs?.findIndex((i) => i.type === "MODEL" || (current !== node && i.type === "*")) ?? -1;
-    current = slot >= 0 ? current.getInputNode(slot) : null;
+    // a node outside any graph (the copy the front end configures while it makes a subgraph) has no links to follow
+    current = slot >= 0 && current.graph ? current.getInputNode(slot) : null;
   }
   return null;
 }
