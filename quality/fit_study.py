@@ -197,7 +197,7 @@ class StudyRestore:
     def clear(self):
         self.state = {}
 
-    def __call__(self, x, y_sub, layout, plan, carry):
+    def __call__(self, x, y_sub, layout, plan, carry, rows=None):
         from comfyui_fis.fis_core.restore_kernel import restore_frames
         mech, c = self.mechanism, self.c
         batch, frames, tokens, channels = x.shape[0], layout.frames, layout.tokens_per_frame, x.shape[-1]
@@ -301,9 +301,9 @@ class Candidate:
 def _study_restore(runner: Runner, mechanism: Mechanism, groups: int):
     """The patcher's restore replaced by a :class:`StudyRestore` (cleared with the product's fit sums) and, for its
     dense-step pairs, every block's dense calls observed; yields the StudyRestore."""
-    import comfyui_fis.nodes.patcher as patcher
+    import comfyui_fis.nodes.patching.fis as patcher
     from comfyui_fis.fis_core import FitSums
-    from comfyui_fis.nodes.call_state import FIS_CALL
+    from comfyui_fis.nodes.patching.call_state import FIS_CALL
     study = StudyRestore(mechanism, groups)
     original_restore, original_clear = patcher.restore, FitSums.clear
     blocks = runner.model.model.diffusion_model.blocks
@@ -335,7 +335,7 @@ def _opening(groups: int, steps: int, fresh_sums: bool):
     cleared at the first step after)."""
     from dataclasses import replace
 
-    from comfyui_fis.nodes.patcher import FisRuntime, schedule_position
+    from comfyui_fis.nodes.patching.fis import FisRuntime, schedule_position
     original = FisRuntime.begin_call
 
     def begin_call(self, base_model, x, sigma, c_concat, options, kwargs):
@@ -344,7 +344,7 @@ def _opening(groups: int, steps: int, fresh_sums: bool):
         if step < steps:
             self.schedule = replace(kept, groups=groups)
         elif step == steps and fresh_sums:
-            self.fit_sums.clear()
+            self.run.fit_sums.clear()
         try:
             return original(self, base_model, x, sigma, c_concat, options, kwargs)
         finally:
