@@ -1,6 +1,6 @@
 """Set up this Python for the pack's tests: pytest, the requirements of the ComfyUI host that the tests will use
 (found as the tests find it: $COMFYUI_PATH, the ComfyUI this pack sits in, ~/ComfyUI), the ``gguf`` package where
-the host has the ComfyUI-GGUF pack, and the tools of the browser test: Playwright (PyPI) and Chromium (the Debian
+the host has the ComfyUI-GGUF pack, ``ray`` where it has Raylight, and the tools of the browser test: Playwright (PyPI) and Chromium (the Debian
 package chromium, installed as root).
 
 It installs packages only; it never downloads or installs ComfyUI itself, nor Playwright's own browsers. Where
@@ -21,7 +21,7 @@ SYSTEM_PACKAGES = {"chromium": "chromium"}
 #: Python modules of the browser test -> the PyPI package.
 BROWSER_TEST_PACKAGES = {"playwright": "playwright"}
 #: Node packs in the host's custom_nodes that composition tests load -> the Python modules they need.
-COMPOSITION_PACKS = {"ComfyUI-GGUF": {"gguf": "gguf"}}
+COMPOSITION_PACKS = {"ComfyUI-GGUF": {"gguf": "gguf"}, "raylight": {"ray": "ray"}}
 
 
 def run(command: list[str], **kwargs):
