@@ -80,3 +80,10 @@ def test_custom_runs_its_own_widgets_and_the_previous_release_s_flat_names(node,
             (0.2, 0.9, "contiguous", (0,))
     with pytest.raises(ValueError, match="sparse_blocks: range .40-10. runs backwards"):
         run_prompt_inputs(node, {**base, "quality.sparse_blocks": "40-10"})
+
+
+def test_an_unknown_preset_names_the_widget(node, wan):
+    """The host does not check a DynamicCombo's choice against its options (tried: validate_prompt passes it); the
+    node does, at once."""
+    with pytest.raises(ValueError, match="quality: 'best' is unknown; choose one of balanced, faithful, fastest, custom"):
+        run_prompt_inputs(node, {"model": wan, "quality": "best", "pattern": "interleave", "anchor_frames": "auto"})
