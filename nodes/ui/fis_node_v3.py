@@ -34,6 +34,12 @@ def v3_input(io, name: str, spec: tuple, optional: bool = False):
     return {"STRING": io.String.Input, "INT": io.Int.Input, "FLOAT": io.Float.Input}[kind](name, **common, **bounds)
 
 
+def chosen(quality) -> dict:
+    """``quality`` as the host hands it: the chosen option's values by name with the choice as ``quality``, or, for a
+    choice that is none of its options (the host does not check it), the bare choice."""
+    return quality if isinstance(quality, dict) else {"quality": quality}
+
+
 def build_node_class():
     """The V3 node class (built on call: the host's ``comfy_api`` is imported only where it has one)."""
     from comfy_api.latest import io
@@ -58,11 +64,12 @@ def build_node_class():
 
         @classmethod
         def fingerprint_inputs(cls, quality=None, **_):
-            quality = quality or {}
-            return profile_change_key(quality.get("quality", ""), quality.get("sparse_blocks", ""))
+            quality = chosen(quality)
+            return profile_change_key(quality["quality"], quality.get("sparse_blocks") or "")
 
         @classmethod
         def execute(cls, model, quality, pattern, anchor_frames, **given):
+            quality = chosen(quality)
             choice = quality["quality"]
             values = {name: specs[name][1]["default"] for name in PRESET_WIDGETS}
             values.update({name: given[key] for name in PRESET_WIDGETS for key in (name, f"quality.{name}")
