@@ -125,3 +125,27 @@ def test_correction_forms_are_costed_at_wan14b_as_they_would_run_there():
     assert 0.08 < full < 0.12
     assert eighth < shipped_all < 0.005
     assert [there.get("fit_tokens") for name, _, there in forms(256) if "1/8" in name] == [4050, 4050]
+
+
+def test_the_fit_study_restore_is_the_products_corrected_restore_with_nothing_added():
+    """Each candidate of ``quality.fit_study`` is today's corrected restore plus one mechanism, so its stand-in with
+    no mechanism must give the product's restore, its sums over earlier calls included (two calls of one block); a
+    mechanism changes the skipped frames only, and it keeps what it says it keeps."""
+    from comfyui_fis.fis_core import FitSums, FrameLayout, build_plan, restore
+    from comfyui_fis.quality.fit_study import MECHANISMS, StudyRestore, wan14b_kept_mb
+    generator = torch.Generator().manual_seed(0)
+    frames, tokens, channels = 9, 6, 256
+    layout = FrameLayout(0, frames, tokens)
+    today, study, sums = StudyRestore(MECHANISMS[0], groups=2), StudyRestore(MECHANISMS[3], groups=2), FitSums()
+    for computed in ((0, 2, 4, 6, 8), (1, 3, 5, 7)):
+        plan = build_plan(frames, computed, "corrected", "cpu")
+        x = torch.randn(1, frames * tokens, channels, generator=generator, dtype=torch.float64).float()
+        y_sub = torch.randn(1, len(computed) * tokens, channels, generator=generator, dtype=torch.float64).float()
+        product = restore(x, y_sub, layout, plan, (sums, "key"))
+        torch.testing.assert_close(today(x, y_sub, layout, plan, (None, "key")), product, rtol=1e-4, atol=1e-4)
+        other = study(x, y_sub, layout, plan, (None, "key")).view(1, frames, tokens, channels)
+        for frame in computed:
+            assert torch.equal(other[0, frame], product.view(1, frames, tokens, channels)[0, frame])
+    assert not torch.allclose(other, product.view_as(other))          # the second call used the first call's pairs
+    assert today.kept_values == 2 * 128 * channels                    # the carried Gram and cross sums
+    assert 190 < wan14b_kept_mb(MECHANISMS[0], 2) < 210                # "about 200 MB for 38 sparse blocks" (README)
