@@ -34,10 +34,17 @@ def v3_input(io, name: str, spec: tuple, optional: bool = False):
     return {"STRING": io.String.Input, "INT": io.Int.Input, "FLOAT": io.Float.Input}[kind](name, **common, **bounds)
 
 
-def chosen(quality) -> dict:
-    """``quality`` as the host hands it: the chosen option's values by name with the choice as ``quality``, or, for a
-    choice that is none of its options (the host does not check it), the bare choice."""
-    return quality if isinstance(quality, dict) else {"quality": quality}
+def chosen_values(quality, given: dict) -> tuple[str, dict]:
+    """The choice and the value of each widget a preset sets, from ``quality`` as the host hands it (the chosen
+    option's values by name with the choice as ``quality``; the bare choice where it is none of the options, which the
+    host does not check) and the prompt's other inputs ``given``: the option's own value, else the prompt's under the
+    flat name or another option's (``quality.NAME``), else the widget's default."""
+    quality = quality if isinstance(quality, dict) else {"quality": quality}
+    specs = widget_specs()
+    values = {name: specs[name][1]["default"] for name in PRESET_WIDGETS}
+    values.update({name: given[key] for name in PRESET_WIDGETS for key in (name, f"quality.{name}") if key in given})
+    values.update({name: quality[name] for name in PRESET_WIDGETS if quality.get(name) is not None})
+    return quality["quality"], values
 
 
 def build_node_class():
@@ -63,18 +70,13 @@ def build_node_class():
                 accept_all_inputs=True)
 
         @classmethod
-        def fingerprint_inputs(cls, quality=None, **_):
-            quality = chosen(quality)
-            return profile_change_key(quality["quality"], quality.get("sparse_blocks") or "")
+        def fingerprint_inputs(cls, quality=None, **given):
+            choice, values = chosen_values(quality, given)
+            return profile_change_key(choice, values["sparse_blocks"])
 
         @classmethod
         def execute(cls, model, quality, pattern, anchor_frames, **given):
-            quality = chosen(quality)
-            choice = quality["quality"]
-            values = {name: specs[name][1]["default"] for name in PRESET_WIDGETS}
-            values.update({name: given[key] for name in PRESET_WIDGETS for key in (name, f"quality.{name}")
-                           if key in given})
-            values.update({name: quality[name] for name in PRESET_WIDGETS if quality.get(name) is not None})
+            choice, values = chosen_values(quality, given)
             settings = settings_from_widgets(model, values["sparse_blocks"], values["groups"], pattern,
                                              values["interpolation"], anchor_frames, values["start_percent"],
                                              values["end_percent"], choice)
