@@ -2,11 +2,14 @@
 from .ui.calibrate_node import FISCalibrate
 from .ui.compare_node import FISCompare
 from .ui.fis_node import FrameInterleavedSparsity
+from .ui.fis_node_v3 import build_node_class, dynamic_combo_available
 from .ui.fps_node import FPSAttention
 from .ui.raylight_nodes import FPSAttentionRaylight, FrameInterleavedSparsityRaylight
 from .ui.timer_node import FISTimer
 
-NODE_CLASS_MAPPINGS = {"FrameInterleavedSparsity": FrameInterleavedSparsity, "FPSAttention": FPSAttention,
+#: The FIS node in the host's V3 schema (quality a DynamicCombo) where the host has one, else the V1 node.
+FIS_NODE = build_node_class() if dynamic_combo_available() else FrameInterleavedSparsity
+NODE_CLASS_MAPPINGS = {"FrameInterleavedSparsity": FIS_NODE, "FPSAttention": FPSAttention,
                        "FISTimer": FISTimer, "FISCompare": FISCompare, "FISCalibrate": FISCalibrate,
                        "FrameInterleavedSparsityRaylight": FrameInterleavedSparsityRaylight,
                        "FPSAttentionRaylight": FPSAttentionRaylight}

@@ -14,7 +14,7 @@ import sys
 import tempfile
 
 from host_path import PACK_ROOT, find_comfyui
-from workflow_api import extra_values, socket_inputs, widget_inputs
+from workflow_api import extra_values, option_widgets, socket_inputs, widget_inputs
 
 HF = "https://huggingface.co"
 WAN22 = f"{HF}/Comfy-Org/Wan_2.2_ComfyUI_Repackaged/resolve/main/split_files"
@@ -54,8 +54,9 @@ def model_url(name: str) -> str:
 
 NEGATIVE = ("blurry, low quality, worst quality, static, still frame, overexposed, washed out, jpeg artifacts, deformed, "
             "extra fingers, bad hands, bad face, watermark, subtitles, text")
-FIS_DEFAULTS = {"quality": "balanced", "sparse_blocks": "auto", "groups": 2, "pattern": "interleave",
-                "interpolation": "corrected", "anchor_frames": "auto", "start_percent": 0.0, "end_percent": 1.0}
+FIS_DEFAULTS = {"quality": "balanced", "pattern": "interleave", "anchor_frames": "auto"}
+#: The FIS node's property that names the layout of its saved widget values (web/fis_view.js, LAYOUT_PROPERTY).
+FIS_LAYOUT = ("fis_widgets", 2)
 FPS_DEFAULTS = {"precision": "fp8", "tile": "auto", "sparsity": 0.0, "pattern": "window", "dense_steps": "40-60"}
 #: Loader widgets that name a model file.
 FILE_WIDGETS = ("unet_name", "lora_name", "clip_name", "clip_name1", "clip_name2", "vae_name")
@@ -86,9 +87,12 @@ class Workflow:
         definition = self.definitions[kind]
         widgets = dict(widgets or {})
         values, files = [], []
-        for name, spec in widget_inputs(definition):
+        pending = widget_inputs(definition)
+        while pending:
+            name, spec = pending.pop(0)
             value = widgets.pop(name) if name in widgets else default_value(spec)
             values.append(value)
+            pending[:0] = option_widgets(name, spec, value)
             if extra_values(spec):
                 values.append(control if spec[1].get("control_after_generate") else "image")
             if name in FILE_WIDGETS:
@@ -151,7 +155,9 @@ class Workflow:
 
 
 def fis(w: Workflow, pos, model, title="Frame Interleaved Sparsity (FIS)"):
-    return w.node("FrameInterleavedSparsity", pos, FIS_DEFAULTS, title=title, size=(420, 640), model=model)
+    node = w.node("FrameInterleavedSparsity", pos, FIS_DEFAULTS, title=title, size=(420, 640), model=model)
+    node["properties"][FIS_LAYOUT[0]] = FIS_LAYOUT[1]
+    return node
 
 
 def text_encoders(w: Workflow, clip, prompt: str, y=700):

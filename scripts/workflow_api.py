@@ -8,6 +8,8 @@ upload button after a file list) skipped, front-end-only nodes (notes) left out.
 from __future__ import annotations
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+#: A V3 combo whose chosen option adds its own widgets (named ``combo.widget``) right after it.
+DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"
 #: Nodes that exist only in the front end.
 VIRTUAL_NODES = {"Note", "MarkdownNote"}
 #: Input options that add a widget after the input's own, saved in widgets_values but not sent to the server.
@@ -37,7 +39,7 @@ def node_definitions() -> dict:
 def is_widget(spec) -> bool:
     kind = spec[0]
     options = spec[1] if len(spec) > 1 else {}
-    return (isinstance(kind, list) or kind in WIDGET_TYPES) and not options.get("forceInput")
+    return (isinstance(kind, list) or kind in WIDGET_TYPES or kind == DYNAMIC_COMBO) and not options.get("forceInput")
 
 
 def widget_inputs(definition: dict) -> list[tuple[str, list]]:
@@ -54,6 +56,18 @@ def socket_inputs(definition: dict) -> list[tuple[str, str]]:
     order = definition.get("input_order") or {k: list(v) for k, v in inputs.items()}
     return [(name, inputs[section][name][0]) for section in ("required", "optional")
             for name in order.get(section, []) if not is_widget(inputs[section][name])]
+
+
+def option_widgets(name: str, spec, value) -> list[tuple[str, list]]:
+    """(name, spec) of the widgets a DynamicCombo ``name`` adds for its chosen ``value`` (none for another kind)."""
+    if spec[0] != DYNAMIC_COMBO:
+        return []
+    option = next((o for o in spec[1]["options"] if o["key"] == value), None)
+    if option is None:
+        raise ValueError(f"{name}: {value!r} is not one of its options")
+    inputs = option["inputs"]
+    return [(f"{name}.{key}", inputs[section][key]) for section in ("required", "optional")
+            for key in inputs.get(section, {}) if is_widget(inputs[section][key])]
 
 
 def extra_values(spec) -> int:
@@ -77,13 +91,16 @@ def to_api(workflow: dict, definitions: dict) -> dict:
         linked = {i["name"]: links[i["link"]] for i in node.get("inputs", []) if i.get("link") is not None}
         values = list(node.get("widgets_values", []))
         inputs = {}
-        for name, spec in widget_inputs(definition):
+        pending = widget_inputs(definition)
+        while pending:
+            name, spec = pending.pop(0)
             if not values:
                 raise ValueError(f"node {node['id']} ({node['type']}): no widget value for {name}")
             value = values.pop(0)
             del values[:extra_values(spec)]
             if name not in linked:
                 inputs[name] = value
+            pending[:0] = option_widgets(name, spec, value)
         if values:
             raise ValueError(f"node {node['id']} ({node['type']}): {len(values)} widget values too many: {values}")
         for name, link in linked.items():

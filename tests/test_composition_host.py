@@ -143,10 +143,15 @@ def test_comfyui_loads_the_pack_as_a_custom_node(host):
     assert asyncio.run(nodes.load_custom_node(str(PACK_ROOT)))
     assert "FrameInterleavedSparsity" in nodes.NODE_CLASS_MAPPINGS
     assert nodes.NODE_DISPLAY_NAME_MAPPINGS["FrameInterleavedSparsity"] == "Frame Interleaved Sparsity (FIS)"
+    from comfyui_fis.nodes.ui.fis_node_v3 import dynamic_combo_available
     node_class = nodes.NODE_CLASS_MAPPINGS["FrameInterleavedSparsity"]
     inputs = node_class.INPUT_TYPES()["required"]
-    assert list(inputs) == ["model", "quality", "sparse_blocks", "groups", "pattern", "interpolation", "anchor_frames",
-                            "start_percent", "end_percent"]
+    if dynamic_combo_available():    # the V3 node: the widgets a preset sets live in quality's custom option
+        custom = next(o for o in inputs["quality"][1]["options"] if o["key"] == "custom")["inputs"]["optional"]
+        assert list(inputs) == ["model", "quality", "pattern", "anchor_frames"]
+        inputs = {**inputs, **custom}
+    assert sorted(inputs) == sorted(["model", "quality", "sparse_blocks", "groups", "pattern", "interpolation",
+                                     "anchor_frames", "start_percent", "end_percent"])
     assert all("tooltip" in options for _, options in inputs.values())
 
 

@@ -31,6 +31,8 @@ VIEW = ".fis-schedule-view"
 #: A calibration profile of the tiny Wan (6 blocks) in the server's user directory, and the blocks of least defect.
 PROFILE = {"family": "wan", "blocks": 6, "steps": 3, "defect": [0.05, 0.02, 0.09, 0.01, 0.07, 0.03]}
 WORKFLOWS = sorted((PACK_ROOT / "workflows").glob("*.json"))
+#: The workflows of earlier releases: before the ``quality`` widget, and with it flat (before the V3 schema).
+OLD_WORKFLOWS = sorted((PACK_ROOT / "tests" / "fixtures").glob("workflows_*/*.json"))
 
 
 def browser_tools():
@@ -132,7 +134,7 @@ def view_state(page) -> dict:
     return page.evaluate("""(selector) => {
       const view = document.querySelector(selector);
       return { ...view.dataset, pixels: view.querySelector("canvas").toDataURL(),
-               groups: app.graph._nodes[0].widgets.find((w) => w.name === "groups").value };
+               groups: app.graph._nodes[0].widgets.find((w) => w.name === "quality.groups")?.value ?? 2 };
     }""", VIEW)
 
 
@@ -148,15 +150,19 @@ def test_the_view_redraws_when_groups_changes(page):
     assert (before["blocks"], before["frames"], before["source"], before["groups"]) == ("40", "21", "default", 2)
     assert before["summary"] == summary(40, 2)
 
+    names = "app.graph._nodes[0].widgets.map((w) => w.name)"
+    assert [n for n in page.evaluate(names) if n.startswith("quality.")] == []   # a preset holds no widget
+    set_widget(page, "quality", "custom")
+    assert [n for n in page.evaluate(names) if n.startswith("quality.")] == [
+        "quality.sparse_blocks", "quality.groups", "quality.interpolation", "quality.start_percent", "quality.end_percent"]
     page.wait_for_timeout(1000)  # so that the click is not read as part of the double-click that added the node
-    page.mouse.click(*node_geometry(page, "groups")["arrow"])
-    page.wait_for_function("app.graph._nodes[0].widgets.find((w) => w.name === 'groups').value === 3")
+    page.mouse.click(*node_geometry(page, "quality.groups")["arrow"])
+    page.wait_for_function("app.graph._nodes[0].widgets.find((w) => w.name === 'quality.groups').value === 3")
     page.wait_for_function(f"document.querySelector('{VIEW}').dataset.summary !== {before['summary']!r}")
     page.mouse.move(1300, 600)  # empty canvas: no tooltip in the screenshots
     page.wait_for_timeout(300)
     after = view_state(page)
-    assert after["groups"] == 3       # editing a widget the preset sets switches the preset to custom
-    assert page.evaluate("app.graph._nodes[0].widgets.find((w) => w.name === 'quality').value") == "custom"
+    assert after["groups"] == 3
     assert after["summary"] == summary(40, 3) != before["summary"]
     assert after["pixels"] != before["pixels"]
 
@@ -168,7 +174,7 @@ def test_the_view_redraws_when_groups_changes(page):
     assert anchored["pixels"] != after["pixels"]
 
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=ARTIFACTS / "schedule_view.png", clip=node_geometry(page, "groups")["box"])
+    page.screenshot(path=ARTIFACTS / "schedule_view.png", clip=node_geometry(page, "quality")["box"])
     page.screenshot(path=ARTIFACTS / "schedule_page.png")
     assert (ARTIFACTS / "schedule_view.png").stat().st_size > 10_000
     assert not [e for e in page.errors if "fis" in str(e).lower()]
@@ -350,6 +356,49 @@ def test_the_wan22_blueprint_is_one_node_from_the_search_box(page, server):
     assert sorted(node["fis"]) == ["FIS (high-noise expert)", "FIS (low-noise expert)"]
     assert not [e for e in page.errors if "fis" in str(e).lower()]
 
+def fis_settings_saved(node: dict) -> dict:
+    """The settings an earlier release's FIS node ran, from its file: flat widgets, with or without ``quality``
+    first (without: the release before presets, whose widgets ran as they are, as ``custom`` does now)."""
+    values = node["widgets_values"]
+    names = ["sparse_blocks", "groups", "pattern", "interpolation", "anchor_frames", "start_percent", "end_percent"]
+    saved = dict(zip(["quality", *names], values)) if len(values) == 8 else {"quality": "custom", **dict(zip(names, values))}
+    if saved["quality"] != "custom":
+        return {"quality": saved["quality"], "pattern": saved["pattern"], "anchor_frames": saved["anchor_frames"]}
+    return {"quality": "custom", "pattern": saved["pattern"], "anchor_frames": saved["anchor_frames"],
+            **{f"quality.{n}": saved[n] for n in ("sparse_blocks", "groups", "interpolation", "start_percent",
+                                                   "end_percent")}}
+
+
+@pytest.mark.parametrize("path", OLD_WORKFLOWS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_an_earlier_release_s_workflow_loads_into_the_settings_it_ran(page, path):
+    """The workflows of the release before ``quality`` (7 flat widgets) and of the release with a flat ``quality``
+    (8) load into the FIS node of today's schema with the settings they ran: the front end's own prompt (what Run
+    sends) holds them by name, the same as the saved file's values."""
+    workflow = json.loads(path.read_text())
+    page.console.clear()
+    output = page.evaluate("async (workflow) => { await app.loadGraphData(workflow); return (await app.graphToPrompt()).output; }",
+                           workflow)
+    fis_nodes = [n for n in workflow["nodes"] if n["type"] == "FrameInterleavedSparsity"]
+    assert fis_nodes
+    for node in fis_nodes:
+        inputs = {k: v for k, v in output[str(node["id"])]["inputs"].items() if k != "model"}
+        assert inputs == fis_settings_saved(node), node["id"]
+    assert not [m for m in page.console if "ComfyUI-FIS" in m or "FIS node" in m]
+
+
+def test_a_workflow_of_no_known_layout_says_which_node_and_what_to_do(page):
+    workflow = json.loads(OLD_WORKFLOWS[0].read_text())
+    node = next(n for n in workflow["nodes"] if n["type"] == "FrameInterleavedSparsity")
+    node["widgets_values"] = ["auto", "two", "interleave"]
+    page.console.clear()
+    output = page.evaluate("async (workflow) => { await app.loadGraphData(workflow); return (await app.graphToPrompt()).output; }",
+                           workflow)
+    said = [m for m in page.console if "match no layout" in m]
+    assert len(said) == 1 and said[0].startswith(f"FIS node #{node['id']} (")
+    assert "set quality (and custom's widgets) again and save the workflow" in said[0]
+    assert output[str(node["id"])]["inputs"]["quality"] == "balanced"     # the defaults, not shifted values
+
+
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
 def test_the_front_end_reads_each_workflow_as_the_tests_do(page, server, path):
     """The front end loads the workflow without complaint, and its own API conversion (graphToPrompt, what Run
@@ -364,8 +413,9 @@ def test_the_front_end_reads_each_workflow_as_the_tests_do(page, server, path):
 
 
 def set_sparse_blocks(page, value: str):
-    """Type ``value`` into sparse_blocks as the widget's own edit does (its callback switches quality to custom)."""
-    set_widget(page, "sparse_blocks", value)
+    """quality custom, and ``value`` typed into its sparse_blocks as the widget's own edit does."""
+    set_widget(page, "quality", "custom")
+    set_widget(page, "quality.sparse_blocks", value)
 
 
 def wait_for_view(page, attribute: str, value: str):
@@ -402,7 +452,7 @@ def test_the_view_draws_a_profile(page, vue_nodes):
         page.wait_for_timeout(300)
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=ARTIFACTS / f"schedule_profile_{'vue' if vue_nodes else 'canvas'}.png",
-                        clip=node_geometry(page, "groups")["box"])
+                        clip=node_geometry(page, "quality")["box"])
 
         set_sparse_blocks(page, "profile:tiny_wan6:2")
         wait_for_view(page, "profile", "1,3")

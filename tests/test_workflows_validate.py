@@ -240,11 +240,11 @@ def test_workflow_links_join_matching_slots(path, definitions):
 
 
 @pytest.mark.parametrize("change, error", [
-    (lambda prompt, fis: fis["inputs"].update(groups=9), "value_bigger_than_max"),
+    (lambda prompt, fis: fis["inputs"].update({"quality": "custom", "quality.groups": 9}), "value_bigger_than_max"),
     (lambda prompt, fis: fis["inputs"].update(pattern="diagonal"), "value_not_in_list"),
     (lambda prompt, fis: prompt[fis["inputs"]["model"][0]]["inputs"].update(unet_name="missing.safetensors"),
      "value_not_in_list"),
-    (lambda prompt, fis: fis["inputs"].pop("sparse_blocks"), "required_input_missing"),
+    (lambda prompt, fis: fis["inputs"].pop("anchor_frames"), "required_input_missing"),
 ])
 def test_the_validation_catches_bad_values(definitions, model_folders, change, error):
     """The check above can fail: a broken copy of a workflow does not validate."""

@@ -7,6 +7,13 @@ import { api } from "../../scripts/api.js";
 
 const NODE_TYPE = "FrameInterleavedSparsity";
 const WIDGETS = ["quality", "sparse_blocks", "groups", "pattern", "anchor_frames"];
+// The node's property naming the layout of its saved widget values (scripts/make_workflows.py writes it too):
+// 1 flat (quality, then every widget: the V1 node), 2 quality a DynamicCombo whose custom option holds the widgets a
+// preset sets. Without it, a file is of a release before the marker: flat, with or without quality (below).
+const LAYOUT_PROPERTY = "fis_widgets";
+// The flat widgets of the release before `quality` (its workflows ran them as they are: custom).
+const BEFORE_QUALITY = ["sparse_blocks", "groups", "pattern", "interpolation", "anchor_frames", "start_percent", "end_percent"];
+const DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3";
 // Loader widgets that name a model file, and the model folder the server looks in.
 const LOADER_WIDGETS = { unet_name: "diffusion_models", ckpt_name: "checkpoints" };
 const BACKGROUND = "#202225";
@@ -183,7 +190,8 @@ class ScheduleView {
 
   // Redraw when anything the picture depends on changed (or always, with `force`).
   refresh(force = false) {
-    const widgets = Object.fromEntries(this.node.widgets.filter((w) => WIDGETS.includes(w.name)).map((w) => [w.name, w.value]));
+    const widgets = Object.fromEntries(this.node.widgets.map((w) => [w.name.replace(/^quality\./, ""), w.value])
+      .filter(([name]) => WIDGETS.includes(name)));
     const model = this.model();
     const view = model.blocks > 0
       ? askSchedule(widgets, model, () => this.refresh())
@@ -333,12 +341,80 @@ function switchToCustomOnEdit(node) {
   }
 }
 
+// The node's widget names in the order it saves them, for `quality` = `choice`: the DynamicCombo's option widgets
+// (named "quality.NAME") right after it; otherwise the definition's order.
+function widgetOrder(nodeData, choice) {
+  const required = nodeData.input?.required ?? {};
+  const names = (nodeData.input_order?.required ?? Object.keys(required)).filter((n) => n !== "model");
+  const quality = required.quality;
+  if (quality?.[0] !== DYNAMIC_COMBO) return names;
+  const inputs = quality[1].options.find((o) => o.key === choice)?.inputs ?? {};
+  const own = [...Object.keys(inputs.required ?? {}), ...Object.keys(inputs.optional ?? {})].map((n) => `quality.${n}`);
+  return names.flatMap((n) => (n === "quality" ? [n, ...own] : [n]));
+}
+
+function defaultValue(nodeData, name) {
+  const required = nodeData.input?.required ?? {};
+  const spec = required[name] ?? required.quality?.[1]?.options?.find((o) => o.key === "custom")?.inputs
+    ?.optional?.[name.replace(/^quality\./, "")];
+  if (!spec) return undefined;
+  if (spec[1]?.default !== undefined) return spec[1].default;
+  return Array.isArray(spec[0]) ? spec[0][0] : spec[1]?.options?.[0]?.key ?? spec[1]?.options?.[0];
+}
+
+// The saved widget values of a node `info` by name (without the "quality." prefix), from whichever layout saved
+// them; null where they fit none.
+function savedWidgets(info, choices) {
+  const values = info.widgets_values ?? [];
+  const zip = (names) => Object.fromEntries(names.map((n, i) => [n, values[i]]));
+  const layout = info.properties?.[LAYOUT_PROPERTY];
+  if (layout === 2 && choices.includes(values[0])) {
+    const own = values[0] === "custom" ? ["sparse_blocks", "groups", "interpolation", "start_percent", "end_percent"] : [];
+    if (values.length === 3 + own.length) return zip(["quality", ...own, "pattern", "anchor_frames"]);
+  }
+  if (layout === undefined || layout === 1) {
+    if (values.length === 8 && choices.includes(values[0])) return zip(["quality", ...BEFORE_QUALITY]);
+    if (values.length === 7 && typeof values[0] === "string" && typeof values[1] === "number" && layout === undefined)
+      return { quality: "custom", ...zip(BEFORE_QUALITY) };
+  }
+  return null;
+}
+
+// A saved FIS node in this version's layout: its values by name placed where this node has them, so a workflow
+// of any earlier release loads into the settings it ran. Values that fit no layout leave the defaults and say so.
+function migrateWidgets(node, nodeData, info) {
+  const quality = nodeData.input?.required?.quality;
+  const choices = quality?.[0] === DYNAMIC_COMBO ? quality[1].options.map((o) => o.key) : quality?.[0] ?? [];
+  const saved = savedWidgets(info, choices);
+  if (!saved) {
+    const message = `FIS node #${info.id} (${info.title ?? nodeData.display_name}): its saved widget values ` +
+      `${JSON.stringify(info.widgets_values)} match no layout this version of ComfyUI-FIS knows; its widgets are at ` +
+      "their defaults: set quality (and custom's widgets) again and save the workflow.";
+    console.error(message);
+    app.extensionManager?.toast?.add({ severity: "error", summary: "ComfyUI-FIS", detail: message });
+  }
+  const named = saved ?? {};
+  const choice = choices.includes(named.quality) ? named.quality : defaultValue(nodeData, "quality");
+  const values = widgetOrder(nodeData, choice).map((name) => {
+    const plain = name.replace(/^quality\./, "");
+    return name === "quality" ? choice : plain in named ? named[plain] : defaultValue(nodeData, name);
+  });
+  return { ...info, widgets_values: values, widgets_values_named: undefined };
+}
+
 app.registerExtension({
   name: "ComfyUI-FIS.ScheduleView",
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData.name !== NODE_TYPE) return;
     await loadFamilies();
+    const layout = nodeData.input?.required?.quality?.[0] === DYNAMIC_COMBO ? 2 : 1;
+    const configure = nodeType.prototype.configure;
+    nodeType.prototype.configure = function (info) {
+      configure.call(this, migrateWidgets(this, nodeData, info));
+      this.properties[LAYOUT_PROPERTY] = layout;
+    };
     chain(nodeType.prototype, "onNodeCreated", function () {
+      this.properties[LAYOUT_PROPERTY] = layout;
       const view = new ScheduleView(this);
       const widget = this.addDOMWidget("fis_schedule_view", "fis-schedule-view", view.root, {
         serialize: false, hideOnZoom: false,

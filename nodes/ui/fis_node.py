@@ -29,7 +29,7 @@ def say_replaced(quality: str, preset: dict, given: dict):
     """One log line where a prompt sets a widget that the ``quality`` preset replaces to a value of its own (not the
     widget's default, which every prompt carries): a prompt from a script or another front end, where nothing
     switched ``quality`` to ``custom`` when the widget was set, would otherwise run without it unawares."""
-    defaults = FrameInterleavedSparsity.INPUT_TYPES()["required"]
+    defaults = widget_specs()
     replaced = [f"{name} {value!r} with {preset[name]!r}" for name, value in given.items()
                 if name in preset and not same_value(value, preset[name]) and not same_value(value, defaults[name][1]["default"])]
     if replaced:
@@ -37,11 +37,52 @@ def say_replaced(quality: str, preset: dict, given: dict):
                     ", ".join(replaced), "s" if len(replaced) > 1 else "")
 
 
+def profile_change_key(quality: str, sparse_blocks: str) -> str:
+    """What ComfyUI compares to rerun the node (and what follows it): with ``profile:NAME``, the profile file's
+    fingerprint, so that a recalibration reruns it, which the widget values alone do not tell."""
+    spec = PRESETS.get(quality, {}).get("sparse_blocks", sparse_blocks).strip()
+    if not spec.lower().startswith(PROFILE):
+        return ""
+    return profile_fingerprint(spec[len(PROFILE):].partition(":")[0])
+
+
 def same_value(a, b) -> bool:
     """Whether two widget values are the same setting (text compared as the node reads it)."""
     return a.strip().lower() == b.strip().lower() if isinstance(a, str) and isinstance(b, str) else a == b
 
 
+def widget_specs() -> dict:
+    """The widgets after ``quality``, in the order of the previous releases (V1 specs: ``(type, options)``); the V3
+    node (:mod:`.fis_node_v3`) builds its inputs from the same specs."""
+    return {
+        "sparse_blocks": ("STRING", {"default": AUTO, "tooltip": " ".join([
+            "Blocks that compute a subset of the frames (with quality 'custom'): 'auto' (all but the first and "
+            "last block), 'all', numbers and ranges such as '4-35' or '0,2,5-9', or 'profile:NAME': as many "
+            "blocks as 'auto', those where FIS Calibrate measured the least defect on this model "
+            "('profile:NAME:K': the K best). Others stay dense."]
+            + [f.record.blocks_note for f in FAMILIES if f.record.blocks_note])}),
+        "groups": ("INT", {"default": 2, "min": 1, "max": 8, "tooltip":
+            "Interleaved frame groups G: each sparse block computes about 1/G of the frames, and every frame is "
+            "recomputed at least once every G sparse blocks. 2 is about 2.5-3x faster at 720p; 1 turns FIS off."}),
+        "pattern": (list(PATTERNS), {"default": "interleave", "tooltip":
+            "interleave: frame f belongs to group f mod G (neighbours of a skipped frame are computed). "
+            "contiguous: each group is a run of consecutive frames."}),
+        "interpolation": (list(INTERPOLATIONS), {"default": "corrected", "tooltip":
+            "How a skipped frame gets the block's update: corrected (linear, plus a correction for the frame's "
+            "own input, fitted on the computed frames in every block and step: the most faithful), linear "
+            "between the nearest computed frames, the nearest computed frame's, or none (the frame passes "
+            "through unchanged)."}),
+        "anchor_frames": ("STRING", {"default": AUTO, "tooltip":
+            "Latent frames every block computes, e.g. '0' or '0,-1' (negative counts from the end). 'auto': the "
+            "frames the conditioning fixes (the first frame of image-to-video). Empty: none."}),
+        "start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
+            "Part of the sampling schedule where FIS is on: from here..."}),
+        "end_percent": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
+            "...to here. Outside it the model runs dense."}),
+    }
+
+
+MODEL_TOOLTIP = model_tooltip(FAMILIES)
 PRESET_TOOLTIP = (
     "balanced: all blocks but the first and last sparse, G=2, corrected interpolation (a 14B model at 720p: 2.9x "
     "per step; the test model trained here: 28.6 dB from dense). faithful: every block sparse, but the first step "
@@ -66,43 +107,13 @@ class FrameInterleavedSparsity:
 
     @classmethod
     def INPUT_TYPES(cls):
-        return {"required": {
-            "model": ("MODEL", {"tooltip": model_tooltip(FAMILIES)}),
-            "quality": ([*PRESETS, CUSTOM], {"default": "balanced", "tooltip": PRESET_TOOLTIP}),
-            "sparse_blocks": ("STRING", {"default": AUTO, "tooltip": " ".join([
-                "Blocks that compute a subset of the frames (with quality 'custom'): 'auto' (all but the first and "
-                "last block), 'all', numbers and ranges such as '4-35' or '0,2,5-9', or 'profile:NAME': as many "
-                "blocks as 'auto', those where FIS Calibrate measured the least defect on this model "
-                "('profile:NAME:K': the K best). Others stay dense."]
-                + [f.record.blocks_note for f in FAMILIES if f.record.blocks_note])}),
-            "groups": ("INT", {"default": 2, "min": 1, "max": 8, "tooltip":
-                "Interleaved frame groups G: each sparse block computes about 1/G of the frames, and every frame is "
-                "recomputed at least once every G sparse blocks. 2 is about 2.5-3x faster at 720p; 1 turns FIS off."}),
-            "pattern": (list(PATTERNS), {"default": "interleave", "tooltip":
-                "interleave: frame f belongs to group f mod G (neighbours of a skipped frame are computed). "
-                "contiguous: each group is a run of consecutive frames."}),
-            "interpolation": (list(INTERPOLATIONS), {"default": "corrected", "tooltip":
-                "How a skipped frame gets the block's update: corrected (linear, plus a correction for the frame's "
-                "own input, fitted on the computed frames in every block and step: the most faithful), linear "
-                "between the nearest computed frames, the nearest computed frame's, or none (the frame passes "
-                "through unchanged)."}),
-            "anchor_frames": ("STRING", {"default": AUTO, "tooltip":
-                "Latent frames every block computes, e.g. '0' or '0,-1' (negative counts from the end). 'auto': the "
-                "frames the conditioning fixes (the first frame of image-to-video). Empty: none."}),
-            "start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
-                "Part of the sampling schedule where FIS is on: from here..."}),
-            "end_percent": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
-                "...to here. Outside it the model runs dense."}),
-        }}
+        return {"required": {"model": ("MODEL", {"tooltip": MODEL_TOOLTIP}),
+                             "quality": ([*PRESETS, CUSTOM], {"default": "balanced", "tooltip": PRESET_TOOLTIP}),
+                             **widget_specs()}}
 
     @classmethod
     def IS_CHANGED(cls, quality="balanced", sparse_blocks=AUTO, **_):
-        """ComfyUI reruns the node (and what follows it) when this changes: with ``profile:NAME``, when the profile's
-        file does (a recalibration), which the widget values alone do not tell."""
-        spec = PRESETS.get(quality, {}).get("sparse_blocks", sparse_blocks).strip()
-        if not spec.lower().startswith(PROFILE):
-            return ""
-        return profile_fingerprint(spec[len(PROFILE):].partition(":")[0])
+        return profile_change_key(quality, sparse_blocks)
 
     def patch(self, model, quality, sparse_blocks, groups, pattern, interpolation, anchor_frames, start_percent,
               end_percent):

@@ -25,6 +25,8 @@ PRESETS = {
 #: The node's widgets after ``model``, with the values a missing one takes.
 WIDGETS = {"quality": CUSTOM, "sparse_blocks": AUTO, "groups": 2, "pattern": "interleave", "interpolation": "corrected",
            "anchor_frames": AUTO, "start_percent": 0.0, "end_percent": 1.0}
+#: The widgets a preset sets: under the V3 schema they exist only in ``quality``'s ``custom`` option.
+PRESET_WIDGETS = tuple(name for name in WIDGETS if any(name in preset for preset in PRESETS.values()))
 
 
 def resolve_settings(widgets: dict, family: FamilyAdapter | None, blocks: int | None) -> FisSettings:
