@@ -386,6 +386,23 @@ def test_an_earlier_release_s_workflow_loads_into_the_settings_it_ran(page, path
     assert not [m for m in page.console if "ComfyUI-FIS" in m or "FIS node" in m]
 
 
+def test_an_earlier_release_s_raylight_fis_node_loads_into_the_settings_it_ran(page):
+    """The Raylight variant saves the FIS node's flat widgets after its RAY_ACTORS input: a file of the release before
+    ``quality`` (7 values) loads as ``custom`` with its values in place, not shifted by one."""
+    values = ["2-37", 3, "interleave", "linear", "auto", 0.0, 1.0]
+    workflow = {"last_node_id": 1, "last_link_id": 0, "links": [], "groups": [], "config": {}, "extra": {}, "version": 0.4,
+                "nodes": [{"id": 1, "type": "FrameInterleavedSparsityRaylight", "pos": [0, 0], "size": [400, 300],
+                           "flags": {}, "order": 0, "mode": 0, "properties": {}, "widgets_values": values,
+                           "inputs": [{"name": "ray_actors", "type": "RAY_ACTORS", "link": None}],
+                           "outputs": [{"name": "RAY_ACTORS", "type": "RAY_ACTORS", "links": None}]}]}
+    page.console.clear()
+    output = page.evaluate("async (workflow) => { await app.loadGraphData(workflow); return (await app.graphToPrompt()).output; }",
+                           workflow)
+    names = ["sparse_blocks", "groups", "pattern", "interpolation", "anchor_frames", "start_percent", "end_percent"]
+    assert output["1"]["inputs"] == {"quality": "custom", **dict(zip(names, values))}
+    assert not [m for m in page.console if "match no layout" in m]
+
+
 def test_a_workflow_of_no_known_layout_says_which_node_and_what_to_do(page):
     workflow = json.loads(OLD_WORKFLOWS[0].read_text())
     node = next(n for n in workflow["nodes"] if n["type"] == "FrameInterleavedSparsity")

@@ -6,6 +6,8 @@ import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
 const NODE_TYPE = "FrameInterleavedSparsity";
+// The Raylight variant takes the FIS node's flat widgets after its RAY_ACTORS input: its saved values migrate alike.
+const RAYLIGHT_TYPE = "FrameInterleavedSparsityRaylight";
 const WIDGETS = ["quality", "sparse_blocks", "groups", "pattern", "anchor_frames"];
 // The node's property naming the layout of its saved widget values (scripts/make_workflows.py writes it too):
 // 1 flat (quality, then every widget: the V1 node), 2 quality a DynamicCombo whose custom option holds the widgets a
@@ -345,7 +347,7 @@ function switchToCustomOnEdit(node) {
 // (named "quality.NAME") right after it; otherwise the definition's order.
 function widgetOrder(nodeData, choice) {
   const required = nodeData.input?.required ?? {};
-  const names = (nodeData.input_order?.required ?? Object.keys(required)).filter((n) => n !== "model");
+  const names = (nodeData.input_order?.required ?? Object.keys(required)).filter((n) => n !== "model" && n !== "ray_actors");
   const quality = required.quality;
   if (quality?.[0] !== DYNAMIC_COMBO) return names;
   const inputs = quality[1].options.find((o) => o.key === choice)?.inputs ?? {};
@@ -405,14 +407,21 @@ function migrateWidgets(node, nodeData, info) {
 app.registerExtension({
   name: "ComfyUI-FIS.ScheduleView",
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (nodeData.name !== NODE_TYPE) return;
-    await loadFamilies();
+    if (nodeData.name !== NODE_TYPE && nodeData.name !== RAYLIGHT_TYPE) return;
     const layout = nodeData.input?.required?.quality?.[0] === DYNAMIC_COMBO ? 2 : 1;
     const configure = nodeType.prototype.configure;
     nodeType.prototype.configure = function (info) {
       configure.call(this, migrateWidgets(this, nodeData, info));
       this.properties[LAYOUT_PROPERTY] = layout;
     };
+    if (nodeData.name === RAYLIGHT_TYPE) {
+      chain(nodeType.prototype, "onNodeCreated", function () {
+        this.properties[LAYOUT_PROPERTY] = layout;
+        switchToCustomOnEdit(this);
+      });
+      return;
+    }
+    await loadFamilies();
     chain(nodeType.prototype, "onNodeCreated", function () {
       this.properties[LAYOUT_PROPERTY] = layout;
       const view = new ScheduleView(this);
