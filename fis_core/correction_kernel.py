@@ -15,6 +15,7 @@ by hand and multiplied as fp32: the same exact products (a bf16 product is exact
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 
@@ -23,9 +24,11 @@ from .restore_kernel import interpreting, triton, use_triton
 if triton is not None:
     import triton.language as tl
 
-#: The fused path runs where Triton can (``restore_kernel.use_triton``); False runs the torch path everywhere
-#: (the benchmark's "before" rows).
-ENABLED = True
+#: The fused path runs where Triton can (``restore_kernel.use_triton``) once switched on. Off by default until it is
+#: measured on a GPU (written 2026-12-06 and checked only in Triton's interpreter, whose bf16 arithmetic differs from
+#: the GPU's); ``FIS_FUSED_CORRECTION=1`` in the environment turns it on, as ``bench/correction_cost.py``'s "after"
+#: rows do. False runs the torch path everywhere.
+ENABLED = os.environ.get("FIS_FUSED_CORRECTION") == "1"
 #: The largest map the kernels take (one 128 x 128 fp32 accumulator per program); larger maps take the torch path.
 MOST_CHANNELS = 128
 _FIT_TOKENS_PER_STEP = 64

@@ -91,7 +91,7 @@ def test_fused_fit_and_apply_match_a_naive_fit_and_the_torch_path_in_the_interpr
     restore with carried sums lands within 0.2% (fp32 model) of the torch path's."""
     root = str(Path(__file__).resolve().parents[1])
     result = subprocess.run([sys.executable, "-c", INTERPRETER_CHECK, root], capture_output=True, text=True,
-                            env={**os.environ, "TRITON_INTERPRET": "1"}, timeout=600)
+                            env={**os.environ, "TRITON_INTERPRET": "1", "FIS_FUSED_CORRECTION": "1"}, timeout=600)
     assert result.returncode == 0 and "fused ok" in result.stdout, result.stderr[-3000:]
 
 
@@ -99,6 +99,8 @@ def test_the_fused_path_is_taken_only_where_it_can_run(monkeypatch):
     """On the CPU without the interpreter, for maps over 128 channels, fp64 tokens, or switched off: the torch path."""
     from comfyui_fis.fis_core import correction_kernel, restore_kernel
     x = torch.zeros(1, 3, 4, 256)
+    assert not correction_kernel.ENABLED                          # off until measured on a GPU (FIS_FUSED_CORRECTION=1)
+    monkeypatch.setattr(correction_kernel, "ENABLED", True)
     assert not correction_kernel.fused(x, 128)                    # the CPU: the torch path, as before
     monkeypatch.setattr(restore_kernel, "use_triton", lambda t: True)
     monkeypatch.setattr(correction_kernel, "use_triton", lambda t: True)
