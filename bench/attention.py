@@ -68,8 +68,8 @@ def _fps(fps, grid, sparsity, **variant):
 def backends(fps, grid) -> list[Backend]:
     """Every backend of the table, built for ``grid`` (FPS's tiles depend on it)."""
     makers = [
-        ("SDPA flash (bf16)", lambda: (attn.sdpa("FLASH_ATTENTION"), None)),
-        ("SDPA cuDNN (bf16)", lambda: (attn.sdpa("CUDNN_ATTENTION"), None)),
+        ("SDPA flash (bf16)", lambda: attn.sdpa("FLASH_ATTENTION")),
+        ("SDPA cuDNN (bf16)", lambda: attn.sdpa("CUDNN_ATTENTION")),
         ("SageAttention (int8 QK, fp16 PV)", attn.sage),
         ("SageAttention as ComfyUI calls it (K not smoothed)", lambda: attn.sage(smooth_k=False)),
         ("comfy-kitchen int8", attn.comfy_kitchen_int8),

@@ -1,8 +1,8 @@
 """Attention backends users run, for the benchmarks: each as a function of [B, L, H, D] bf16 tensors, and the
 host's own switch for each (ComfyUI's flags, or an ``optimized_attention_override`` where the host has none).
 
-A maker raises (ImportError, RuntimeError, ...) where its backend is not installed or has no kernel for this GPU;
-the benchmarks name the reason and go on.
+Each maker returns (function, version or None); it raises (ImportError, RuntimeError, ...) where its backend is not
+installed or has no kernel for this GPU, and the benchmarks name the reason and go on.
 """
 from __future__ import annotations
 
@@ -18,12 +18,13 @@ HOST_FLAGS = {"sdpa": None, "sage": "use_sage_attention", "ck": "use_ck_attentio
 
 
 def sdpa(kind):
+    """PyTorch's SDPA with its backend ``kind`` (an ``SDPBackend`` name)."""
     backend = getattr(torch.nn.attention.SDPBackend, kind)
 
     def run(q, k, v):
         with torch.nn.attention.sdpa_kernel(backend):
             return F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
-    return run
+    return run, None
 
 
 def sage(smooth_k: bool = True):

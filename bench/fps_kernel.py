@@ -23,6 +23,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from host_path import PACK_ROOT, import_pack  # noqa: E402
 from timing import Clock  # noqa: E402
+import backends  # noqa: E402
 
 
 def load_core():
@@ -62,10 +63,8 @@ def video_qkv(grid, heads=40, dim=128, seed=0, device="cuda", dtype=torch.bfloat
     return q.to(dtype), k.to(dtype), v.to(dtype)
 
 
-def sdpa(q, k, v):
-    """ComfyUI's attention_pytorch on [B, L, H, D], flash backend."""
-    with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.FLASH_ATTENTION):
-        return F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+#: ComfyUI's attention_pytorch on [B, L, H, D], flash backend.
+sdpa, _ = backends.sdpa("FLASH_ATTENTION")
 
 
 def relative_error(a, b) -> float:

@@ -14,11 +14,12 @@ it runs the Ulysses all-to-all itself and tiles the grid that attention sees (:m
 ``dense_steps``; they run exact.
 
 Dense FPS (sparsity 0) runs FPS's FP8 kernel only where no faster attention is installed: the host's attention
-backends that beat it (:data:`FASTER_DENSE_ATTENTIONS`, measured by ``bench/attention.py``) take those calls,
-said once in the log, so adding FPS never makes a user's attention slower.
+backends expected to beat it (:data:`FASTER_DENSE_ATTENTIONS`; ``bench/attention.py`` measures them) take those
+calls, said once in the log, so adding FPS does not make a user's attention slower.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from typing import NamedTuple
@@ -34,10 +35,19 @@ from .sequence_parallel import current_shard, ulysses_attention
 WRAPPER_KEY = "fps_attention"
 #: the model keyword argument that carries the FPS state of a call (see ``apply_model_wrapper``)
 CALL_KWARG = "fps_call"
-#: The host's registered attention functions faster than FPS's dense FP8 kernel (fastest first), by
-#: bench/attention.py on an H200 (README, "Against the attention users run"); a dense FPS call runs the first one
-#: installed.
+#: The host's registered attention functions expected to be faster than FPS's dense FP8 kernel on Hopper (fastest
+#: first; not yet measured against it: bench/attention.py, README "Against the attention you run"); a dense FPS call
+#: runs the first one installed.
 FASTER_DENSE_ATTENTIONS = ("comfy_kitchen_int8", "sage3", "sage")
+
+
+@functools.lru_cache(maxsize=4)
+def installed_attention(names: tuple[str, ...]):
+    """The first of ``names`` the host has registered, as (function, name), or None. The registry is filled when the
+    host and its node packs load, so this is looked up once, not on each of a step's attention calls."""
+    from comfy.ldm.modules.attention import REGISTERED_ATTENTION_FUNCTIONS   # here: importing it picks the device
+    return next(((REGISTERED_ATTENTION_FUNCTIONS[name], name) for name in names
+                 if name in REGISTERED_ATTENTION_FUNCTIONS), None)
 
 
 class FpsCall(NamedTuple):
@@ -57,17 +67,6 @@ class FpsOverride(SharedByClones):
         self.previous = previous
         self.say_once = SayOnce("FPS attention", logging.INFO)
 
-    @staticmethod
-    def faster_dense_attention():
-        """The host's fastest installed attention of :data:`FASTER_DENSE_ATTENTIONS`, with its name, to run instead
-        of FPS's dense kernel (None: FPS's kernel). An attention override underneath FPS is not taken for one: it
-        may be anything (the lab's own SDPA override, say), so FPS keeps its kernel there."""
-        from comfy.ldm.modules.attention import REGISTERED_ATTENTION_FUNCTIONS   # here: importing it picks the device
-        for name in FASTER_DENSE_ATTENTIONS:
-            if name in REGISTERED_ATTENTION_FUNCTIONS:
-                return REGISTERED_ATTENTION_FUNCTIONS[name], name
-        return None
-
     def passthrough(self, func, *args, **kwargs):
         if self.previous is not None:
             return self.previous(func, *args, **kwargs)
@@ -86,10 +85,13 @@ class FpsOverride(SharedByClones):
             if self.family.record.text_first:
                 self.say_once("mask", "attention with a text mask (a padded prompt) runs the original attention")
             return self.passthrough(func, q, k, v, heads, *args, **kwargs)
-        route = self.faster_dense_attention() if self.settings.sparsity == 0.0 else None
+        # at sparsity 0, the host's faster attention where installed; an attention override underneath FPS is not
+        # taken for one: it may be anything (the lab's own SDPA override, say)
+        route = installed_attention(FASTER_DENSE_ATTENTIONS) if self.settings.sparsity == 0.0 else None
         if route is not None:
-            self.say_once("route", f"dense FPS attention runs ComfyUI's '{route[1]}' attention: faster than FPS's FP8 kernel on dense attention "
-                                   f"(bench/attention.py); FPS's kernel runs where tiles are skipped (sparsity > 0)")
+            self.say_once("route", f"dense FPS attention runs ComfyUI's '{route[1]}' attention, expected to be faster "
+                                   f"than FPS's FP8 kernel on dense attention (bench/attention.py measures it); FPS's "
+                                   f"kernel runs where tiles are skipped (sparsity > 0)")
             return route[0](q, k, v, heads, *args, **kwargs)
         tokens, video = q.shape[token_axis], math.prod(grid)
         prefix = self.family.attention_prefix(tokens, video, call.grid)

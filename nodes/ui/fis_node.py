@@ -15,13 +15,11 @@ def settings_from_widgets(model, sparse_blocks: str, groups: int, pattern: str, 
     """The settings for the widget values on ``model`` (:func:`~.fis_widgets.resolve_settings` on its family and
     blocks); a ValueError names the widget and the valid form. A value the ``quality`` preset replaces is said in
     the log (:func:`say_replaced`)."""
-    say_replaced(quality, PRESETS.get(quality, {}), {"sparse_blocks": sparse_blocks, "groups": groups,
-                                                     "interpolation": interpolation, "start_percent": start_percent,
-                                                     "end_percent": end_percent})
-    family, keys = model_block_keys(model)
     widgets = dict(quality=quality, sparse_blocks=sparse_blocks, groups=groups, pattern=pattern,
                    interpolation=interpolation, anchor_frames=anchor_frames, start_percent=start_percent,
                    end_percent=end_percent)
+    say_replaced(quality, PRESETS.get(quality, {}), widgets)
+    family, keys = model_block_keys(model)
     return resolve_settings(widgets, family, len(keys))
 
 
