@@ -149,3 +149,107 @@ def test_the_fit_study_restore_is_the_products_corrected_restore_with_nothing_ad
     assert not torch.allclose(other, product.view_as(other))          # the second call used the first call's pairs
     assert today.kept_values == 2 * 128 * channels                    # the carried Gram and cross sums
     assert 190 < wan14b_kept_mb(MECHANISMS[0], 2) < 210                # "about 200 MB for 38 sparse blocks" (README)
+
+
+def _restore_inputs(generator, frames, tokens, channels, computed):
+    x = torch.randn(1, frames * tokens, channels, generator=generator, dtype=torch.float64).float()
+    y_sub = torch.randn(1, len(computed) * tokens, channels, generator=generator, dtype=torch.float64).float()
+    return x, y_sub
+
+
+def test_the_fit_study_keeps_the_own_residual_one_step_and_cuts_it_as_it_says():
+    """At G=3 the own residual of the previous step alone (``own_age=1``): a frame computed one step ago gets it, one
+    computed two steps ago does not, and only one step's residuals are kept; FP8 keeps it within FP8's precision,
+    pooling keeps a residual that is constant over the frame exactly; the Wan-14B figures follow."""
+    from dataclasses import replace
+
+    from comfyui_fis.fis_core import FrameLayout, build_plan
+    from comfyui_fis.quality.fit_study import (G3_MECHANISMS, Mechanism, StudyRestore, own_residual_bytes, pack_residual,
+                                               unpack_residual)
+    generator = torch.Generator().manual_seed(1)
+    frames, tokens, channels = 9, 4, 128
+    layout = FrameLayout(0, frames, tokens)
+    previous_only = G3_MECHANISMS[2]
+    runs = {name: StudyRestore(m, groups=3) for name, m in
+            (("today", Mechanism("today")), ("any", replace(previous_only, own_age=None)), ("previous", previous_only))}
+    outs = {}
+    for computed in ((0, 3, 6), (1, 4, 7), (2, 5, 8)):            # the groups of three steps, as they rotate
+        plan = build_plan(frames, computed, "corrected", "cpu")
+        x, y_sub = _restore_inputs(generator, frames, tokens, channels, computed)
+        outs = {name: run(x, y_sub, layout, plan, (None, "key")).view(frames, tokens, channels) for name, run in runs.items()}
+    # third step: frames 1, 4, 7 were computed one step ago, 0, 3, 6 two steps ago (both between 2, 5, 8)
+    for frame in (4, 7):
+        assert not torch.allclose(outs["previous"][frame], outs["today"][frame])
+    for frame in (3, 6):
+        torch.testing.assert_close(outs["previous"][frame], outs["today"][frame])
+        assert not torch.allclose(outs["any"][frame], outs["today"][frame])
+    assert len(runs["previous"].state["key"]["residual"]) == 2       # frames 2 and 5 of the last step (against 0, 3, 6)
+    assert len(runs["any"].state["key"]["residual"]) > 2
+    # at Wan-14B 720p, per sparse block: a third of 21 frames of 3600 x 5120 in bf16 for the previous step's alone
+    assert own_residual_bytes(previous_only, 3) == 7 * 3600 * 5120 * 2
+    assert own_residual_bytes(replace(previous_only, own_age=None), 3) == 21 * 3600 * 5120 * 2     # 1 + 2 thirds
+    assert own_residual_bytes(replace(previous_only, own_fp8=True), 3) == 7 * 3600 * 5120
+    assert own_residual_bytes(replace(previous_only, own_pool=2), 3) == 7 * 3600 * 5120 * 2 / 4
+    residual = torch.randn(2, 16, 8, generator=generator)
+    packed = pack_residual(residual, 1, True)
+    assert packed[0].dtype == torch.float8_e4m3fn
+    torch.testing.assert_close(unpack_residual(packed, 16), residual, rtol=0.07, atol=residual.abs().max() * 2 ** -9)
+    constant = torch.randn(2, 1, 8, generator=generator).expand(2, 16, 8)
+    assert pack_residual(constant, 2, False)[0].shape == (2, 4, 8)
+    torch.testing.assert_close(unpack_residual(pack_residual(constant, 2, False), 16), constant)
+
+
+def test_the_fit_study_probes_take_the_dense_blocks_output_where_they_say():
+    """``computed``: the computed frames are the dense block's output (the skipped ones restored from them);
+    ``skipped``: the skipped frames are, the computed ones the sparse block's."""
+    from comfyui_fis.fis_core import FrameLayout, build_plan
+    from comfyui_fis.quality.fit_study import PROBES, StudyRestore
+    generator = torch.Generator().manual_seed(2)
+    frames, tokens, channels, computed = 7, 4, 128, (0, 3, 6)
+    layout, plan = FrameLayout(0, frames, tokens), build_plan(frames, computed, "corrected", "cpu")
+    x, y_sub = _restore_inputs(generator, frames, tokens, channels, computed)
+    dense = torch.randn(1, frames * tokens, channels, generator=generator)
+    skipped = [f for f in range(frames) if f not in computed]
+    outs = {}
+    for probe in PROBES[:2]:
+        study = StudyRestore(probe, groups=3)
+        study.dense_update = dense - x
+        outs[probe.oracle] = study(x, y_sub, layout, plan, (None, "key")).view(frames, tokens, channels)
+    dense, sparse = dense.view(frames, tokens, channels), y_sub.view(len(computed), tokens, channels)
+    torch.testing.assert_close(outs["computed"][list(computed)], dense[list(computed)])
+    assert not torch.allclose(outs["computed"][skipped], dense[skipped])
+    torch.testing.assert_close(outs["skipped"][skipped], dense[skipped])
+    torch.testing.assert_close(outs["skipped"][list(computed)], sparse)
+
+
+def test_the_own_residual_errors_vanish_where_the_activations_repeat_and_grow_where_they_do_not():
+    """On a block whose input and update repeat at every step, a skipped frame's residual of an earlier step (its
+    neighbours exact then) is what today's correction misses now, but for the maps, which the rotating groups' pairs
+    change from step to step; where each step's are unrelated, adding it only adds error."""
+    from comfyui_fis.quality.fit_study import OWN_RESIDUAL_ROWS, own_residual_errors
+    generator = torch.Generator().manual_seed(3)
+    frames, tokens, channels, steps = 10, 4, 128, 3
+
+    def activations():
+        return tuple(torch.randn(1, frames, tokens, channels, generator=generator) for _ in range(2))
+    same = activations()
+    repeating = own_residual_errors({(0, 0, s): same for s in range(steps)}, [0], frames, steps)
+    unrelated = own_residual_errors({(0, 0, s): activations() for s in range(steps)}, [0], frames, steps)
+    assert set(repeating) == {"G=2, age 1", "G=3, age 1", "G=3, age 2"}
+    exact = OWN_RESIDUAL_ROWS[1]
+    for key, rows in repeating.items():
+        assert rows[exact] < 0.25 * rows["today"], key
+        assert unrelated[key][exact] > unrelated[key]["today"], key
+
+
+def test_the_fit_study_pools_the_skipped_frames_tokens_by_window_at_each_windows_centre():
+    """The pooled context: one token per window of each skipped frame, the window's mean, at the position of the token
+    nearest its centre (its RoPE)."""
+    from comfyui_fis.quality.fit_study import pooled_tokens
+    frames, side, channels = 3, 4, 5
+    x = torch.arange(frames * side * side, dtype=torch.float32).view(1, -1, 1).expand(2, -1, channels)
+    pooled, positions = pooled_tokens(x, frames, [0, 2], 2)
+    assert pooled.shape == (2, 8, channels)
+    first = x[0, :16, 0].view(side, side)[:2, :2].mean()        # frame 0's top-left window
+    torch.testing.assert_close(pooled[:, 0], first.expand(2, channels))
+    assert positions.tolist() == [5, 7, 13, 15, 37, 39, 45, 47]     # (1,1) (1,3) (3,1) (3,3) of frames 0 and 2
