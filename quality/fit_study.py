@@ -33,7 +33,7 @@ from fractions import Fraction
 
 import torch
 
-from . import host, scenes
+from . import host
 from .evaluate import DOCS, NOISE_SEED, Runner, Setting, dense_block_work, fidelity_cells, prompts
 from .model import FEW_STEPS
 
@@ -317,7 +317,7 @@ def _study_restore(runner: Runner, mechanism: Mechanism, groups: int):
         x = kwargs.get("x", args[0] if args else None)
         if FIS_CALL.value is None and x.shape[1] == full:             # FIS off for this call: the block ran dense
             options = kwargs.get("transformer_options") or {}
-            study.dense_step((i, (tuple(options.get("cond_or_uncond") or ()), x.shape[0])), x, out, scenes.FRAMES)
+            study.dense_step((i, (tuple(options.get("cond_or_uncond") or ()), x.shape[0])), x, out, runner.shape.frames)
     patcher.restore, FitSums.clear = study, clear
     handles = [b.register_forward_hook(lambda m, a, k, o, i=i: dense_step(a, k, o, i), with_kwargs=True)
                for i, b in enumerate(blocks)]
@@ -484,7 +484,7 @@ def main(argv=None):
     runner = Runner(FEW_STEPS, prompts(args.prompts))
     sparse = host.resolved_settings(runner.model).sparse_blocks
     result = {"prompts": args.prompts, "steps": FEW_STEPS, "date": time.strftime("%Y-%m-%d"), "noise_seed": NOISE_SEED,
-              "fit_error": fit_errors(runner, sparse, frames=scenes.FRAMES)}
+              "fit_error": fit_errors(runner, sparse, frames=runner.shape.frames)}
     log("fit errors done")
     result["candidates"] = [_slim(r) for r in run_candidates(runner, CANDIDATES, log)]
     if args.confirm:
