@@ -40,6 +40,7 @@ checkpoint SHA-256, per prompt set in ``quality.evaluate``'s results layout, tim
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import shutil
 import time
@@ -64,8 +65,13 @@ TRAINING = {"shape": "wan-shaped", "batch": 8, "distil-batch": 2, "warmup": 100}
 TINY_TRAINING = {"shape": "wan-shaped-tiny", "batch": 1, "distil-batch": 1, "substeps": 1, "warmup": 5, "log-every": 5,
                  "preview": 1}
 TINY_SETS = {"2 prompts": (2, None), "1 unseen prompt": (1, UNSEEN_SEED)}
+#: what the study loads from the host (the loader, the sampler, ComfyUI's nodes: they import PyAV, YAML, SciPy), checked
+#: before the training: a host packed without them fails in seconds, not after the training
+HOST_MODULES = ("comfy.sd", "comfy.sample", "nodes", "comfy_extras.nodes_model_advanced", "comfy_extras.nodes_easycache")
 #: seconds kept at the end for writing the files
 RESERVE = 10.0
+#: seconds the training leaves at least for the dense clips and the first settings
+LEAST_STUDY = 120.0
 #: the other seed's clips, for scale (a different video of the same description)
 ANOTHER_SEED = "dense, another seed"
 FIT_ERRORS = "fit errors on the dense run's activations"
@@ -125,7 +131,7 @@ class Study:
         for item in items:
             name, kind = item_name(item), item_kind(item)
             estimate = self.last.get(kind, COST[kind] * self.dense_seconds)
-            if self.left() < estimate + RESERVE:
+            if self.left() < estimate:
                 self.results["skipped"].append(name)
                 self.log(f"skipped (about {estimate:.0f} s, {self.left():.0f} s left): {name}")
             else:
@@ -167,6 +173,19 @@ class Study:
             "\n".join(f"### {label}\n\n{tables(s)}" for label, s in self.results["sets"].items()) + "\n")
 
 
+def check_host():
+    """Import :data:`HOST_MODULES`; a SystemExit names each that fails and why."""
+    failed = {}
+    for name in HOST_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception as error:                 # any import failure: report them all at once
+            failed[name] = repr(error)
+    if failed:
+        raise SystemExit("the host cannot run the study (nothing was trained): "
+                         + "; ".join(f"{name}: {error}" for name, error in failed.items()))
+
+
 def train_model(work: Path, minutes: float, device: str, settings: dict):
     """Train the model into ``work`` with :mod:`quality.train` (its own clock of ``minutes``)."""
     argv = ["--device", device, "--minutes", f"{minutes:.3f}", "--out", str(work)]
@@ -200,13 +219,15 @@ def main(argv=None):
     args = parser.parse_args(argv)
     deadline = time.monotonic() + ((args.until - time.time()) if args.until else args.seconds) - RESERVE
     log = host.boot_study(cpu=args.device == "cpu")
+    check_host()
     results = {"date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "device": args.device,
                "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"}
     models_dir = args.models
     if models_dir is None:
         models_dir = args.work
         shutil.rmtree(models_dir, ignore_errors=True)
-        minutes = args.train_minutes or (0.3 if args.tiny else 6.0)
+        minutes = max(0.1, min(args.train_minutes or (0.3 if args.tiny else 6.0), (deadline - time.monotonic() - LEAST_STUDY) / 60))
+        log(f"training for {minutes:.2f} min")
         train_model(models_dir, minutes, args.device, TINY_TRAINING if args.tiny else TRAINING)
     for name in ("train_log.json", "loss_curve.png", "samples.png"):
         if (models_dir / name).exists() and models_dir.resolve() != args.out.resolve():

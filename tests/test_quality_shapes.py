@@ -110,3 +110,11 @@ def test_the_study_measures_while_time_is_left_and_lists_the_rest_as_skipped(tin
         assert len(entry["prompts"]) == 1 and rows[0]["compute_saved"] > 0
     assert (tmp_path / "wan_shaped_front.png").stat().st_size > 0
     assert evaluate.FIS_DEFAULT.name in (tmp_path / "wan_shaped_tables.md").read_text()
+
+
+def test_a_host_that_cannot_run_the_study_is_named_before_any_training(host, monkeypatch):
+    from comfyui_fis.quality import wan_shaped
+    wan_shaped.check_host()                                    # this host has all of it
+    monkeypatch.setattr(wan_shaped, "HOST_MODULES", wan_shaped.HOST_MODULES + ("comfy_extras.no_such_node",))
+    with pytest.raises(SystemExit, match="nothing was trained.*comfy_extras.no_such_node: ModuleNotFoundError"):
+        wan_shaped.check_host()
