@@ -6,7 +6,7 @@ leaves the machine (it is not shipped: models/ keeps the 8-block model alone), w
 
 The shape (``quality.model.SHAPES["wan-shaped"]``): 21 latent frames of 64x64 pixels (latent 32x32, 16x16 tokens
 after the model's 2x2 patches: 5,376 tokens a clip), dim 512 (4 heads of 128), feed-forward 1536, 16 blocks: 62 M
-parameters, 125 MB in fp16. Trained by :mod:`quality.train` (same recipe as the shipped model: flow matching, then
+parameters, 121 MiB in fp16. Trained by :mod:`quality.train` (same recipe as the shipped model: flow matching, then
 the 4-step LoRA distilled from the base's own trajectories), then measured by the studies' own code on the 32
 evaluation prompts and the 16 unseen ones (``quality.evaluate``'s settings and ``quality.fit_study``'s candidates,
 4 steps, PSNR against dense at the same seed, block FLOPs saved with the correction's counted), most important
