@@ -5,7 +5,7 @@ leaves the machine (it is not shipped: models/ keeps the 8-block model alone), w
     python -m quality.wan_shaped --tiny --device cpu --out DIR --seconds 150   # the whole path, small, on the CPU
 
 The shape (``quality.model.SHAPES["wan-shaped"]``): 21 latent frames of 64x64 pixels (latent 32x32, 16x16 tokens
-after the model's 2x2 patches: 5,376 tokens a clip), dim 512 (4 heads of 128), feed-forward 1536, 16 blocks: 62 M
+after the model's 2x2 patches: 5,376 tokens a clip), dim 512 (4 heads of 128), feed-forward 1536, 16 blocks: 63 M
 parameters, 121 MiB in fp16. Trained by :mod:`quality.train` (same recipe as the shipped model: flow matching, then
 the 4-step LoRA distilled from the base's own trajectories), then measured by the studies' own code on the 32
 evaluation prompts and the 16 unseen ones (``quality.evaluate``'s settings and ``quality.fit_study``'s candidates,
@@ -56,7 +56,8 @@ from .fit_study import CONFIRM, CONFIRM_PROMPTS, UNSEEN_PROMPTS, UNSEEN_SEED, Ca
 from .model import FEW_STEPS
 
 #: the prompt sets, as the 8-block model's study has them (README, Quality)
-SETS = {f"{CONFIRM_PROMPTS} prompts": (CONFIRM_PROMPTS, None), f"{UNSEEN_PROMPTS} unseen prompts": (UNSEEN_PROMPTS, UNSEEN_SEED)}
+SETS = {f"{CONFIRM_PROMPTS} prompts": (CONFIRM_PROMPTS, None),
+        f"{UNSEEN_PROMPTS} unseen prompts": (UNSEEN_PROMPTS, UNSEEN_SEED)}
 #: prompts of the fit-error study (``quality.fit_study``'s default)
 FIT_ERROR_PROMPTS = 8
 #: quality.train's settings for the GPU run: batch 8 fills ~31 GB (see above), 2 noises a distillation step ~31 GB
@@ -65,8 +66,8 @@ TRAINING = {"shape": "wan-shaped", "batch": 8, "distil-batch": 2, "warmup": 100}
 TINY_TRAINING = {"shape": "wan-shaped-tiny", "batch": 1, "distil-batch": 1, "substeps": 1, "warmup": 5, "log-every": 5,
                  "preview": 1}
 TINY_SETS = {"2 prompts": (2, None), "1 unseen prompt": (1, UNSEEN_SEED)}
-#: what the study loads from the host (the loader, the sampler, ComfyUI's nodes: they import PyAV, YAML, SciPy), checked
-#: before the training: a host packed without them fails in seconds, not after the training
+#: what the study loads from the host (the loader, the sampler, ComfyUI's nodes: they import PyAV, YAML, SciPy),
+#: checked before the training: a host packed without them fails in seconds, not after the training
 HOST_MODULES = ("comfy.sd", "comfy.sample", "nodes", "comfy_extras.nodes_model_advanced", "comfy_extras.nodes_easycache")
 #: seconds kept at the end for writing the files
 RESERVE = 10.0
@@ -103,7 +104,7 @@ def item_kind(item) -> str:
     return item.kind if isinstance(item, Setting) and item.kind == "easycache" else "fis"
 
 
-#: an item's first time estimate, in dense runs of the prompt sets (later ones: the last item of its kind)
+#: an item's time estimate before one of its kind ran, in dense runs of the prompt sets (then: the slowest of its kind)
 COST = {"fis": 1.2, "easycache": 2.5}
 
 
@@ -111,16 +112,18 @@ class Study:
     """The measurements on one checkpoint, item by item within a deadline, the results file rewritten after each."""
 
     def __init__(self, models_dir: Path, out: Path, deadline: float, sets: dict, log, results: dict):
-        self.models_dir, self.out, self.deadline, self.log, self.results = Path(models_dir), Path(out), deadline, log, results
+        self.models_dir, self.out, self.deadline, self.log = Path(models_dir), Path(out), deadline, log
         started = time.monotonic()
         self.runners = {label: Runner(FEW_STEPS, prompts(count) if seed is None else prompts(count, seed), models_dir)
                         for label, (count, seed) in sets.items()}
         self.dense_seconds = time.monotonic() - started
         runner = next(iter(self.runners.values()))
-        results.update(shape=runner.shape.metadata(), checkpoint_sha256=checkpoint_hashes(models_dir), sets={
-            label: {"prompts": [s.description for s in r.prompts], "steps": {STEPS: {"num_blocks": r.num_blocks, "settings": []}}}
-            for label, r in self.runners.items()}, seconds={"dense": round(self.dense_seconds, 1)}, skipped=[], errors={})
-        self.last = {}
+        sets = {label: {"prompts": [s.description for s in r.prompts],
+                        "steps": {STEPS: {"num_blocks": r.num_blocks, "settings": []}}} for label, r in self.runners.items()}
+        self.results = results
+        results.update(shape=runner.shape.metadata(), checkpoint_sha256=checkpoint_hashes(models_dir), sets=sets,
+                       seconds={"dense": round(self.dense_seconds, 1)}, skipped=[], errors={})
+        self.slowest = {}
         log(f"dense: {', '.join(self.runners)} sampled in {self.dense_seconds:.0f} s")
         self.write()
 
@@ -130,7 +133,7 @@ class Study:
     def run(self, items: list, fit_error_prompts: int):
         for item in items:
             name, kind = item_name(item), item_kind(item)
-            estimate = self.last.get(kind, COST[kind] * self.dense_seconds)
+            estimate = self.slowest.get(kind, COST[kind] * self.dense_seconds)
             if self.left() < estimate:
                 self.results["skipped"].append(name)
                 self.log(f"skipped (about {estimate:.0f} s, {self.left():.0f} s left): {name}")
@@ -141,8 +144,9 @@ class Study:
                 except Exception:                      # one setting failing must not cost the rest of the call
                     self.results["errors"][name] = traceback.format_exc()
                     self.log(f"failed: {name}\n{self.results['errors'][name]}")
-                self.last[kind] = time.monotonic() - started
-                self.results["seconds"][name] = round(self.last[kind], 1)
+                seconds = time.monotonic() - started
+                self.slowest[kind] = max(seconds, self.slowest.get(kind, 0.0))
+                self.results["seconds"][name] = round(seconds, 1)
             self.write()
 
     def measure(self, item, fit_error_prompts: int):
@@ -196,6 +200,14 @@ def train_model(work: Path, minutes: float, device: str, settings: dict):
         torch.cuda.empty_cache()
 
 
+def keep_training_files(models_dir: Path, out: Path):
+    """Copy training's log and pictures from the checkpoint's folder into ``out`` (the checkpoint stays)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("train_log.json", "loss_curve.png", "samples.png"):
+        if (models_dir / name).exists() and models_dir.resolve() != out.resolve():
+            shutil.copy(models_dir / name, out / name)
+
+
 def training_summary(train_log: dict) -> dict:
     """What the study's results say of the training: steps, clips, seconds and the last loss of each phase."""
     return {"device_name": train_log["device_name"], "total_seconds": train_log.get("total_seconds"),
@@ -226,13 +238,15 @@ def main(argv=None):
     if models_dir is None:
         models_dir = args.work
         shutil.rmtree(models_dir, ignore_errors=True)
-        minutes = max(0.1, min(args.train_minutes or (0.3 if args.tiny else 6.0), (deadline - time.monotonic() - LEAST_STUDY) / 60))
+        wanted = args.train_minutes or (0.3 if args.tiny else 6.0)
+        minutes = max(0.1, min(wanted, (deadline - time.monotonic() - LEAST_STUDY) / 60))
         log(f"training for {minutes:.2f} min")
-        train_model(models_dir, minutes, args.device, TINY_TRAINING if args.tiny else TRAINING)
-    for name in ("train_log.json", "loss_curve.png", "samples.png"):
-        if (models_dir / name).exists() and models_dir.resolve() != args.out.resolve():
-            args.out.mkdir(parents=True, exist_ok=True)
-            shutil.copy(models_dir / name, args.out / name)
+        try:
+            train_model(models_dir, minutes, args.device, TINY_TRAINING if args.tiny else TRAINING)
+        finally:                                   # what training wrote comes back even if it fails
+            keep_training_files(models_dir, args.out)
+    else:
+        keep_training_files(models_dir, args.out)
     if (models_dir / "train_log.json").exists():
         results["training"] = training_summary(json.loads((models_dir / "train_log.json").read_text()))
     study = Study(models_dir, args.out, deadline, TINY_SETS if args.tiny else SETS, log, results)
