@@ -138,6 +138,8 @@ for batch, n, c, tokens, rank in [(2, 3, 32, 64, 4), (1, 2, 64, 256, 64), (1, 1,
     # as close as torch's fp32 Cholesky solve, give or take
     assert error(maps, reference).max() <= 2 * error(correction.ridge_solve(gram, cross, False), reference).max() + 1e-6
 assert condition.item() > 1200                                   # the last case: near 10 c + 1 = 1281
+# a custom op torch.compile keeps in its graph: schema, fake tensor and traced calls agree with eager
+torch.library.opcheck(torch.ops.comfyui_fis.ridge_solve.default, sums(2, 1, 16, 32, 4, generator) + (correction.RIDGE,))
 
 # a map whose residuals are all zero (channels that never change) gets a zero map, not NaN
 gram, cross = sums(1, 2, 64, 128, 8, generator)
@@ -177,8 +179,8 @@ print("solve ok")
 def test_fused_solve_matches_an_fp64_solve_in_the_interpreter():
     """The solve kernel's maps, on Gram sums of random residuals (batch 2, 1-3 maps of 7, 32, 64, 96 and 128
     channels, one at the condition number the ridge allows), are within 1e-6 times the condition number of an fp64
-    solve per map and as close as torch's fp32 Cholesky solve; an all-zero map solves to zero; bad input is refused;
-    fit_maps fused (with carried sums) equals the torch path and never calls torch's Cholesky."""
+    solve per map and as close as torch's fp32 Cholesky solve; the op passes torch's opcheck (torch.compile keeps it);
+    an all-zero map solves to zero; bad input is refused; fit_maps fused (with carried sums) equals the torch path and never calls torch's Cholesky."""
     root = str(Path(__file__).resolve().parents[1])
     result = subprocess.run([sys.executable, "-c", SOLVE_CHECK, root], capture_output=True, text=True,
                             env={**os.environ, "TRITON_INTERPRET": "1", "FIS_FUSED_CORRECTION": "1"}, timeout=600)
