@@ -137,8 +137,8 @@ def fit_maps(x: torch.Tensor, y: torch.Tensor, fit: torch.Tensor, fit_weight: to
     (``frame_index`` [k] says which). ``fit`` [m, 3] holds per fit frame its position among the computed frames
     and those of its low and high neighbours, ``fit_weight`` [m] the high neighbour's weight. The Gram and cross
     products and the solve run fused where :func:`.correction_kernel.fused` says (one kernel each), else in torch
-    (``rows``: the rows it reads, :func:`fit_rows`, where the caller keeps them). With ``carry`` (sums, key) the fit also takes the sums of
-    the block's earlier calls under that key.
+    (``rows``: the rows it reads, :func:`fit_rows`, where the caller keeps them). With ``carry`` (sums, key) the fit
+    also takes the sums of the block's earlier calls under that key.
     """
     tokens, channels = x.shape[2], x.shape[3]
     c, stride = form.channels_per_map(channels), form.token_stride(fit.shape[0], tokens)
