@@ -34,7 +34,8 @@ python3 bench/attention.py --out "$OUT/attention.json"
 python3 bench/correction_cost.py --out "$OUT/correction_cost.json"
 python3 bench/run_memory.py --out "$OUT/run_memory.json"
 FAST=${FAST:-$(fastest_backend 2>/dev/null || echo sdpa)}; echo "fastest backend: $FAST"
-export FIS_FUSED_CORRECTION=1   # the fused fit, off by default until measured
+# The fused correction, off by default until measured: on for the speed rows where it builds and agrees here.
+python3 bench/fused_check.py && export FIS_FUSED_CORRECTION=1 || echo "fused correction: off for the speed rows"
 python3 bench/speed.py --attention "$FAST" --models wan14b --res 720p --settings default,fps75+G2 \
   --reps 2 --warmup 0 --out "$OUT/speed_wan14b_720p.json"
 python3 bench/end_to_end.py --attention "$FAST" --res 720p --steps 4 --settings balanced --out "$OUT/end_to_end.json"
