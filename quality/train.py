@@ -289,7 +289,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def shape_of(args) -> Shape:
+def shape_from_args(args) -> Shape:
     """The ``--shape``, with ``--layers`` and ``--frames`` where given."""
     overrides = {"num_layers": args.layers, "frames": args.frames}
     return replace(SHAPES[args.shape], **{k: v for k, v in overrides.items() if v is not None})
@@ -314,7 +314,7 @@ def main(argv=None):
     args = parse_args(argv)
     clock = Clock(args.minutes)
     device = torch.device(args.device)
-    shape = shape_of(args)
+    shape = shape_from_args(args)
     boot(cpu=device.type != "cuda")
     torch.manual_seed(args.seed)
     with training_mode(device):
