@@ -1,6 +1,6 @@
 """Whether the fused correction (``fis_core.correction_kernel``) runs on this GPU and agrees with the torch path:
-``bench/gpu_session.sh`` turns it on for its speed rows only if this exits 0, so that a kernel that fails to build
-here costs the round its fused rows, not all of them.
+``bench/gpu_session.sh`` turns it off for its speed rows unless this exits 0, so that a kernel that fails to build
+on a new GPU or Triton costs the round its fused rows, not all of them.
 
     python bench/fused_check.py      # prints the relative difference of the maps; exit 1 above 5e-2 or on an error
     TRITON_INTERPRET=1 python bench/fused_check.py cpu    # checks the script here, in Triton's interpreter

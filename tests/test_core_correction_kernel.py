@@ -191,8 +191,7 @@ def test_the_fused_path_is_taken_only_where_it_can_run(monkeypatch):
     """On the CPU without the interpreter, for maps over 128 channels, fp64 tokens, or switched off: the torch path."""
     from comfyui_fis.fis_core import correction_kernel, restore_kernel
     x = torch.zeros(1, 3, 4, 256)
-    assert not correction_kernel.ENABLED                          # off until measured on a GPU (FIS_FUSED_CORRECTION=1)
-    monkeypatch.setattr(correction_kernel, "ENABLED", True)
+    assert correction_kernel.ENABLED                              # on by default (FIS_FUSED_CORRECTION=0 turns it off)
     assert not correction_kernel.fused(x, 128)                    # the CPU: the torch path, as before
     monkeypatch.setattr(restore_kernel, "use_triton", lambda t: True)
     monkeypatch.setattr(correction_kernel, "use_triton", lambda t: True)

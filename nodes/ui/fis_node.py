@@ -82,8 +82,9 @@ def widget_specs() -> dict:
 
 MODEL_TOOLTIP = model_tooltip(FAMILIES)
 PRESET_TOOLTIP = (
-    "balanced: all blocks but the first and last sparse, G=2, corrected interpolation (a 14B model at 720p: 2.9x "
-    "per step over PyTorch SDPA attention; less over SageAttention or FlashAttention-3, not yet measured; the test model trained here: 28.6 dB from dense). faithful: every block sparse, but the first step "
+    "balanced: all blocks but the first and last sparse, G=2, corrected interpolation (a 14B model at 720p on an "
+    "H100: 2.7x per step over FlashAttention-3, the fastest attention measured, 2.9x over PyTorch SDPA; the test "
+    "model trained here: 28.6 dB from dense). faithful: every block sparse, but the first step "
     "(from pure noise, where the layout is set) and the final step (landing on the clean video) dense (about 1.5x "
     "per 4-step run, more with more steps; 32.7 dB). fastest: every block sparse (3.2x per step; 28.1 dB). custom: "
     "the widgets below. A preset sets sparse_blocks, groups, interpolation, start_percent and end_percent; pattern "
