@@ -76,18 +76,15 @@ def fa3_fp8():
 
 def host_override(name: str):
     """The ``optimized_attention_override`` that makes the host run backend ``name`` where it has no flag for it
-    (FA3: the host's ``--use-flash-attention`` takes the FlashAttention-2 package), else None."""
+    (FA3: the host's ``--use-flash-attention`` takes the FlashAttention-2 package), else None. FA3 goes in through the
+    pack's own adapter (the one dense FPS hands its calls to), so the rows measure what users run."""
     if name != "fa3":
         return None
-    fa3 = fa3_interface()
+    from comfyui_fis.nodes.patching.dense_attention import fa3_attention
+    attention = fa3_attention(fa3_interface())
 
-    def override(func, q, k, v, heads, mask=None, skip_reshape=False, skip_output_reshape=False, **kwargs):
+    def override(func, q, k, v, heads, mask=None, **kwargs):
         if mask is not None or q.dtype not in (torch.bfloat16, torch.float16):
-            return func(q, k, v, heads, mask=mask, skip_reshape=skip_reshape, skip_output_reshape=skip_output_reshape, **kwargs)
-        if skip_reshape:                                   # [B, H, L, D]
-            q4, k4, v4 = (x.transpose(1, 2) for x in (q, k, v))
-        else:                                              # [B, L, H * D]
-            q4, k4, v4 = (x.view(x.shape[0], x.shape[1], heads, -1) for x in (q, k, v))
-        out = _first(fa3.flash_attn_func(q4, k4, v4, softmax_scale=kwargs.get("scale")))
-        return out.transpose(1, 2) if skip_output_reshape else out.reshape(out.shape[0], out.shape[1], -1)
+            return func(q, k, v, heads, mask=mask, **kwargs)
+        return attention(q, k, v, heads, **kwargs)
     return override

@@ -2,9 +2,11 @@
 after the fused fit.
 
 One sparse block's restore on random bf16 tokens (the even frames computed), timed with CUDA events (median of
-20): the linear restore, the corrected restore (fit sums carried, as shipped) and its fit alone (products and
-solve), on the torch path (``before``: the unfused correction) and the fused one (``after``:
-``fis_core.correction_kernel``), with the CUDA kernels one corrected restore launches. The correction's own cost
+20): the linear restore, the corrected restore (fit sums carried, as shipped), its fit alone (products and
+solve) and the solve alone (the maps' ridged systems, from Gram sums of correlated random residuals: Cholesky before,
+the Gauss-Jordan kernel after, with its error against an fp64 solve), on the torch path (``before``: the unfused
+correction) and the fused one (``after``: ``fis_core.correction_kernel``), with the CUDA kernels one corrected
+restore launches. The correction's own cost
 (corrected minus linear) per sparse block, times the model's sparse blocks, is given as a share of the ideal
 forward measured by ``bench/speed.py`` on an H200 (2026-12-05, the linear rows of
 ``bench/results/h200_speed_wan14b.json`` and ``h200_speed_wan5b_hv15.json``); the target is at most 3%. Pure
@@ -59,6 +61,15 @@ def sparse_block(frames: int, tokens: int, channels: int, device):
     return layout, x, x.index_select(1, token_index(layout, plan)) * 1.01
 
 
+def fit_sums(channels: int, c: int, tokens: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gram and cross sums [1, n, c, c] (fp32) of correlated random residuals over ``tokens`` fit tokens, as a fit of
+    maps of ``c`` channels forms them."""
+    n = channels // c
+    dx = torch.randn(1, n, tokens, c, device=device) @ torch.randn(1, n, c, c, device=device)
+    du = dx @ torch.randn(1, n, c, c, device=device) / c ** 0.5 + torch.randn(1, n, tokens, c, device=device)
+    return dx.mT @ dx, dx.mT @ du
+
+
 def peak_extra_gib(device, fn) -> float:
     """The GPU memory ``fn()`` allocated at its peak beyond what was allocated before, in GiB (0 on the CPU)."""
     base = torch.cuda.memory_allocated() / 2**30 if device.type == "cuda" else 0.0
@@ -89,12 +100,17 @@ def measure(name: str, shape: Shape, forms, paths, device) -> list[dict]:
             fit_ms = clock.median_ms(lambda: correction.fit_maps(x4, y4, corrected.fit, corrected.fit_weight,
                                                                  corrected.frame_index, (sums, "call"), form),
                                      reps=20, warmup=3)
+            gram, cross = fit_sums(channels, form.channels_per_map(channels), form.fit_tokens, device)
+            solve_ms = clock.median_ms(lambda: correction.ridge_solve(gram, cross, fused), reps=20, warmup=3)
+            solve_error = relative_difference(correction.ridge_solve(gram, cross, fused).double(),
+                                              correction.ridge_solve(gram.double(), cross.double(), False))
             cost_ms = corrected_ms - linear_ms
             share = cost_ms * shape.sparse_blocks / shape.ideal_ms if shape.ideal_ms else None
             rows.append(dict(shape=name, path=path, fused=fused, frames=frames, tokens=tokens, channels=channels,
                              fit_tokens=form.fit_tokens, fit_dtype=str(form.products_dtype(fused)).removeprefix("torch."),
                              map_channels=form.map_channels, linear_ms=round(linear_ms, 3),
                              corrected_ms=round(corrected_ms, 3), fit_ms=round(fit_ms, 3),
+                             solve_ms=round(solve_ms, 3), solve_rel_err=float(f"{solve_error:.2e}"),
                              correction_ms=round(cost_ms, 3), launches=profiled(corrected_restore, device)[1],
                              sparse_blocks=shape.sparse_blocks, ideal_forward_ms=shape.ideal_ms,
                              share_of_ideal=share and round(share, 4), restore_peak_extra_gib=round(extra_gib, 3),
@@ -125,13 +141,15 @@ def profiled(fn, device):
 
 def table(rows: list[dict]) -> str:
     """The rows as a markdown table: before and after per shape, the correction's share against the target."""
-    lines = ["| shape | path | fit products | linear ms | corrected ms | fit + solve ms | correction ms | launches "
-             f"| share of the ideal forward (target <= {TARGET:.0%}) | output vs before |", "| --- " * 10 + "|"]
+    lines = ["| shape | path | fit products | linear ms | corrected ms | fit + solve ms | solve ms (error vs fp64) "
+             f"| correction ms | launches | share of the ideal forward (target <= {TARGET:.0%}) | output vs before |",
+             "| --- " * 11 + "|"]
     for r in rows:
         share = "-" if r["share_of_ideal"] is None else (
             f"{r['share_of_ideal']:+.1%} ({'met' if r['share_of_ideal'] <= TARGET else 'missed'})")
         lines.append(f"| {r['shape']} | {r['path']} | {r['fit_dtype']}, {r['fit_tokens']} tokens | {r['linear_ms']:.3f} "
-                     f"| {r['corrected_ms']:.3f} | {r['fit_ms']:.3f} | {r['correction_ms']:.3f} | {r['launches']} "
+                     f"| {r['corrected_ms']:.3f} | {r['fit_ms']:.3f} | {r['solve_ms']:.3f} ({r['solve_rel_err']:.1e}) "
+                     f"| {r['correction_ms']:.3f} | {r['launches']} "
                      f"| {share} | {r['rel_diff_to_before']:.1e} |")
     return "\n".join(lines)
 

@@ -136,19 +136,29 @@ def fit_maps(x: torch.Tensor, y: torch.Tensor, fit: torch.Tensor, fit_weight: to
     ``x`` [B, F, T, C] are the block's input frames, ``y`` [B, k, T, C] its output on the computed frames
     (``frame_index`` [k] says which). ``fit`` [m, 3] holds per fit frame its position among the computed frames
     and those of its low and high neighbours, ``fit_weight`` [m] the high neighbour's weight. The Gram and cross
-    products run fused where :func:`.correction_kernel.fused` says (one kernel), else in torch (``rows``: the rows it
-    reads, :func:`fit_rows`, where the caller keeps them). With ``carry`` (sums, key) the fit also takes the sums of
-    the block's earlier calls under that key.
+    products and the solve run fused where :func:`.correction_kernel.fused` says (one kernel each), else in torch
+    (``rows``: the rows it reads, :func:`fit_rows`, where the caller keeps them). With ``carry`` (sums, key) the fit
+    also takes the sums of the block's earlier calls under that key.
     """
     tokens, channels = x.shape[2], x.shape[3]
     c, stride = form.channels_per_map(channels), form.token_stride(fit.shape[0], tokens)
-    if correction_kernel.fused(x, c):
+    fused = correction_kernel.fused(x, c)
+    if fused:
         gram, cross = correction_kernel.fit_products(x, y, fit, fit_weight, frame_index, stride, c,
                                                      form.products_dtype(True) == torch.bfloat16)
     else:
         gram, cross = _fit_products(x, y, fit, fit_weight, frame_index, stride, c, form.products_dtype(False), rows)
     if carry is not None:
         gram, cross = carry[0].add(carry[1], gram, cross)
+    return ridge_solve(gram, cross, fused)
+
+
+def ridge_solve(gram: torch.Tensor, cross: torch.Tensor, fused: bool) -> torch.Tensor:
+    """The maps ``A = (G + ridge I)^-1 X`` [B, n, c, c] of the Gram and cross sums ``gram`` and ``cross`` [B, n, c, c]
+    (fp32), ``ridge = RIDGE mean(diag G) + tiny`` per map: one kernel where the fit runs ``fused``
+    (:func:`.correction_kernel.ridge_solve`), else torch's Cholesky solve."""
+    if fused:
+        return correction_kernel.ridge_solve(gram, cross, RIDGE)
     diagonal = gram.diagonal(dim1=2, dim2=3)
     ridge = RIDGE * diagonal.mean(dim=2, keepdim=True) + torch.finfo(gram.dtype).tiny
     gram = gram + torch.diag_embed(ridge.expand_as(diagonal))

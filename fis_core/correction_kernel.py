@@ -1,14 +1,22 @@
-"""The corrected restore's fit and apply as two Triton kernels (CUDA, or Triton's CPU interpreter in tests).
+"""The corrected restore's fit, solve and apply as three Triton kernels (CUDA, or Triton's CPU interpreter in tests).
 
 Unfused, a corrected restore launched 93-132 kernels (gathers, casts, residuals, per-map copies, products, one
 apply per run of frames), most of its time at small shapes. Here the fit reads the rows it needs straight from
 the block's input and output, forms both residuals in fp32 in registers and accumulates ``dx^T dx`` and
 ``dx^T du`` per map in fp32 (bf16 or fp32 operands) in one launch, split over the fit tokens so that the GPU
-fills (one sum of the splits after it); the apply adds ``(x_f - lerp(x_lo, x_hi, w)) A`` to every skipped frame
+fills (one sum of the splits after it). The solve ``A = (G + ridge I)^-1 X`` of all the maps is one launch too, one
+program per map, where the torch path launches about ten kernels (the ridge's small ops, cuSOLVER's batched Cholesky
+and two cuBLAS triangular solves: a fixed ~0.2 ms, estimated, more than the whole correction may cost per block at
+the small shapes). It is blocked Gauss-Jordan elimination without pivoting on ``[G + ridge I | X]``, two fp32 tiles
+held in registers, sound for these SPD systems (the ridge bounds their condition number by 10 c + 1): per panel of
+16 pivots the panel's rows and columns pass through a small scratch buffer, its 16 x 16 diagonal block is inverted
+in registers, and each tile is updated by one fp32 product. On full tiles Gauss-Jordan costs 2 c^3 multiply-adds
+where a Cholesky factor and two triangular solves would cost 3 c^3; the diagonal blocks are the sequential part
+(128 short steps for a 128-channel map). The apply adds ``(x_f - lerp(x_lo, x_hi, w)) A`` to every skipped frame
 in one launch, tiles of [tokens, one map's channels], frames fastest (the neighbours one frame reads are read by
 the next programs too, from L2). The arithmetic is :mod:`.correction`'s torch path, which runs everywhere else.
 
-Both are torch custom ops, so that ``torch.compile`` keeps them in its graph. Triton's interpreter rounds to
+All three are torch custom ops, so that ``torch.compile`` keeps them in its graph. Triton's interpreter rounds to
 bf16 by truncation and multiplies bf16 tiles wrongly (Triton 3.8), so there the operands are rounded to bf16
 by hand and multiplied as fp32: the same exact products (a bf16 product is exact in fp32), fp32 sums.
 """
@@ -24,16 +32,17 @@ from .restore_kernel import interpreting, triton, use_triton
 if triton is not None:
     import triton.language as tl
 
-#: The fused path runs where Triton can (``restore_kernel.use_triton``) once switched on. Off by default until it is
-#: measured on a GPU (written 2026-12-06 and checked only in Triton's interpreter, whose bf16 arithmetic differs from
-#: the GPU's); ``FIS_FUSED_CORRECTION=1`` in the environment turns it on, as ``bench/correction_cost.py``'s "after"
-#: rows do. False runs the torch path everywhere.
-ENABLED = os.environ.get("FIS_FUSED_CORRECTION") == "1"
+#: The fused path runs where Triton can (``restore_kernel.use_triton``): on by default since it was measured on a GPU
+#: (H100, 2026-12-07, ``bench/correction_cost.py``: the correction 2.5-3.8x cheaper at every benchmarked shape, the
+#: maps within 3e-4 of the torch path's, the solve within 1.5e-6 of an fp64 solve). ``FIS_FUSED_CORRECTION=0`` in the
+#: environment runs the torch path everywhere.
+ENABLED = os.environ.get("FIS_FUSED_CORRECTION", "1") != "0"
 #: The largest map the kernels take (one 128 x 128 fp32 accumulator per program); larger maps take the torch path.
 MOST_CHANNELS = 128
 _FIT_TOKENS_PER_STEP = 64
 _APPLY_TOKENS_PER_TILE = 64
 _APPLY_TILES = 4          # tiles per program, which reads its map once for them
+_SOLVE_PANEL = 16         # pivots per panel of the solve (a product's smallest side)
 _OPERANDS = {} if triton is None else {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16, torch.float32: tl.float32}
 
 if triton is not None:
@@ -149,6 +158,60 @@ if triton is not None:
                 value = tl.load(target, mask=mask, other=0.0).to(tl.float32) + correction
                 tl.store(target, value.to(out_ptr.dtype.element_ty), mask=mask)
 
+    @triton.jit
+    def _invert(block, PANEL: tl.constexpr):
+        """The inverse of the SPD ``block`` [PANEL, PANEL] by Gauss-Jordan sweeps in place, without pivoting."""
+        row = tl.arange(0, PANEL)[:, None]
+        col = tl.arange(0, PANEL)[None, :]
+        for j in range(PANEL):
+            # the pivot's row and column; the pivot itself reduced along the row's 2-D form (within a warp, where
+            # the row as a vector of its own would take a layout change through shared memory)
+            pivot_row = tl.sum(tl.where(row == j, block, 0.0), axis=0)[None, :]
+            pivot_col = tl.sum(tl.where(col == j, block, 0.0), axis=1)[:, None]
+            inverse = 1.0 / tl.sum(tl.where(col == j, pivot_row, 0.0), axis=1)[:, None]
+            scaled = pivot_row * inverse
+            block = tl.where(row == j, tl.where(col == j, inverse, scaled),
+                             tl.where(col == j, -pivot_col * inverse, block - pivot_col * scaled))
+        return block
+
+    @triton.jit
+    def _ridge_solve_kernel(gram_ptr, cross_ptr, out_ptr, scratch_ptr, c, ridge, tiny,
+                            BLOCK: tl.constexpr, PANEL: tl.constexpr):
+        """One map's ``A = (G + (ridge mean(diag G) + tiny) I)^-1 X``: Gauss-Jordan on ``[G | X]`` by panels of
+        PANEL pivots; the padding beyond ``c`` is an identity block that no panel touches."""
+        system = tl.program_id(0).to(tl.int64)
+        row = tl.arange(0, BLOCK)[:, None]
+        col = tl.arange(0, BLOCK)[None, :]
+        lane = tl.arange(0, PANEL)
+        g = tl.load(gram_ptr + system * c * c + row * c + col, mask=(row < c) & (col < c), other=0.0)
+        x = tl.load(cross_ptr + system * c * c + row * c + col, mask=(row < c) & (col < c), other=0.0)
+        diagonal = row == col
+        shift = ridge * (tl.sum(tl.sum(tl.where(diagonal, g, 0.0), axis=1), axis=0) / c) + tiny
+        g = tl.where(diagonal, tl.where(row < c, g + shift, 1.0), g)
+        # two buffers, used in turn, of a panel's rows [PANEL, 2 BLOCK] (of G, then X) and columns [BLOCK, PANEL]
+        # of G: a panel writes the buffer that the panel before last read, which every thread of the program
+        # finished before the last barrier. Products in plain fp32 (TF32 would keep 10 of the 23 mantissa bits).
+        scratch = scratch_ptr + system * (6 * PANEL * BLOCK)
+        for first in range(0, c, PANEL):
+            buffer = scratch + ((first // PANEL) % 2) * (3 * PANEL * BLOCK)
+            columns = buffer + 2 * PANEL * BLOCK
+            panel_row = (row >= first) & (row < first + PANEL)
+            tl.store(buffer + (row - first) * (2 * BLOCK) + col, g, mask=panel_row)
+            tl.store(buffer + (row - first) * (2 * BLOCK) + BLOCK + col, x, mask=panel_row)
+            tl.store(columns + row * PANEL + (col - first), g, mask=(col >= first) & (col < first + PANEL))
+            tl.debug_barrier()
+            inverse = _invert(tl.load(buffer + lane[:, None] * (2 * BLOCK) + first + lane[None, :]), PANEL)
+            rows_g = tl.dot(inverse, tl.load(buffer + lane[:, None] * (2 * BLOCK) + col), input_precision="ieee")
+            rows_x = tl.dot(inverse, tl.load(buffer + lane[:, None] * (2 * BLOCK) + BLOCK + col),
+                            input_precision="ieee")
+            # the pivot rows become the panel's rows times the inverse (placed exactly: a product by one), every
+            # other row loses its panel columns times them
+            left = tl.where(row == first + lane[None, :], 1.0,
+                            tl.where(panel_row, 0.0, -tl.load(columns + row * PANEL + lane[None, :])))
+            g = tl.dot(left, rows_g, tl.where(panel_row, 0.0, g), input_precision="ieee")
+            x = tl.dot(left, rows_x, tl.where(panel_row, 0.0, x), input_precision="ieee")
+        tl.store(out_ptr + system * c * c + row * c + col, x, mask=(row < c) & (col < c))
+
 
 def fused(x: torch.Tensor, c: int) -> bool:
     """Whether the fit and apply of maps of ``c`` channels on ``x`` take the kernels."""
@@ -203,11 +266,22 @@ def _apply_maps(out: torch.Tensor, x: torch.Tensor, maps: torch.Tensor, table: t
         num_warps=8 if block_c >= 128 else 4)
 
 
+def _ridge_solve(gram: torch.Tensor, cross: torch.Tensor, ridge: float) -> torch.Tensor:
+    batch, n, c = gram.shape[:3]
+    block = max(_SOLVE_PANEL, triton.next_power_of_2(c))
+    out = torch.empty_like(cross)
+    scratch = torch.empty(batch * n, 6 * _SOLVE_PANEL * block, dtype=torch.float32, device=gram.device)
+    _ridge_solve_kernel[(batch * n,)](gram, cross, out, scratch, c, ridge, torch.finfo(torch.float32).tiny,
+                                      BLOCK=block, PANEL=_SOLVE_PANEL, num_warps=max(4, block // 8))
+    return out
+
+
 def _register():
-    """The ``comfyui_fis::fit_products`` and ``comfyui_fis::apply_maps`` ops (once per process)."""
+    """The ``comfyui_fis::fit_products``, ``comfyui_fis::apply_maps`` and ``comfyui_fis::ridge_solve`` ops (once per
+    process)."""
     ops = torch.ops.comfyui_fis
     if hasattr(ops, "fit_products"):
-        return ops.fit_products, ops.apply_maps
+        return ops.fit_products, ops.apply_maps, ops.ridge_solve
 
     @torch.library.custom_op("comfyui_fis::fit_products", mutates_args=())
     def fit_products(x: torch.Tensor, y: torch.Tensor, fit: torch.Tensor, fit_weight: torch.Tensor,
@@ -229,7 +303,19 @@ def _register():
     def _(out, x, maps, table, weight):
         return None
 
-    return ops.fit_products, ops.apply_maps
+    @torch.library.custom_op("comfyui_fis::ridge_solve", mutates_args=())
+    def ridge_solve(gram: torch.Tensor, cross: torch.Tensor, ridge: float) -> torch.Tensor:
+        if (gram.dtype != torch.float32 or cross.dtype != torch.float32 or gram.shape != cross.shape
+                or gram.dim() != 4 or not 1 <= gram.shape[2] == gram.shape[3] <= MOST_CHANNELS):
+            raise ValueError(f"ridge_solve: gram and cross must be fp32 tensors of one shape [B, n, c, c], c at most "
+                             f"{MOST_CHANNELS}; got {gram.dtype} {tuple(gram.shape)} and {cross.dtype} {tuple(cross.shape)}")
+        return _ridge_solve(gram.contiguous(), cross.contiguous(), ridge)
+
+    @ridge_solve.register_fake
+    def _(gram, cross, ridge):
+        return torch.empty_like(cross)
+
+    return ops.fit_products, ops.apply_maps, ops.ridge_solve
 
 
 def fit_products(x: torch.Tensor, y: torch.Tensor, fit: torch.Tensor, fit_weight: torch.Tensor,
@@ -246,6 +332,13 @@ def apply_maps(out: torch.Tensor, x: torch.Tensor, maps: torch.Tensor, table: to
     and weights from a plan's restore ``table`` and ``weight`` (:class:`.frames.FramePlan`), the product in the
     model's dtype, the sum in fp32 rounded once."""
     _OPS[1](out, x, maps, table, weight)
+
+
+def ridge_solve(gram: torch.Tensor, cross: torch.Tensor, ridge: float) -> torch.Tensor:
+    """The maps ``A = (G + (ridge mean(diag G) + tiny) I)^-1 X`` [B, n, c, c] (fp32) of the Gram and cross sums
+    ``gram`` and ``cross`` [B, n, c, c] (fp32, c at most :data:`MOST_CHANNELS`), as :func:`.correction.ridge_solve`
+    defines them, in one launch."""
+    return _OPS[2](gram, cross, ridge)
 
 
 _OPS = _register() if triton is not None else None

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from . import host
-from .evaluate import DOCS, NOISE_SEED, Runner, Setting, _fidelity_summary, fidelity_cells, prompts
+from .evaluate import DOCS, Runner, Setting, fidelity_cells, prompts
 from .metrics import block_flops
 from .model import FEW_STEPS, MODELS_DIR
 
@@ -71,7 +71,7 @@ def study(models_dir: Path, prompt_count: int, log=print) -> dict:
         rows.append(row)
         log(f"{runner.num_blocks} blocks, {name}: saved {100 * row['compute_saved']:.1f}%, PSNR {row['psnr']:.2f} dB")
     return {"models": str(models_dir), "blocks": runner.num_blocks, "dim": dim, "settings": rows,
-            "another_seed": _fidelity_summary(runner.clips(runner.model, seed=NOISE_SEED + 1), runner.dense)}
+            "another_seed": runner.another_seed()}
 
 
 def table(results: list[dict]) -> str:

@@ -108,8 +108,9 @@ def main(argv=None):
         compare_picture(dense, fis, args.compare)
 
     saved = savings(model, fis_work, 1, args.steps)
-    print(f"prompt: {scene.description} (seed {args.seed}, {args.steps} steps, {scenes.FRAMES} frames of "
-          f"{scenes.SIZE}x{scenes.SIZE})")
+    shape = host.shape_of(model)
+    print(f"prompt: {scene.description} (seed {args.seed}, {args.steps} steps, {shape.frames} frames of "
+          f"{shape.size}x{shape.size})")
     settings = host.resolved_settings(model, quality="balanced")
     print(f"FIS defaults (balanced): sparse blocks {format_block_list(settings.sparse_blocks)}, G={settings.groups}, "
           f"{settings.interpolation} interpolation, groups rotated across steps")

@@ -15,8 +15,7 @@ import time
 from pathlib import Path
 
 from . import host
-from .evaluate import (DOCS, FIS_BEFORE, FIS_DEFAULT, FIS_FASTEST, FIS_FAITHFUL, NOISE_SEED, Runner, Setting,
-                       _fidelity_summary, prompts)
+from .evaluate import DOCS, FIS_BEFORE, FIS_DEFAULT, FIS_FASTEST, FIS_FAITHFUL, Runner, Setting, prompts
 from .model import FEW_STEPS, MODELS_DIR
 
 
@@ -38,7 +37,7 @@ def study(models_dir: Path, prompt_count: int, log=print) -> dict:
             f"PSNR {rows[-1]['psnr']:.2f} dB")
     return {"models": str(models_dir), "blocks": runner.num_blocks, "base_steps": train_log["base"]["steps"],
             "base_loss": train_log["base"]["loss"][-1]["loss"], "lora_steps": train_log["lora"]["steps"],
-            "settings": rows, "another_seed": _fidelity_summary(runner.clips(runner.model, seed=NOISE_SEED + 1), runner.dense)}
+            "settings": rows, "another_seed": runner.another_seed()}
 
 
 def table(results: list[dict]) -> str:

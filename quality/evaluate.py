@@ -30,7 +30,7 @@ import torch
 
 from . import host, latent, scenes
 from .metrics import block_flops, fidelity, pooled_psnr, summary
-from .model import BASE_FILE, FEW_STEPS, LORA_FILE, MODELS_DIR
+from .model import BASE_FILE, FEW_STEPS, LORA_FILE, MODELS_DIR, read_shape
 from .plot import Panel, Series, save_panels
 
 PROMPT_SEED = 5
@@ -95,9 +95,9 @@ def prompts(count: int, seed: int = PROMPT_SEED) -> list[scenes.Scene]:
 
 
 def dense_block_work(model, steps: int) -> tuple[float, int]:
-    """Block FLOPs and image tokens of one clip sampled dense in ``steps`` steps on ``model``."""
+    """Block FLOPs and image tokens of one clip (of the model's shape) sampled dense in ``steps`` steps on ``model``."""
     diffusion_model = model.model.diffusion_model
-    tokens = scenes.FRAMES * (scenes.SIZE // latent.PATCH // 2) ** 2
+    tokens = host.shape_of(model).tokens
     per_block = block_flops(tokens, diffusion_model.dim, diffusion_model.ffn_dim, scenes.TOKENS)
     calls = steps * len(diffusion_model.blocks)
     return calls * per_block, calls * tokens
@@ -116,6 +116,7 @@ class Runner:
     def __init__(self, steps: int, prompt_set: list[scenes.Scene], models_dir: Path = MODELS_DIR):
         self.steps, self.prompts = steps, prompt_set
         self.model = host.load_model(steps, models_dir)
+        self.shape = host.shape_of(self.model)
         self.num_blocks = len(self.model.model.diffusion_model.blocks)
         self.dense = self.clips(self.model)
 
@@ -127,6 +128,10 @@ class Runner:
             latents = host.sample(model, chunk, seed, self.steps, batch_index=range(start, start + len(chunk)))
             out.extend(latent.to_pixels(latents).split(1))
         return out
+
+    def another_seed(self) -> dict:
+        """For scale: the same prompts from another seed (a different video of each description) against dense."""
+        return _fidelity_summary(self.clips(self.model, seed=NOISE_SEED + 1), self.dense)
 
     def patched(self, setting: Setting):
         if setting.kind == "fis":
@@ -217,8 +222,9 @@ def run(prompt_count: int, steps_list: list[int], models_dir: Path, log=print, b
         prompt_seed: int = PROMPT_SEED) -> dict:
     """Every measurement; returns the results as written to ``quality_results.json``."""
     prompt_set = prompts(prompt_count, prompt_seed)
+    shape = read_shape(Path(models_dir) / BASE_FILE)
     results = {"checkpoint_sha256": checkpoint_hashes(models_dir), "prompts": [s.description for s in prompt_set],
-               "noise_seed": NOISE_SEED, "frames": scenes.FRAMES, "size": scenes.SIZE, "torch": torch.__version__,
+               "noise_seed": NOISE_SEED, "frames": shape.frames, "size": shape.size, "torch": torch.__version__,
                "date": time.strftime("%Y-%m-%d"), "steps": {}}
     dense_by_steps = {}
     for steps in steps_list:
@@ -228,8 +234,7 @@ def run(prompt_count: int, steps_list: list[int], models_dir: Path, log=print, b
         log(f"{steps} steps: dense sampled ({time.monotonic() - started:.0f} s)")
         entry = {"settings": [], "num_blocks": runner.num_blocks}
         # scale: the same prompts with another seed (a different video of the same description)
-        other = runner.clips(runner.model, seed=NOISE_SEED + 1)
-        entry["another_seed"] = _fidelity_summary(other, runner.dense)
+        entry["another_seed"] = runner.another_seed()
         for setting in fis_settings(runner.num_blocks, steps) + EASYCACHE_SETTINGS:
             entry["settings"].append(runner.measure(setting))
             s = entry["settings"][-1]
@@ -320,7 +325,8 @@ def tables(results: dict) -> str:
             else:
                 saved = f"{100 * s['compute_saved']:.0f}% ({100 * s['model_calls_skipped']:.0f}% of model calls)"
             lines.append(_row(s["name"], saved, s))
-        lines.append(_row("*dense, another seed (a different video)*", "-", entry["another_seed"]))
+        if "another_seed" in entry:
+            lines.append(_row("*dense, another seed (a different video)*", "-", entry["another_seed"]))
         lines.append("")
     if "few_vs_many_steps" in results:
         few = results["few_vs_many_steps"]

@@ -39,7 +39,7 @@ from fractions import Fraction
 
 import torch
 
-from . import host, scenes
+from . import host
 from .evaluate import DOCS, NOISE_SEED, Runner, Setting, dense_block_work, fidelity_cells, prompts
 from .model import FEW_STEPS
 
@@ -239,6 +239,13 @@ def own_residual_errors(record: dict, sparse_blocks, frames: int, steps: int, c:
     return {key: {name: row[name] / row["energy"] for name in OWN_RESIDUAL_ROWS} for key, row in sums.items()}
 
 
+def dense_errors(runner: Runner, sparse_blocks) -> dict:
+    """The first two parts on ``runner``'s dense run: :func:`fit_errors` and :func:`own_residual_errors`."""
+    record = dense_record(runner, sparse_blocks, runner.shape.frames)
+    return {"fit_error": fit_errors(record, runner.shape.frames),
+            "own_residual_error": own_residual_errors(record, sparse_blocks, runner.shape.frames, runner.steps)}
+
+
 # --- part 2: candidates in the sampling loop -------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -363,7 +370,7 @@ class StudyRestore:
         own = {}
         if mech.oracle == "maps":      # the dense run's updates on the skipped frames, the sparse run's elsewhere
             chosen = [t[0] for t in skipped]
-            u = (restored - x4).index_copy(1, torch.tensor(chosen), dense[:, chosen] - x4[:, chosen])
+            u = (restored - x4).index_copy(1, torch.tensor(chosen, device=x4.device), dense[:, chosen] - x4[:, chosen])
             maps = solve(pair_sums(x4, u, skipped, c))
             if mech.per_distance:
                 own = {d: solve(pair_sums(x4, u, [t for t in skipped if distance(t) == d], c))
@@ -511,7 +518,7 @@ def _study_restore(runner: Runner, mechanism: Mechanism, groups: int):
         x = kwargs.get("x", args[0] if args else None)
         if FIS_CALL.value is None and x.shape[1] == full:             # FIS off for this call: the block ran dense
             options = kwargs.get("transformer_options") or {}
-            study.dense_step((i, (tuple(options.get("cond_or_uncond") or ()), x.shape[0])), x, out, scenes.FRAMES)
+            study.dense_step((i, (tuple(options.get("cond_or_uncond") or ()), x.shape[0])), x, out, runner.shape.frames)
     patcher.restore, FitSums.clear = study, clear
     if mechanism.oracle:
         patcher.SparseBlockPatch.__call__ = block_with_oracle
@@ -793,11 +800,8 @@ def main(argv=None):
     log = host.boot_study()
     runner = Runner(FEW_STEPS, prompts(args.prompts))
     sparse = host.resolved_settings(runner.model).sparse_blocks
-    record = dense_record(runner, sparse, scenes.FRAMES)
     result = {"prompts": args.prompts, "steps": FEW_STEPS, "date": time.strftime("%Y-%m-%d"), "noise_seed": NOISE_SEED,
-              "fit_error": fit_errors(record, scenes.FRAMES),
-              "own_residual_error": own_residual_errors(record, sparse, scenes.FRAMES, FEW_STEPS)}
-    del record
+              **dense_errors(runner, sparse)}
     log("fit errors done")
     result["candidates"] = [_slim(r) for r in run_candidates(runner, CANDIDATES, log)]
     if args.confirm:

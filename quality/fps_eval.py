@@ -13,7 +13,7 @@ import json
 import time
 
 from . import host
-from .evaluate import DOCS, FIS_DEFAULT, NOISE_SEED, Runner, Setting, _fidelity_summary, fidelity_cells, prompts
+from .evaluate import DOCS, FIS_DEFAULT, Runner, Setting, fidelity_cells, prompts
 from .model import FEW_STEPS, MODELS_DIR
 
 NO_EXACT_STEPS = {"dense_steps": ""}
@@ -43,7 +43,7 @@ def run(prompt_count: int, log=print) -> dict:
         result = runner.measure(Setting(name, "fps", widgets))
         rows.append(result)
         log(f"  {name}: PSNR {result['psnr']:.2f} dB")
-    other = _fidelity_summary(runner.clips(runner.model, seed=NOISE_SEED + 1), runner.dense)
+    other = runner.another_seed()
     return {"prompts": prompt_count, "steps": FEW_STEPS, "date": time.strftime("%Y-%m-%d"), "settings": rows,
             "another_seed": other}
 

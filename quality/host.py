@@ -1,5 +1,6 @@
-"""The ComfyUI side: find and boot the host, load the shipped checkpoint with its loader, apply FIS or
-EasyCache with their node classes, and sample with its KSampler path.
+"""The ComfyUI side: find and boot the host, load the shipped checkpoint (or another of ``quality.train``) with its
+loader, apply FIS or EasyCache with their node classes, and sample with its KSampler path at the clip size the
+checkpoint records (its :class:`~quality.model.Shape`, carried by the loaded model: :func:`shape_of`).
 
 The host is found by ``scripts/host_path.py``, as the tests find it: ``$COMFYUI_PATH``, else the ComfyUI this
 pack sits in (``custom_nodes/<pack>``), else ``~/ComfyUI``.
@@ -14,11 +15,13 @@ from pathlib import Path
 import torch
 
 from . import latent, scenes, text
-from .model import BASE_FILE, FEW_STEPS, LORA_FILE, MODELS_DIR, SHIFT
+from .model import BASE_FILE, FEW_STEPS, LORA_FILE, MODELS_DIR, SHIFT, Shape, config_of, read_shape
 
 from host_path import PACK_ROOT, find_comfyui  # on sys.path: see quality/__init__.py
 
 SAMPLER, SCHEDULER = "euler", "simple"
+#: the ModelPatcher attachment that carries the loaded checkpoint's shape through every clone (nodes, LoRA)
+SHAPE_ATTACHMENT = "fis_quality_shape"
 
 
 def comfyui_root() -> Path:
@@ -66,7 +69,8 @@ def pytorch_attention(func, q, k, v, *args, **kwargs):
 
 
 def load_model(steps: int, models_dir: Path = MODELS_DIR):
-    """The shipped model as a ComfyUI ModelPatcher, ready for ``steps``-step sampling.
+    """The model in ``models_dir`` (the shipped one by default) as a ComfyUI ModelPatcher, ready for ``steps``-step
+    sampling, carrying the shape its metadata records (:func:`shape_of`).
 
     ``comfy.sd.load_diffusion_model`` loads the checkpoint (fp32), ``ModelSamplingSD3`` sets the flow
     shift, and for ``steps`` == 4 ComfyUI's LoRA loader adds the 4-step LoRA (as a 4-step Lightning
@@ -75,13 +79,27 @@ def load_model(steps: int, models_dir: Path = MODELS_DIR):
     import comfy.sd
     import comfy.utils
     from comfy_extras.nodes_model_advanced import ModelSamplingSD3
-    model = comfy.sd.load_diffusion_model(str(Path(models_dir) / BASE_FILE), model_options={"dtype": torch.float32})
+    checkpoint = Path(models_dir) / BASE_FILE
+    shape = read_shape(checkpoint)
+    model = comfy.sd.load_diffusion_model(str(checkpoint), model_options={"dtype": torch.float32})
+    loaded = config_of(model.model.diffusion_model)
+    if loaded != shape.config:
+        raise ValueError(f"{checkpoint}: its metadata records the model {shape.config}, its weights are {loaded}")
+    model.set_attachments(SHAPE_ATTACHMENT, shape)
     model = ModelSamplingSD3().patch(model, SHIFT)[0]
     if steps == FEW_STEPS:
         lora = comfy.utils.load_torch_file(str(Path(models_dir) / LORA_FILE))
         model = comfy.sd.load_lora_for_models(model, None, lora, 1.0, 0.0)[0]
     model.model_options["transformer_options"]["optimized_attention_override"] = pytorch_attention
     return model
+
+
+def shape_of(model) -> Shape:
+    """The shape of the checkpoint ``model`` (a ModelPatcher of :func:`load_model`, or a clone of one) was loaded from."""
+    shape = model.get_attachment(SHAPE_ATTACHMENT)
+    if shape is None:
+        raise ValueError("this model was not loaded by quality.host.load_model: its clip shape is unknown")
+    return shape
 
 
 def conditioning(scene_list: list[scenes.Scene]) -> list:
@@ -91,15 +109,15 @@ def conditioning(scene_list: list[scenes.Scene]) -> list:
 
 def sample(model, scene_list: list[scenes.Scene], seed: int, steps: int, batch_index: list[int] | None = None) -> torch.Tensor:
     """Clips of ``scene_list`` (one per batch entry) sampled with ComfyUI's KSampler path (euler, simple,
-    cfg 1) from an empty latent; returns latents in the model's space [B, 16, F, 16, 16] (see
-    :mod:`quality.latent`).
+    cfg 1) from an empty latent of the model's shape; returns latents in the model's space [B, 16, F, size / 2,
+    size / 2] (see :mod:`quality.latent`).
 
     ``batch_index`` gives each entry its noise as ComfyUI does for a batch: entry i gets the i-th draw
     from ``seed``, so one clip sampled alone with ``batch_index=[i]`` gets the same noise as in a batch.
     """
     import nodes
-    size = scenes.SIZE // latent.PATCH
-    empty = {"samples": torch.zeros(len(scene_list), latent.CHANNELS, scenes.FRAMES, size, size)}
+    shape = shape_of(model)
+    empty = {"samples": torch.zeros(len(scene_list), latent.CHANNELS, shape.frames, shape.latent_size, shape.latent_size)}
     if batch_index is not None:
         empty["batch_index"] = list(batch_index)
     cond = conditioning(scene_list)
@@ -164,11 +182,12 @@ class BlockWork:
     """The transformer-block work done while counting: model calls that ran the blocks, and block FLOPs
     and image tokens summed over calls, blocks and batch entries (see :func:`quality.metrics.block_flops`).
     With a ``correction`` form, a sparse block's corrected interpolation is counted too
-    (:func:`comfyui_fis.fis_core.correction_flops`), in ``flops`` and apart in ``correction_flops``."""
+    (:func:`comfyui_fis.fis_core.correction_flops`), in ``flops`` and apart in ``correction_flops``; ``frames`` are
+    the clips' latent frames."""
 
-    def __init__(self, diffusion_model, correction=None):
+    def __init__(self, diffusion_model, frames: int, correction=None):
         self.dim, self.ffn_dim = diffusion_model.dim, diffusion_model.ffn_dim
-        self.correction = correction
+        self.frames, self.correction = frames, correction
         self.runs, self.flops, self.tokens, self.correction_flops = 0, 0.0, 0, 0.0
 
     def record(self, block_index: int, x: torch.Tensor, context: torch.Tensor, options: dict):
@@ -182,10 +201,9 @@ class BlockWork:
         self.tokens += batch * tokens
         computed = computed_frames(options)
         if self.correction is not None and computed is not None:
-            frames = scenes.FRAMES
             per_frame = tokens // len(computed)
             fit = len(fit_sources(tuple(computed))[0])
-            extra = batch * correction_flops(fit, frames - len(computed), per_frame, self.dim, self.correction)
+            extra = batch * correction_flops(fit, self.frames - len(computed), per_frame, self.dim, self.correction)
             self.flops += extra
             self.correction_flops += extra
 
@@ -196,7 +214,7 @@ def count_block_work(model, correction=None):
     EasyCache's skipped steps run none), and with a ``correction`` form FIS's correction: yields a
     :class:`BlockWork` that fills while sampling."""
     diffusion_model = model.model.diffusion_model
-    work = BlockWork(diffusion_model, correction)
+    work = BlockWork(diffusion_model, shape_of(model).frames, correction)
     handles = [block.register_forward_pre_hook(
         lambda module, args, kwargs, i=i: work.record(i, kwargs.get("x", args[0] if args else None), kwargs["context"],
                                                       kwargs.get("transformer_options") or {}),

@@ -1,9 +1,11 @@
 """The model trained here: ComfyUI's own ``WanModel``, small, and what training and sampling share.
 
 The architecture is Wan 2.1 text-to-video as ComfyUI's loader detects it from a state dict (2x2
-patches, 16 latent channels, 4096-wide text input, qk-norm, cross-attention norm), at dim 256 with
-2 heads of 128 (the detector derives heads as dim // 128), a 512-wide feed-forward and 8 blocks:
-7.9 M parameters, 16 MB in fp16.
+patches, 16 latent channels, 4096-wide text input, qk-norm, cross-attention norm). A :class:`Shape` sets its
+width and depth and the clips it learns; the shipped one (:data:`SHIPPED`) is dim 256 with 2 heads of 128 (the
+detector derives heads as dim // 128), a 512-wide feed-forward and 8 blocks (7.9 M parameters, 16 MB in fp16) on
+17 frames of 32x32 pixels. Training writes the shape into the checkpoint's metadata (:meth:`Shape.metadata`) and
+the studies read it back (:func:`read_shape`), so they sample at the size the model learnt.
 
 Sampling is flow matching as Wan's: x_sigma = (1 - sigma) x0 + sigma noise, the model predicts the
 velocity noise - x0 from x_sigma, sigma * 1000 and the text tokens. Noise levels follow the flow shift
@@ -13,17 +15,89 @@ at sigma = shift(1 - k / n), k = 0..n-1. The 4-step LoRA is distilled for exactl
 from __future__ import annotations
 
 import math
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from . import latent, scenes
 
 PACK_ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = PACK_ROOT / "models"
 BASE_FILE = "fis_tiny_wan.safetensors"
 LORA_FILE = "fis_tiny_wan_4step_lora.safetensors"
 
-#: WanModel arguments; the others are Wan 2.1's, which ComfyUI's detector assumes
-CONFIG = dict(dim=256, ffn_dim=512, num_heads=2, num_layers=8, in_dim=16, out_dim=16)
+#: what ComfyUI's detector takes a head's width to be (it derives the heads as dim // HEAD_DIM)
+HEAD_DIM = 128
+#: the key of the checkpoint's metadata that holds the shape and the training settings
+METADATA_KEY = "fis_quality"
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a model trained here is: the clips it learns and samples, ``frames`` frames of ``size`` x ``size``
+    pixels (a latent of ``size / 2`` squared per frame, so ``(size / 4)`` squared tokens after the model's 2x2
+    patches), and its ``WanModel``'s width (``dim``, heads of :data:`HEAD_DIM`), feed-forward and blocks."""
+
+    frames: int
+    size: int
+    dim: int
+    ffn_dim: int
+    num_layers: int
+
+    def __post_init__(self):
+        if min(self.frames, self.size, self.dim, self.ffn_dim, self.num_layers) < 1:
+            raise ValueError(f"every field of a model shape is a positive whole number; got {self}")
+        if self.size % (2 * latent.PATCH) or self.dim % HEAD_DIM:
+            raise ValueError(f"a model shape needs the size a multiple of {2 * latent.PATCH} (the latent's and the "
+                             f"model's 2x2 patches) and dim a multiple of {HEAD_DIM} (ComfyUI's heads); got {self}")
+
+    @property
+    def config(self) -> dict:
+        """The ``WanModel`` arguments; the others are Wan 2.1's, which ComfyUI's detector assumes."""
+        return dict(dim=self.dim, ffn_dim=self.ffn_dim, num_heads=self.dim // HEAD_DIM, num_layers=self.num_layers,
+                    in_dim=latent.CHANNELS, out_dim=latent.CHANNELS)
+
+    @property
+    def latent_size(self) -> int:
+        return self.size // latent.PATCH
+
+    @property
+    def tokens(self) -> int:
+        """Image tokens of one clip: frames x (size / 4) squared."""
+        return self.frames * (self.latent_size // 2) ** 2
+
+    @property
+    def name(self) -> str:
+        """Its name in :data:`SHAPES`, or ``custom``."""
+        return next((name for name, shape in SHAPES.items() if shape == self), "custom")
+
+    def metadata(self) -> dict:
+        """What the checkpoint's metadata records of it (the keys of the first checkpoints, and the name)."""
+        return {"shape": self.name, "config": self.config, "frames": self.frames, "size": self.size}
+
+    @classmethod
+    def from_metadata(cls, metadata: dict) -> "Shape":
+        """The shape :meth:`metadata` recorded (also in checkpoints written before shapes had names)."""
+        config = metadata["config"]
+        return cls(frames=metadata["frames"], size=metadata["size"], dim=config["dim"], ffn_dim=config["ffn_dim"],
+                   num_layers=config["num_layers"])
+
+
+#: the model shipped in models/: 17 frames of 32x32 pixels (8x8 tokens), dim 256, 8 blocks
+SHIPPED = Shape(frames=scenes.FRAMES, size=scenes.SIZE, dim=256, ffn_dim=512, num_layers=8)
+SHAPES = {
+    "shipped": SHIPPED,
+    #: shaped more like Wan (issue 26): 21 latent frames as Wan-14B's 81-frame clips, 16x16 tokens per frame, 4 heads
+    #: of 128, a feed-forward 3x the width (Wan-14B's is 2.7x), 16 blocks; trained on a GPU, not shipped
+    "wan-shaped": Shape(frames=21, size=64, dim=512, ffn_dim=1536, num_layers=16),
+    #: what wan-shaped changes (64-pixel scenes, another frame count and width) at a size the CPU trains in seconds;
+    #: 9 frames leave every group of G=3 three frames, as the lab's fit needs
+    "wan-shaped-tiny": Shape(frames=9, size=64, dim=128, ffn_dim=256, num_layers=3),
+}
+#: WanModel arguments of the shipped model
+CONFIG = SHIPPED.config
 #: flow shift used in training and sampling (apply ComfyUI's ModelSamplingSD3 with it)
 SHIFT = 3.0
 FEW_STEPS = 4
@@ -69,6 +143,18 @@ def build(config: dict | None = None, device=None) -> torch.nn.Module:
         model.head.modulation.copy_(torch.randn(model.head.modulation.shape) / math.sqrt(dim))
         torch.nn.init.zeros_(model.head.head.weight)
     return model
+
+
+def read_shape(checkpoint: Path) -> Shape:
+    """The shape a checkpoint of :mod:`quality.train` records in its metadata; a ValueError for another file."""
+    from safetensors import safe_open
+    with safe_open(str(checkpoint), "pt") as f:
+        metadata = (f.metadata() or {}).get(METADATA_KEY)
+    try:
+        return Shape.from_metadata(json.loads(metadata))
+    except (TypeError, KeyError, ValueError) as error:
+        raise ValueError(f"{checkpoint} records no model shape in its metadata ({METADATA_KEY!r}): it was not "
+                         f"written by quality.train ({error!r})") from error
 
 
 def config_of(model: torch.nn.Module) -> dict:

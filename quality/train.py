@@ -11,6 +11,10 @@ descriptions and noise it integrates the ODE from sigma 1 to 0 with ``--substeps
 segment of the 4-step schedule, and the student (base + LoRA) learns, at the start of each segment,
 the velocity that takes it in one step to where the teacher arrived. No video data is needed.
 
+``--shape`` picks the model and its clips from :data:`quality.model.SHAPES` (the shipped one by default;
+``wan-shaped`` for the model shaped more like Wan, see :mod:`quality.wan_shaped`); the checkpoint's metadata
+records it, and the studies sample at that size.
+
     python -m quality.train --device cuda --minutes 7 --out OUT
 
 writes to OUT: the base checkpoint and the 4-step LoRA (safetensors, fp16, ComfyUI key names),
@@ -25,14 +29,16 @@ import copy
 import json
 import math
 import time
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from . import latent, scenes, text
 from .host import boot, pytorch_attention
-from .model import (BASE_FILE, CONFIG, FEW_STEPS, LORA_FILE, LORA_RANK, SHIFT, add_lora, build, config_of,
-                    lora_state_dict, schedule_sigmas, shift_sigma)
+from .model import (BASE_FILE, FEW_STEPS, LORA_FILE, LORA_RANK, METADATA_KEY, SHAPES, SHIFT, Shape, add_lora, build,
+                    config_of, lora_state_dict, schedule_sigmas, shift_sigma)
 from .plot import Panel, Series, save_frame_grid, save_panels
 
 PHASE1_SHARE = 0.62   # of the budget: base model
@@ -54,13 +60,13 @@ class Clock:
 
 
 class Batches:
-    """Random scenes as (clean latent, text tokens) on the device, and noise, from one seed: the scene
-    words are drawn on the CPU, everything else on the device."""
+    """Random scenes of ``shape``'s clips as (clean latent, text tokens) on the device, and noise, from one seed:
+    the scene words are drawn on the CPU, everything else on the device."""
 
-    def __init__(self, seed: int, frames: int, device: torch.device):
+    def __init__(self, seed: int, shape: Shape, device: torch.device):
         self.cpu = torch.Generator().manual_seed(seed)
         self.device_gen = torch.Generator(device).manual_seed(seed + 1)
-        self.frames, self.device = frames, device
+        self.shape, self.device = shape, device
 
     def scenes(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         indices = scenes.random_indices(batch, self.cpu)
@@ -68,8 +74,17 @@ class Batches:
 
     def data(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         indices, context = self.scenes(batch)
-        video = scenes.render(indices, self.device_gen, frames=self.frames, device=self.device)
+        video = self.render(indices)
         return latent.encode(video), context
+
+    def render(self, indices: torch.Tensor) -> torch.Tensor:
+        return scenes.render(indices, self.device_gen, frames=self.shape.frames, size=self.shape.size, device=self.device)
+
+    def noise_latents(self, count: int) -> torch.Tensor:
+        """Noise the shape of ``count`` clean latents."""
+        s = self.shape
+        return torch.randn(count, latent.CHANNELS, s.frames, s.latent_size, s.latent_size, generator=self.device_gen,
+                           device=self.device)
 
     def noise(self, like: torch.Tensor) -> torch.Tensor:
         return torch.randn(like.shape, generator=self.device_gen, device=like.device)
@@ -191,10 +206,9 @@ def distil_lora(teacher, batches: Batches, clock: Clock, args, device) -> tuple[
     sigmas = schedule_sigmas(FEW_STEPS)
     start, deadline = clock.elapsed(), clock.deadline(PHASE2_SHARE)
     step = 0
-    size = scenes.SIZE // latent.PATCH
     while clock.elapsed() < deadline or step == 0:
         _, context = batches.scenes(args.distil_batch)
-        noise = batches.noise(torch.empty(args.distil_batch, latent.CHANNELS, batches.frames, size, size, device=device))
+        noise = batches.noise_latents(args.distil_batch)
         states = teacher_segments(teacher, noise, context, sigmas, args.substeps, device)
         x = torch.cat(states[:-1])
         target = torch.cat([(b - a) / (s1 - s0) for a, b, s0, s1 in zip(states, states[1:], sigmas, sigmas[1:])])
@@ -217,9 +231,8 @@ def preview(base, student, batches: Batches, device, path: Path, count: int = 4)
     """A PNG of what was learnt: for ``count`` random descriptions, a training clip of the description,
     the base model's 20-step sample and the LoRA's 4-step sample (Euler on the sampling schedule)."""
     indices, context = batches.scenes(count)
-    rows = [("training clip", (scenes.render(indices, batches.device_gen, frames=batches.frames, device=device) + 1) / 2)]
-    size = scenes.SIZE // latent.PATCH
-    noise = batches.noise(torch.empty(count, latent.CHANNELS, batches.frames, size, size, device=device))
+    rows = [("training clip", (batches.render(indices) + 1) / 2)]
+    noise = batches.noise_latents(count)
     for label, model, steps in (("base, 20 steps", base, 20), (f"LoRA, {FEW_STEPS} steps", student, FEW_STEPS)):
         x = noise
         sigmas = schedule_sigmas(steps)
@@ -231,15 +244,14 @@ def preview(base, student, batches: Batches, device, path: Path, count: int = 4)
     save_frame_grid(grid, path)
 
 
-def save_outputs(out: Path, model, lora: dict, log: dict):
+def save_outputs(out: Path, model, lora: dict, log: dict, shape: Shape):
     from safetensors.torch import save_file
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in model.state_dict().items()}
-    metadata = {"fis_quality": json.dumps({"config": log["config"], "shift": SHIFT, "seed": log["seed"],
-                                           "frames": log["frames"], "size": scenes.SIZE})}
+    metadata = {METADATA_KEY: json.dumps({**shape.metadata(), "shift": SHIFT, "seed": log["seed"]})}
     save_file(state, str(out / BASE_FILE), metadata=metadata)
     if lora:
-        save_file(lora, str(out / LORA_FILE), metadata={"fis_quality": json.dumps({"steps": FEW_STEPS, "shift": SHIFT})})
+        save_file(lora, str(out / LORA_FILE), metadata={METADATA_KEY: json.dumps({"steps": FEW_STEPS, "shift": SHIFT})})
     (out / "train_log.json").write_text(json.dumps(log, indent=1))
     panels = []
     for phase, title in (("base", "Phase 1: flow matching (base model)"), ("lora", "Phase 2: 4-step distillation (LoRA)")):
@@ -271,37 +283,57 @@ def parse_args(argv=None):
     parser.add_argument("--substeps", type=int, default=6, help="teacher Euler steps per 4-step segment")
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument("--preview", type=int, default=4, help="descriptions shown in samples.png")
-    parser.add_argument("--layers", type=int, default=CONFIG["num_layers"], help="fewer for a quick smoke test")
-    parser.add_argument("--frames", type=int, default=scenes.FRAMES, help="fewer for a quick smoke test")
+    parser.add_argument("--shape", choices=tuple(SHAPES), default="shipped", help="the model and its clips")
+    parser.add_argument("--layers", type=int, help="the shape's blocks, fewer for a quick smoke test")
+    parser.add_argument("--frames", type=int, help="the shape's frames, fewer for a quick smoke test")
     return parser.parse_args(argv)
+
+
+def shape_from_args(args) -> Shape:
+    """The ``--shape``, with ``--layers`` and ``--frames`` where given."""
+    overrides = {"num_layers": args.layers, "frames": args.frames}
+    return replace(SHAPES[args.shape], **{k: v for k, v in overrides.items() if v is not None})
+
+
+@contextmanager
+def training_mode(device: torch.device):
+    """The host's differentiable RoPE (not its fused inference kernel) and, on CUDA, TF32 matrix products, for the
+    time of the training: a study run after it in the same process samples as it would alone."""
+    import comfy.model_management
+    kept = (comfy.model_management.in_training, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    comfy.model_management.in_training = True
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        comfy.model_management.in_training, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = kept
 
 
 def main(argv=None):
     args = parse_args(argv)
     clock = Clock(args.minutes)
     device = torch.device(args.device)
+    shape = shape_from_args(args)
     boot(cpu=device.type != "cuda")
-    import comfy.model_management
-    comfy.model_management.in_training = True   # differentiable RoPE instead of the fused inference kernel
     torch.manual_seed(args.seed)
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    model = build({"num_layers": args.layers}).to(device)
-    batches = Batches(args.seed, args.frames, device)
-    log = {"command": vars(args) | {"out": str(args.out), "device": str(device)}, "seed": args.seed,
-           "config": config_of(model), "frames": args.frames, "shift": SHIFT, "torch": torch.__version__,
-           "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
-    print(f"phase 1: flow matching until {clock.deadline(PHASE1_SHARE):.0f} s", flush=True)
-    log["base"] = train_base(model, batches, clock, args, device)
-    print(f"  {log['base']['steps']} steps, last loss {log['base']['loss'][-1]['loss'] if log['base']['loss'] else float('nan'):.4g}", flush=True)
-    model.requires_grad_(False).eval()
-    save_outputs(args.out, model, {}, log)          # the base model is safe even if phase 2 fails
-    print(f"phase 2: 4-step LoRA until {clock.deadline(PHASE2_SHARE):.0f} s", flush=True)
-    student, lora, log["lora"] = distil_lora(model, batches, clock, args, device)
-    print(f"  {log['lora']['steps']} steps, last loss {log['lora']['loss'][-1]['loss'] if log['lora']['loss'] else float('nan'):.4g}", flush=True)
-    save_outputs(args.out, model, lora, log)
-    preview(model, student, batches, device, args.out / "samples.png", args.preview)
+    with training_mode(device):
+        model = build(shape.config).to(device)
+        batches = Batches(args.seed, shape, device)
+        log = {"command": vars(args) | {"out": str(args.out), "device": str(device)}, "seed": args.seed,
+               "shape": shape.name, "config": config_of(model), "frames": shape.frames, "size": shape.size,
+               "shift": SHIFT, "torch": torch.__version__,
+               "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
+        print(f"phase 1: flow matching until {clock.deadline(PHASE1_SHARE):.0f} s", flush=True)
+        log["base"] = train_base(model, batches, clock, args, device)
+        print(f"  {log['base']['steps']} steps, last loss {log['base']['loss'][-1]['loss'] if log['base']['loss'] else float('nan'):.4g}", flush=True)
+        model.requires_grad_(False).eval()
+        save_outputs(args.out, model, {}, log, shape)          # the base model is safe even if phase 2 fails
+        print(f"phase 2: 4-step LoRA until {clock.deadline(PHASE2_SHARE):.0f} s", flush=True)
+        student, lora, log["lora"] = distil_lora(model, batches, clock, args, device)
+        print(f"  {log['lora']['steps']} steps, last loss {log['lora']['loss'][-1]['loss'] if log['lora']['loss'] else float('nan'):.4g}", flush=True)
+        save_outputs(args.out, model, lora, log, shape)
+        preview(model, student, batches, device, args.out / "samples.png", args.preview)
     log["total_seconds"] = round(clock.elapsed(), 1)
     (args.out / "train_log.json").write_text(json.dumps(log, indent=1))
     print(f"wrote {args.out} in {clock.elapsed():.0f} s", flush=True)

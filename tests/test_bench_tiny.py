@@ -56,6 +56,7 @@ def test_correction_cost_benchmark_tiny_mode_times_each_form_and_writes_its_prof
     for row in report["rows"]:
         assert row["linear_ms"] > 0 and row["corrected_ms"] > 0 and row["fit_ms"] > 0   # CPU timings: no claims
         assert row["launches"] > 0 and row["correction_ms"] == pytest.approx(row["corrected_ms"] - row["linear_ms"], abs=2e-3)
+        assert row["solve_ms"] > 0 and 0 < row["solve_rel_err"] < 1e-4      # torch's fp32 Cholesky against fp64
     assert "| tiny | before | bfloat16, 256 tokens |" in result.stdout and "'after' left out" in result.stdout
     tables = out.with_suffix(".txt").read_text()
     assert tables.count("CPU operator calls") == 4 and "aten::linalg_cholesky_ex" in tables

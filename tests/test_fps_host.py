@@ -68,22 +68,48 @@ def test_only_video_self_attention_runs_fps(wan):
     assert 1e-4 < error < 0.5
 
 
-def test_dense_fps_hands_its_attention_to_a_faster_installed_one(wan, caplog, monkeypatch):
-    """At sparsity 0 FPS skips nothing: the host's fastest installed attention of FASTER_DENSE_ATTENTIONS takes the
-    video self-attention, said once; where tiles are skipped, or none is installed, FPS's kernel runs. (On the CPU
-    none of the measured ones is registered: the host's own 'pytorch' attention stands in for one.)"""
-    from comfyui_fis.nodes.patching import fps as fps_patch
+def test_dense_fps_hands_its_attention_to_a_faster_installed_one(wan, caplog, monkeypatch, request):
+    """At sparsity 0 FPS skips nothing: the first installed attention of REGISTERED_ORDER takes the video
+    self-attention, said once; where tiles are skipped, or none is installed, FPS's kernel runs. (On the CPU none of
+    the measured ones is registered: the host's own 'pytorch' attention stands in for one.)"""
+    from comfyui_fis.nodes.patching import dense_attention
     x = latent()
+    dense_attention.dense_route.cache_clear()
     with record_fps_attention() as fps_calls:
         sample(fps(wan, sparsity=0.0), x, text(), steps=1)
     assert len(fps_calls) == 4                                       # none installed: FPS's kernel
-    monkeypatch.setattr(fps_patch, "FASTER_DENSE_ATTENTIONS", ("sage", "pytorch"))
+    monkeypatch.setattr(dense_attention, "REGISTERED_ORDER", ("sage", "pytorch"))
+    dense_attention.dense_route.cache_clear()
+    request.addfinalizer(dense_attention.dense_route.cache_clear)   # no stand-in route left for the other tests
     with record_fps_attention() as fps_calls, caplog.at_level(logging.INFO, logger="ComfyUI-FIS"):
         out = sample(fps(wan, sparsity=0.0), x, text(), steps=1)
         sample(fps(wan, sparsity=0.5), x, text(), steps=1)
     assert len(fps_calls) == 4                                       # the sparse run's only
     assert torch.equal(out, sample(wan, x, text(), steps=1))
     assert sum("dense FPS attention runs ComfyUI's 'pytorch' attention" in r.message for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize("skip_reshape", [False, True])
+def test_flash_attention_3_takes_comfyui_attention_layouts(host, skip_reshape):
+    """FlashAttention-3 runs only on Hopper; its interface's ``flash_attn_func`` ([B, L, H, D] in and out, and the
+    log-sum-exp in a tuple) is stood in for by SDPA here, so that the layouts FPS hands it are checked against the
+    host's own attention in both of ComfyUI's layouts."""
+    import comfy.ldm.modules.attention as host_attention
+    from types import SimpleNamespace
+    from comfyui_fis.nodes.patching.dense_attention import fa3_attention
+
+    def flash_attn_func(q, k, v, softmax_scale=None):
+        out = torch.nn.functional.scaled_dot_product_attention(*(x.transpose(1, 2) for x in (q, k, v)), scale=softmax_scale)
+        return out.transpose(1, 2), None
+    attention = fa3_attention(SimpleNamespace(flash_attn_func=flash_attn_func))
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 40, 16, generator=generator) for _ in range(3))    # [B, H, L, D]
+    if not skip_reshape:
+        q, k, v = (x.transpose(1, 2).reshape(2, 40, 48) for x in (q, k, v))
+    for skip_output_reshape in (False, True):
+        options = dict(skip_reshape=skip_reshape, skip_output_reshape=skip_output_reshape)
+        expected = host_attention.attention_pytorch(q, k, v, 3, **options)
+        assert torch.allclose(attention(q, k, v, 3, **options), expected, atol=1e-5)
 
 
 def test_dense_steps_follow_the_schedule(wan):

@@ -13,13 +13,12 @@ The tiles follow FIS in either order. Given one rank's chunk of a sequence-paral
 it runs the Ulysses all-to-all itself and tiles the grid that attention sees (:mod:`.sequence_parallel`). The same wrapper marks the model calls whose sigma lies in
 ``dense_steps``; they run exact.
 
-Dense FPS (sparsity 0) runs FPS's FP8 kernel only where no faster attention is installed: the host's attention
-backends expected to beat it (:data:`FASTER_DENSE_ATTENTIONS`; ``bench/attention.py`` measures them) take those
-calls, said once in the log, so adding FPS does not make a user's attention slower.
+Dense FPS (sparsity 0) runs FPS's FP8 kernel only over SDPA: FlashAttention-3 (faster and more accurate) or the
+host's INT8 attention (slower, but 4-5x more accurate) takes those calls where installed, said once in the log
+(:mod:`.dense_attention`, measured by ``bench/attention.py``).
 """
 from __future__ import annotations
 
-import functools
 import logging
 import math
 from typing import NamedTuple
@@ -30,25 +29,12 @@ from ...fis_core.fps import SHAPES, FpsSettings, fps_attention_op, in_ranges, tr
 from ..families import FPS_FAMILIES, FamilyAdapter, FrameGrid, find_family, named
 from ..log import LOG, SayOnce
 from .call_state import FPS_CALL, SharedByClones
+from .dense_attention import dense_route
 from .sequence_parallel import current_shard, ulysses_attention
 
 WRAPPER_KEY = "fps_attention"
 #: the model keyword argument that carries the FPS state of a call (see ``apply_model_wrapper``)
 CALL_KWARG = "fps_call"
-#: The host's registered attention functions expected to be faster than FPS's dense FP8 kernel on Hopper (fastest
-#: first; not yet measured against it: bench/attention.py, README "Against the attention you run"); a dense FPS call
-#: runs the first one installed.
-FASTER_DENSE_ATTENTIONS = ("comfy_kitchen_int8", "sage3", "sage")
-
-
-@functools.lru_cache(maxsize=4)
-def installed_attention(names: tuple[str, ...]):
-    """The first of ``names`` the host has registered, as (function, name), or None. The registry is filled when the
-    host and its node packs load, so this is looked up once, not on each of a step's attention calls."""
-    from comfy.ldm.modules.attention import REGISTERED_ATTENTION_FUNCTIONS   # here: importing it picks the device
-    return next(((REGISTERED_ATTENTION_FUNCTIONS[name], name) for name in names
-                 if name in REGISTERED_ATTENTION_FUNCTIONS), None)
-
 
 class FpsCall(NamedTuple):
     """FPS state of one model call: whether it lies in ``dense_steps``, and the latent's frame grid."""
@@ -85,14 +71,14 @@ class FpsOverride(SharedByClones):
             if self.family.record.text_first:
                 self.say_once("mask", "attention with a text mask (a padded prompt) runs the original attention")
             return self.passthrough(func, q, k, v, heads, *args, **kwargs)
-        # at sparsity 0, the host's faster attention where installed; an attention override underneath FPS is not
-        # taken for one: it may be anything (the lab's own SDPA override, say)
-        route = installed_attention(FASTER_DENSE_ATTENTIONS) if self.settings.sparsity == 0.0 else None
+        # at sparsity 0, FlashAttention-3 or the host's INT8 attention where installed; an attention override
+        # underneath FPS is not taken for one: it may be anything (the lab's own SDPA override, say)
+        route = dense_route(q.device, q.dtype) if self.settings.sparsity == 0.0 else None
         if route is not None:
-            self.say_once("route", f"dense FPS attention runs ComfyUI's '{route[1]}' attention, expected to be faster "
-                                   f"than FPS's FP8 kernel on dense attention (bench/attention.py measures it); FPS's "
-                                   f"kernel runs where tiles are skipped (sparsity > 0)")
-            return route[0](q, k, v, heads, *args, **kwargs)
+            self.say_once("route", f"dense FPS attention runs {route.name} attention: measured faster, or more "
+                                   f"accurate, than FPS's FP8 kernel on dense attention (README, 'Against the attention "
+                                   f"you run'); FPS's kernel runs where tiles are skipped (sparsity > 0)")
+            return route.attention(q, k, v, heads, *args, **kwargs)
         tokens, video = q.shape[token_axis], math.prod(grid)
         prefix = self.family.attention_prefix(tokens, video, call.grid)
         if prefix is None:                                 # no video here (text alone: a token refiner)

@@ -6,7 +6,7 @@ from ..calibration.profiles import profile_fingerprint
 from ..families import FAMILIES, model_tooltip, named
 from ..log import LOG
 from ..patching.fis import FisSettings, apply_fis, model_block_keys
-from .fis_widgets import AUTO, CUSTOM, PRESETS, PROFILE, resolve_settings
+from .fis_widgets import AUTO, CUSTOM, PRESETS, PROFILE, WIDGETS, resolve_settings
 
 
 def settings_from_widgets(model, sparse_blocks: str, groups: int, pattern: str, interpolation: str,
@@ -27,9 +27,8 @@ def say_replaced(quality: str, preset: dict, given: dict):
     """One log line where a prompt sets a widget that the ``quality`` preset replaces to a value of its own (not the
     widget's default, which every prompt carries): a prompt from a script or another front end, where nothing
     switched ``quality`` to ``custom`` when the widget was set, would otherwise run without it unawares."""
-    defaults = widget_specs()
     replaced = [f"{name} {value!r} with {preset[name]!r}" for name, value in given.items()
-                if name in preset and not same_value(value, preset[name]) and not same_value(value, defaults[name][1]["default"])]
+                if name in preset and not same_value(value, preset[name]) and not same_value(value, WIDGETS[name])]
     if replaced:
         LOG.warning("FIS: quality '%s' replaces %s; set quality to 'custom' to use the prompt's value%s", quality,
                     ", ".join(replaced), "s" if len(replaced) > 1 else "")
@@ -50,40 +49,42 @@ def same_value(a, b) -> bool:
 
 
 def widget_specs() -> dict:
-    """The widgets after ``quality``, in the order of the previous releases (V1 specs: ``(type, options)``); the V3
-    node (:mod:`.fis_node_v3`) builds its inputs from the same specs."""
+    """The widgets after ``quality``, in the order of the previous releases (V1 specs: ``(type, options)``), their
+    defaults those of :data:`~.fis_widgets.WIDGETS`; the V3 node (:mod:`.fis_node_v3`) builds its inputs from the
+    same specs."""
     return {
-        "sparse_blocks": ("STRING", {"default": AUTO, "tooltip": " ".join([
+        "sparse_blocks": ("STRING", {"default": WIDGETS["sparse_blocks"], "tooltip": " ".join([
             "Blocks that compute a subset of the frames (with quality 'custom'): 'auto' (all but the first and "
             "last block), 'all', numbers and ranges such as '4-35' or '0,2,5-9', or 'profile:NAME': as many "
             "blocks as 'auto', those where FIS Calibrate measured the least defect on this model "
             "('profile:NAME:K': the K best). Others stay dense."]
             + [f.record.blocks_note for f in FAMILIES if f.record.blocks_note])}),
-        "groups": ("INT", {"default": 2, "min": 1, "max": 8, "tooltip":
+        "groups": ("INT", {"default": WIDGETS["groups"], "min": 1, "max": 8, "tooltip":
             "Interleaved frame groups G: each sparse block computes about 1/G of the frames, and every frame is "
             "recomputed at least once every G sparse blocks. 2 is about 2.5-3x faster at 720p; 1 turns FIS off."}),
-        "pattern": (list(PATTERNS), {"default": "interleave", "tooltip":
+        "pattern": (list(PATTERNS), {"default": WIDGETS["pattern"], "tooltip":
             "interleave: frame f belongs to group f mod G (neighbours of a skipped frame are computed). "
             "contiguous: each group is a run of consecutive frames."}),
-        "interpolation": (list(INTERPOLATIONS), {"default": "corrected", "tooltip":
+        "interpolation": (list(INTERPOLATIONS), {"default": WIDGETS["interpolation"], "tooltip":
             "How a skipped frame gets the block's update: corrected (linear, plus a correction for the frame's "
             "own input, fitted on the computed frames in every block and step: the most faithful), linear "
             "between the nearest computed frames, the nearest computed frame's, or none (the frame passes "
             "through unchanged)."}),
-        "anchor_frames": ("STRING", {"default": AUTO, "tooltip":
+        "anchor_frames": ("STRING", {"default": WIDGETS["anchor_frames"], "tooltip":
             "Latent frames every block computes, e.g. '0' or '0,-1' (negative counts from the end). 'auto': the "
             "frames the conditioning fixes (the first frame of image-to-video). Empty: none."}),
-        "start_percent": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
+        "start_percent": ("FLOAT", {"default": WIDGETS["start_percent"], "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
             "Part of the sampling schedule where FIS is on: from here..."}),
-        "end_percent": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
+        "end_percent": ("FLOAT", {"default": WIDGETS["end_percent"], "min": 0.0, "max": 1.0, "step": 0.01, "tooltip":
             "...to here. Outside it the model runs dense."}),
     }
 
 
 MODEL_TOOLTIP = model_tooltip(FAMILIES)
 PRESET_TOOLTIP = (
-    "balanced: all blocks but the first and last sparse, G=2, corrected interpolation (a 14B model at 720p: 2.9x "
-    "per step over PyTorch SDPA attention; less over SageAttention or FlashAttention-3, not yet measured; the test model trained here: 28.6 dB from dense). faithful: every block sparse, but the first step "
+    "balanced: all blocks but the first and last sparse, G=2, corrected interpolation (a 14B model at 720p on an "
+    "H100: 2.7x per step over FlashAttention-3, the fastest attention measured, 2.9x over PyTorch SDPA; the test "
+    "model trained here: 28.6 dB from dense). faithful: every block sparse, but the first step "
     "(from pure noise, where the layout is set) and the final step (landing on the clean video) dense (about 1.5x "
     "per 4-step run, more with more steps; 32.7 dB). fastest: every block sparse (3.2x per step; 28.1 dB). custom: "
     "the widgets below. A preset sets sparse_blocks, groups, interpolation, start_percent and end_percent; pattern "
