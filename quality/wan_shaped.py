@@ -89,8 +89,10 @@ def study_items(num_blocks: int) -> list:
              confirm["G=3, auto blocks, per-distance maps, both distances"],
              confirm["G=3 every block, its first two steps at G=2"], FIS_FASTEST, FIS_FAITHFUL, fis["FIS G=4"],
              caches[0.5], caches[0.3], caches[0.2], ANOTHER_SEED]
-    # CONFIRM's rows without a lab mechanism or override are evaluate's settings under other names: measured once
-    lab = [c for c in CONFIRM if (c.mechanism or c.opening or c.closing or c.context_pool) and c not in first]
+    # CONFIRM's rows without a lab mechanism or override are evaluate's settings under other names: measured once;
+    # the probes first, which say whether G=3 loses its video in the computed frames there too
+    lab = sorted((c for c in CONFIRM if (c.mechanism or c.opening or c.closing or c.context_pool) and c not in first),
+                 key=lambda c: item_kind(c) != "probe")
     final_dense = confirm["G=2, every block, the final step dense"]
     return (first + lab + [final_dense] + [s for s in fis.values() if s not in first]
             + [s for s in EASYCACHE_SETTINGS if s not in first] + [FIT_ERRORS])
