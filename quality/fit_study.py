@@ -484,6 +484,17 @@ class Candidate:
     context_pool: int = 0
     #: each such token weighs as the pool x pool tokens it stands for in the softmax (log of their count added)
     context_weighted: bool = False
+    #: the computed frames also attend to each skipped frame's keys and values averaged over this many x this many
+    #: tokens after their projection (:class:`PooledKeys`; 0: not), each weighing as the tokens it stands for unless
+    #: ``pooled_unweighted``
+    pooled_keys: int = 0
+    pooled_unweighted: bool = False
+    #: the keys averaged before their RoPE, the window centre's RoPE then applied
+    pooled_rope: bool = False
+    #: only the skipped frames this many frames apart from the computed ones give keys (1: all of them)
+    key_stride: int = 1
+    #: the skipped frames within this many frames of a computed one give it their whole keys (0: none)
+    near_keys: int = 0
 
     @property
     def groups(self) -> int:
@@ -615,6 +626,125 @@ def _pooled_context(pool: int, weighted: bool):
         patcher.sparse_args, patcher.restore = original_args, original_restore
 
 
+class PooledKeys:
+    """Each sparse call's computed frames attend, besides each other, to the skipped frames' keys and values averaged
+    over ``pool`` x ``pool`` tokens after their projection, their norm and their RoPE (``weighted``: each weighs as the
+    tokens it stands for, the log of their count added in the softmax: proportional attention), and to the whole keys
+    of the skipped frames within ``near`` frames of their own. In the study the skipped frames' tokens ride along as
+    extra tokens of the call (their queries answered with zeros, their outputs dropped before the restore);
+    ``flops`` is what the real mechanism does less than the call counted: the skipped tokens need only their key and
+    value projections, the computed queries attend to the keys said. Wan text-to-video."""
+
+    def __init__(self, pool: int, weighted: bool, near: int, diffusion_model, correction):
+        self.pool, self.weighted, self.near, self.correction = pool, weighted, near, correction
+        self.dim, self.ffn = diffusion_model.dim, diffusion_model.ffn_dim
+        self.flops = 0.0
+
+    def averaged(self, tokens: int) -> int:
+        """The averaged tokens of a square frame of ``tokens``."""
+        return math.ceil(math.isqrt(tokens) / self.pool) ** 2
+
+    def near_frames(self, computed: tuple, riding: list) -> torch.Tensor:
+        """[computed, riding]: whether a riding frame is within ``near`` frames of a computed one."""
+        return (torch.tensor(computed).view(-1, 1) - torch.tensor(riding)).abs() <= self.near
+
+    def count(self, batch: int, computed: tuple, riding: list, skipped: int, tokens: int, context: int):
+        """What :class:`quality.host.BlockWork` counts for the call (every token of the ``computed`` and ``riding``
+        frames through the block, the correction at frames of ``(computed + riding) * tokens / computed`` tokens)
+        replaced by the mechanism's real work: the computed tokens' block, their attention to the skipped frames'
+        keys, the riding tokens' key and value projections."""
+        from comfyui_fis.fis_core import correction_flops, fit_sources
+
+        from .metrics import block_flops
+        kept, length = len(computed) * tokens, (len(computed) + len(riding)) * tokens
+        near = int(self.near_frames(computed, riding).sum())
+        far = len(computed) * len(riding) - near
+        keys = tokens * (near * tokens + far * self.averaged(tokens))          # summed over the computed queries
+        counted = block_flops(length, self.dim, self.ffn, context)
+        real = (block_flops(kept, self.dim, self.ffn, context) + 4 * keys * self.dim
+                + 2 * len(riding) * tokens * 2 * self.dim * self.dim)
+        if self.correction is not None:
+            fit = len(fit_sources(tuple(computed))[0])
+            counted += correction_flops(fit, skipped, length // len(computed), self.dim, self.correction)
+            real += correction_flops(fit, skipped, tokens, self.dim, self.correction)
+        self.flops += batch * (real - counted)
+
+    def attention(self, computed: tuple, riding: list, tokens: int, previous, rope=None):
+        """The self-attention of a call of the ``computed`` frames' tokens, then the ``riding`` ones: computed
+        queries against the keys said, zeros for the riding queries. With ``rope`` (the riding tokens' RoPE and each
+        window's centre token's) the keys are averaged before their RoPE and given the centre's: averaging rotated
+        keys cancels their fast-turning channels."""
+        pool, frames, kept = self.pool, len(riding), len(computed) * tokens
+        length, every, averaged = kept + frames * tokens, list(range(frames)), self.averaged(tokens)
+        near = self.near_frames(computed, riding).repeat_interleave(tokens, 0)      # [kept, riding frames]
+        whole = torch.where(near.repeat_interleave(tokens, 1), 0.0, -math.inf)
+        weight = 2 * math.log(pool) if self.weighted else 0.0
+        bias = torch.cat([torch.zeros(kept, kept), whole, torch.where(near, -math.inf, weight).repeat_interleave(
+            averaged, 1)], 1)
+        if not self.near:                                   # no whole keys: leave them out of the call
+            bias = torch.cat([bias[:, :kept], bias[:, length:]], 1)
+
+        def averaged_keys(k, heads):
+            if rope is None:
+                return pooled_tokens(k, frames, every, pool)[0]
+            from comfy.ldm.flux.math import _apply_rope1
+            tokens_rope, centres = rope
+            plain = _apply_rope1(k.view(*k.shape[:2], heads, -1), tokens_rope.transpose(-1, -2)).flatten(2)
+            pooled = pooled_tokens(plain, frames, every, pool)[0]
+            return _apply_rope1(pooled.view(*pooled.shape[:2], heads, -1), centres).flatten(2)
+
+        def attend(func, q, k, v, *args, **kwargs):
+            if q.shape[1] != length or k.shape[1] != length:            # cross-attention, or another call
+                return previous(func, q, k, v, *args, **kwargs) if previous else func(q, k, v, *args, **kwargs)
+            heads = kwargs.get("heads", args[0] if args else None)
+            whole_keys = (k[:, kept:], v[:, kept:]) if self.near else (k[:, :0], v[:, :0])
+            keys = torch.cat([k[:, :kept], whole_keys[0], averaged_keys(k[:, kept:], heads)], 1)
+            values = torch.cat([v[:, :kept], whole_keys[1], pooled_tokens(v[:, kept:], frames, every, pool)[0]], 1)
+            kwargs["mask"] = bias.to(q.device, q.dtype)
+            out = func(q[:, :kept], keys, values, *args, **kwargs)
+            return torch.cat([out, out.new_zeros(out.shape[0], length - kept, out.shape[2])], 1)
+        return attend
+
+
+@contextmanager
+def _pooled_keys(runner: Runner, candidate: "Candidate", correction):
+    """The G=3-or-more sparse calls of the run as :class:`PooledKeys` runs them, the keys of the skipped frames
+    ``candidate.key_stride`` frames apart from the computed ones alone (1: every frame); yields it (its ``flops``
+    to add)."""
+    import comfyui_fis.nodes.patching.fis as patcher
+    from comfyui_fis.nodes.families.base import cut_tokens
+    original_args, original_restore = patcher.sparse_args, patcher.restore
+    mechanism = PooledKeys(candidate.pooled_keys, not candidate.pooled_unweighted, candidate.near_keys,
+                           runner.model.model.diffusion_model, correction)
+
+    def sparse_args(family, key, args, layout, plan, shared):
+        sub = original_args(family, key, args, layout, plan, shared)
+        if 2 * len(plan.computed) >= layout.frames - 1:                 # a G=2 call (an opening step) runs as it is
+            return sub
+        skipped = [f for f in range(layout.frames) if f not in plan.computed]
+        riding = [f for f in skipped if (f - plan.computed[0]) % candidate.key_stride == 0]
+        tokens = layout.tokens_per_frame
+        index = (torch.tensor(riding).view(-1, 1) * tokens + torch.arange(tokens)).flatten().to(args["img"].device)
+        options = sub["transformer_options"]
+        rope = None
+        if candidate.pooled_rope:
+            centres = pooled_tokens(args["img"], layout.frames, riding, candidate.pooled_keys)[1]
+            rope = (cut_tokens(args["pe"], index), cut_tokens(args["pe"], centres.to(args["img"].device)))
+        attend = mechanism.attention(plan.computed, riding, tokens, options.get("optimized_attention_override"), rope)
+        mechanism.count(args["img"].shape[0], plan.computed, riding, len(skipped), tokens, args["txt"].shape[1])
+        return {**sub, "img": torch.cat([sub["img"], args["img"][:, index]], 1),
+                "pe": torch.cat([sub["pe"], cut_tokens(args["pe"], index)], 1),
+                "transformer_options": {**options, "optimized_attention_override": attend}}
+
+    def restore(x, y_sub, layout, plan, carry, rows=None):
+        return original_restore(x, y_sub[:, :len(plan.computed) * layout.tokens_per_frame], layout, plan, carry, rows)
+    patcher.sparse_args, patcher.restore = sparse_args, restore
+    try:
+        yield mechanism
+    finally:
+        patcher.sparse_args, patcher.restore = original_args, original_restore
+
+
 def measure(runner: Runner, candidate: Candidate) -> dict:
     """``runner``'s measurement of ``candidate``, the mechanism's own FLOPs counted in the compute saved."""
     from contextlib import ExitStack
@@ -624,9 +754,16 @@ def measure(runner: Runner, candidate: Candidate) -> dict:
             study = stack.enter_context(_study_restore(runner, candidate.mechanism, candidate.groups))
         if candidate.context_pool:
             stack.enter_context(_pooled_context(candidate.context_pool, candidate.context_weighted))
+        pooled = None
+        if candidate.pooled_keys:
+            settings = host.resolved_settings(runner.model, **candidate.widgets)
+            correction = settings.correction if settings.interpolation == "corrected" else None
+            pooled = stack.enter_context(_pooled_keys(runner, candidate, correction))
         if candidate.opening is not None or candidate.closing is not None:
             stack.enter_context(_step_groups(candidate.opening, candidate.closing, candidate.fresh_sums))
         row = runner.measure(Setting(candidate.name, "fis", candidate.widgets))
+    if pooled is not None:
+        row["compute_saved"] -= pooled.flops / (len(runner.prompts) * dense_block_work(runner.model, runner.steps)[0])
     row["groups"] = candidate.groups
     if study is not None:
         dense_flops, _ = dense_block_work(runner.model, runner.steps)
@@ -712,6 +849,22 @@ CANDIDATES = (
     Candidate("G=3, every block, the first step dense", {**EVERY_BLOCK_G3, "dense_first_step": True}),
 )
 
+#: The computed frames' attention widened (:class:`PooledKeys`): every skipped frame's keys averaged, or the skipped
+#: frames between a computed frame and its computed neighbours (its span: within G-1 frames) whole and the others
+#: averaged, and with those whole keys the final step dense.
+KEY_CANDIDATES = (
+    Candidate("G=3, every block, the skipped frames' keys averaged over 4x4", EVERY_BLOCK_G3, pooled_keys=4),
+    Candidate("G=3, every block, the span's keys whole, the others averaged over 4x4", EVERY_BLOCK_G3,
+              pooled_keys=4, near_keys=2),
+    Candidate("G=3, every block, the span's keys whole, the others averaged over 2x2", EVERY_BLOCK_G3,
+              pooled_keys=2, near_keys=2),
+    Candidate("G=3, auto blocks, the span's keys whole, the others averaged over 4x4", {"groups": 3},
+              pooled_keys=4, near_keys=2),
+    Candidate("G=3, every block, the final step dense, the span's keys whole, the others averaged over 4x4",
+              {**EVERY_BLOCK_G3, "dense_final_step": True}, pooled_keys=4, near_keys=2),
+)
+SPAN_KEYS = KEY_CANDIDATES[1]
+
 #: What is confirmed on the 32 evaluation prompts and the 16 unseen ones: the balanced and G=3 references, the
 #: candidates that moved them at 8 prompts, and the probes that say where G=3 loses the video.
 CONFIRM = (
@@ -737,6 +890,7 @@ CONFIRM = (
     Candidate("probe: G=3 every block, the skipped frames from the dense block", EVERY_BLOCK_G3, PROBES[1]),
     Candidate("G=3 every block, the skipped frames' tokens averaged over 4x4 as context", EVERY_BLOCK_G3,
               context_pool=4),
+    *KEY_CANDIDATES,
 )
 
 

@@ -52,7 +52,8 @@ import torch
 from . import host, train
 from .evaluate import (EASYCACHE_SETTINGS, FIS_DEFAULT, FIS_FAITHFUL, FIS_FASTEST, Runner, Setting, checkpoint_hashes,
                        curve, fis_settings, prompts, tables)
-from .fit_study import CONFIRM, CONFIRM_PROMPTS, UNSEEN_PROMPTS, UNSEEN_SEED, Candidate, dense_errors, measure
+from .fit_study import (CONFIRM, CONFIRM_PROMPTS, KEY_CANDIDATES, UNSEEN_PROMPTS, UNSEEN_SEED, Candidate, dense_errors,
+                        measure)
 from .model import FEW_STEPS
 
 #: the prompt sets, as the 8-block model's study has them (README, Quality)
@@ -87,11 +88,12 @@ def study_items(num_blocks: int) -> list:
     caches = {s.widgets["reuse_threshold"]: s for s in EASYCACHE_SETTINGS}
     first = [FIS_DEFAULT, fis["FIS G=3"], fis["FIS G=3, every block"],
              confirm["G=3, auto blocks, per-distance maps, both distances"],
-             confirm["G=3 every block, its first two steps at G=2"], FIS_FASTEST, FIS_FAITHFUL, fis["FIS G=4"],
+             confirm["G=3 every block, its first two steps at G=2"], *KEY_CANDIDATES[1:3], FIS_FASTEST, FIS_FAITHFUL, fis["FIS G=4"],
              caches[0.5], caches[0.3], caches[0.2], ANOTHER_SEED]
     # CONFIRM's rows without a lab mechanism or override are evaluate's settings under other names: measured once;
     # the probes first, which say whether G=3 loses its video in the computed frames there too
-    lab = sorted((c for c in CONFIRM if (c.mechanism or c.opening or c.closing or c.context_pool) and c not in first),
+    lab = sorted((c for c in CONFIRM if (c.mechanism or c.opening or c.closing or c.context_pool or c.pooled_keys)
+                  and c not in first),
                  key=lambda c: item_kind(c) != "probe")
     final_dense = confirm["G=2, every block, the final step dense"]
     return (first + lab + [final_dense] + [s for s in fis.values() if s not in first]
