@@ -1,7 +1,8 @@
 """Attention backends users run, for the benchmarks: each as a function of [B, L, H, D] bf16 tensors, and the
 host's own switch for each (ComfyUI's flags, or an ``optimized_attention_override`` where the host has none).
 
-Each maker returns (function, version or None); it raises (ImportError, RuntimeError, ...) where its backend is not
+Each maker returns (function, version or None); the ``_lse`` makers' functions also return the softmax's log-sum-exp,
+for attention over keys taken in parts; it raises (ImportError, RuntimeError, ...) where its backend is not
 installed or has no kernel for this GPU, and the benchmarks name the reason and go on.
 """
 from __future__ import annotations
@@ -56,6 +57,23 @@ def _first(out):
 def fa3_bf16():
     fa3 = fa3_interface()
     return lambda q, k, v: _first(fa3.flash_attn_func(q, k, v)), None
+
+
+def fa3_bf16_lse():
+    """FA3 bf16 returning (out, the softmax's log-sum-exp [B, H, L] float32, natural log)."""
+    fa3 = fa3_interface()
+    return lambda q, k, v: tuple(fa3.flash_attn_func(q, k, v, return_attn_probs=True)[:2]), None
+
+
+def sdpa_flash_lse():
+    """PyTorch's flash kernel (on the CPU its CPU one) returning (out, the softmax's log-sum-exp [B, H, L] float32)."""
+    def run(q, k, v):
+        q, k, v = (x.transpose(1, 2) for x in (q, k, v))
+        kernel = (torch.ops.aten._scaled_dot_product_flash_attention if q.is_cuda
+                  else torch.ops.aten._scaled_dot_product_flash_attention_for_cpu)
+        out, lse = kernel(q, k, v)[:2]
+        return out.transpose(1, 2), lse[..., :q.shape[2]]
+    return run, None
 
 
 def fp8_per_head(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
