@@ -4,6 +4,7 @@
 #
 #   bash bench/gpu_session.sh      # the kernel check, the attention table, the correction's cost, speed rows and the
 #                                  # end-to-end row on the fastest backend (~10 min on an H100 or H200)
+#   SPAN_ONLY=1 bash bench/gpu_session.sh   # bench/span_keys.py alone: G=3's span-keys attention (~3 min)
 #
 # It expects the host and the attention backends unpacked where the device tool's notes put them (.devcarry/, not
 # in git: comfyui.tar.xz holds a ComfyUI checkout, backends.tar.xz site-packages with sageattention, fa3-fwd,
@@ -17,6 +18,7 @@ rm -rf /tmp/host/ComfyUI && tar -xJf .devcarry/comfyui.tar.xz -C /tmp/host
 export PYTHONPATH=/tmp/site COMFYUI_PATH=/tmp/host/ComfyUI PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+if [ -n "${SPAN_ONLY:-}" ]; then python3 bench/span_keys.py --out "$OUT/span_keys.json"; exit; fi
 
 fastest_backend() {   # the fastest backend a ComfyUI user can switch on, by the attention table at Wan-14B 720p
   python3 - "$OUT/attention.json" <<'EOF'

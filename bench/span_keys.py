@@ -266,15 +266,16 @@ def parts_span(layout: SpanLayout, attend_lse: Callable, device, weight: float |
 
     def run(q, keys, values):
         out, lse = attend_lse(q, keys[:, :whole_start], values[:, :whole_start])
-        parts = q.new_zeros((3, *q.shape))
-        parts_lse = lse.new_full((3, *lse.shape), -math.inf)
+        parts, parts_lse = q.new_empty((3, *q.shape)), lse.new_empty((3, *lse.shape))
         for place, frame_slices in enumerate(slices):
             rows = slice(place * tokens, (place + 1) * tokens)
             for part, first, end, added in frame_slices:
                 if end > first:
-                    part_out, part_lse = attend_lse(q[:, rows], keys[:, first:end], values[:, first:end])
-                    parts[part, :, rows] = part_out
-                    parts_lse[part, :, :, rows] = part_lse + added
+                    parts[part, :, rows], parts_lse[part, :, :, rows] = attend_lse(q[:, rows], keys[:, first:end],
+                                                                                   values[:, first:end])
+                    parts_lse[part, :, :, rows] += added
+                else:                                   # no keys (a frame at an end): no weight
+                    parts[part, :, rows], parts_lse[part, :, :, rows] = 0.0, -math.inf
         return merged(out, lse, parts, parts_lse)
     return run
 
@@ -334,7 +335,8 @@ def block_rest(x, context, w, cos, sin, heads: int, cross_attention: Callable):
     if context is not None:
         y = F.layer_norm(x, (dim,), w["norm_3"], w["norm_3_bias"])
         cross = cross_attention(projected(y, w, "cross_q", heads, "cross_norm_q"),
-                                projected(context, w, "cross_k", heads, "cross_norm_k"), projected(context, w, "cross_v", heads))
+                                projected(context, w, "cross_k", heads, "cross_norm_k"),
+                                projected(context, w, "cross_v", heads))
         x = x + F.linear(cross.flatten(2), w["cross_o"], w["cross_o_bias"])
     y = F.layer_norm(x, (dim,)) * (1 + mod[3]) + mod[4]
     return x + F.linear(F.gelu(F.linear(y, w["ffn_in"], w["ffn_in_bias"]), approximate="tanh"),
@@ -351,137 +353,165 @@ def extra_work(x_skipped, w, cos, sin, heads: int, layout: SpanLayout, keys, val
     keys[:, start:], values[:, start:] = averaged(k, layout), averaged(v, layout)
 
 
-def timed(label: str, fn: Callable, clock: Clock, reps: int, warmup: int) -> dict:
-    """``fn``'s median ms (the first call's wall time, compilation included, apart), or why it failed."""
-    try:
-        started = time.perf_counter()
-        fn()
-        torch.cuda.synchronize() if torch.cuda.is_available() else None
-        first_s = time.perf_counter() - started
-        ms = clock.median_ms(fn, reps, warmup)
-    except Exception as error:             # a kernel that fails at this shape is a row that says so
-        print(f"{label}: failed ({type(error).__name__}: {error})"[:400], flush=True)
-        return dict(failed=f"{type(error).__name__}: {error}"[:300])
-    print(f"{label}: {ms:.2f} ms (first call {first_s:.1f} s)", flush=True)
-    return dict(ms=round(ms, 3), first_call_s=round(first_s, 2))
-
-
-def compose(attention: dict, rest: dict, extra: dict | None = None) -> tuple[float, float, float] | None:
+def compose(attention: dict | None, rest: dict, extra: dict | None = None) -> tuple[float, float, float] | None:
     """A block's measured parts (attention, the rest, the extra) in ms, or None where one failed."""
-    parts = [attention, rest] + ([extra] if extra is not None else [])
+    parts = [attention or {}, rest] + ([extra] if extra is not None else [])
     if any("ms" not in part for part in parts):
         return None
     return attention["ms"], rest["ms"], extra["ms"] if extra is not None else 0.0
 
 
-def measure(name: str, shape: Shape, args, device, dtype) -> dict:
-    """One shape's attention, extra and linear timings, the span rows' errors, and the blocks composed from them."""
-    clock = Clock(device)
-    layout = SpanLayout(shape.grid, args.groups, args.group, args.pool)
-    heads, head_dim = shape.heads, shape.head_dim
-    tokens_all = shape.grid[0] * layout.tokens
-    q, k, v = video_qkv(shape.grid, heads=heads, dim=head_dim, device=device, dtype=dtype)
+class Rows:
+    """One shape's timed rows: each a call's median ms, or why it failed, printed as it comes."""
+
+    def __init__(self, name: str, args, device):
+        self.name, self.clock, self.reps, self.warmup = name, Clock(device), args.reps, args.warmup
+
+    def timed(self, label: str, fn: Callable) -> dict:
+        """``fn``'s median ms (the first call's wall time, compilation included, apart), or why it failed."""
+        try:
+            started = time.perf_counter()
+            fn()
+            torch.cuda.synchronize() if torch.cuda.is_available() else None
+            first_s = time.perf_counter() - started
+            ms = self.clock.median_ms(fn, self.reps, self.warmup)
+        except Exception as error:             # a kernel that fails at this shape is a row that says so
+            print(f"{self.name}: {label}: failed ({type(error).__name__}: {error})"[:400], flush=True)
+            return dict(failed=f"{type(error).__name__}: {error}"[:300])
+        print(f"{self.name}: {label}: {ms:.2f} ms (first call {first_s:.1f} s)", flush=True)
+        return dict(ms=round(ms, 3), first_call_s=round(first_s, 2))
+
+
+def attention_rows(rows: Rows, shape: Shape, layout: SpanLayout, backends, device, dtype, flex_options) -> list[dict]:
+    """Dense, plain G and span-keys attention at ``shape``; the span rows with their error against the float32
+    reference on two heads."""
+    heads, tokens = shape.heads, shape.grid[0] * layout.tokens
+    q, k, v = video_qkv(shape.grid, heads=heads, dim=shape.head_dim, device=device, dtype=dtype)
     q_c, keys, values = span_inputs(q, k, v, layout)
     picked = [0, heads // 2][:REFERENCE_HEADS]
     exact = reference(q_c, keys, values, layout, picked)
-    backends = dense_backends(device)
-    work = 4.0 * heads * head_dim
-    rows = []
+    found = []
 
-    def row(label, fn, queries, pairs, check=False):
-        result = timed(f"{name}: {label}", fn, clock, args.reps, args.warmup)
-        result.update(shape=name, attention=label, keys_per_query=round(pairs / queries, 1))
+    def row(label, kind, backend, fn, queries, pairs, check=False):
+        result = dict(shape=rows.name, attention=label, kind=kind, backend=backend, keys_per_query=round(pairs / queries, 1),
+                      **rows.timed(label, fn))
         if "ms" in result:
-            result["effective_tflops"] = round(work * pairs / result["ms"] / 1e9, 1)
+            result["effective_tflops"] = round(4.0 * heads * shape.head_dim * pairs / result["ms"] / 1e9, 1)
             if check:
                 result["rel_error"] = float(f"{relative_error(fn()[:, :, picked], exact):.3e}")
-                print(f"{name}: {label}: error against the float32 reference {result['rel_error']:.2e}", flush=True)
-        rows.append(result)
-        return result
+                print(f"{rows.name}: {label}: error against the float32 reference {result['rel_error']:.2e}", flush=True)
+        found.append(result)
 
-    attention = {}
     for backend, fn, _ in backends:
-        attention["dense", backend] = row(f"dense, {backend}", lambda: fn(q, k, v), tokens_all, tokens_all ** 2)
-    del q, k, v
+        row(f"dense, {backend}", "dense", backend, lambda: fn(q, k, v), tokens, tokens ** 2)
+    computed_keys, computed_values = keys[:, :layout.queries], values[:, :layout.queries]
+    for backend, fn, _ in backends:
+        row(f"plain G={layout.groups}, {backend}", "plain", backend, lambda: fn(q_c, computed_keys, computed_values),
+            layout.queries, layout.queries ** 2)
     span_pairs = layout.key_pairs()
-    for backend, fn, _ in backends:
-        computed_keys, computed_values = keys[:, :layout.queries], values[:, :layout.queries]
-        attention["G3", backend] = row(f"plain G={args.groups}, {backend}", lambda: fn(q_c, computed_keys, computed_values),
-                                       layout.queries, layout.queries ** 2)
-    flex = []
-    for options in args.flex_options:
+    for options in flex_options:
         label = "span keys, flex_attention" + (f" {json.dumps(options)}" if options else "")
         try:
             run = flex_span(layout, device, options=options)
         except Exception as error:           # the block mask failed to build: a row that says so
-            print(f"{name}: {label}: failed ({type(error).__name__}: {error})"[:400], flush=True)
-            rows.append(dict(shape=name, attention=label, failed=f"{type(error).__name__}: {error}"[:300]))
+            print(f"{rows.name}: {label}: failed ({type(error).__name__}: {error})"[:400], flush=True)
+            found.append(dict(shape=rows.name, attention=label, kind="flex", failed=f"{type(error).__name__}: {error}"[:300]))
             continue
-        flex.append(row(label, lambda: run(q_c, keys, values), layout.queries, span_pairs, check=True))
+        row(label, "flex", None, lambda: run(q_c, keys, values), layout.queries, span_pairs, check=True)
     for backend, _, fn_lse in backends:
         run = parts_span(layout, fn_lse, device)
-        attention["span parts", backend] = row(f"span keys in parts + LSE merge, {backend}", lambda: run(q_c, keys, values),
-                                               layout.queries, span_pairs, check=True)
-    best_flex = min((r for r in flex if "ms" in r), key=lambda r: r["ms"], default={})
-    del q_c
+        row(f"span keys in parts + LSE merge, {backend}", "parts", backend, lambda: run(q_c, keys, values),
+            layout.queries, span_pairs, check=True)
+    return found
 
+
+def linear_rows(rows: Rows, shape: Shape, layout: SpanLayout, backends, device, dtype) -> dict:
+    """A block's work other than its self-attention at all tokens and at the computed ones (per backend: its
+    cross-attention), and the skipped tokens' extra work (and its K and V projections alone)."""
+    heads, tokens, kept = shape.heads, shape.grid[0] * layout.tokens, layout.queries
     generator = torch.Generator(device=device).manual_seed(2)
     weights = block_weights(shape, device, dtype)
-    angles = torch.rand(tokens_all, 1, head_dim // 2, generator=generator, device=device) * math.pi
+    angles = torch.rand(tokens, 1, shape.head_dim // 2, generator=generator, device=device) * math.pi
     cos, sin = angles.cos(), angles.sin()
-    x = torch.randn(1, tokens_all, shape.dim, generator=generator, device=device, dtype=dtype)
+    x = torch.randn(1, tokens, shape.dim, generator=generator, device=device, dtype=dtype)
     context = (torch.randn(1, shape.text_tokens, shape.dim, generator=generator, device=device, dtype=dtype)
                if shape.text_tokens else None)
-    kept, skipped_tokens = layout.queries, tokens_all - layout.queries
-    rest = {}
+    found = {}
     for backend, fn, _ in backends:
-        for label, count in (("N", tokens_all), ("N/3", kept)):
-            rest[label, backend] = timed(f"{name}: block without self-attention at {label} tokens ({count}), {backend}",
-                                         lambda: block_rest(x[:, :count], context, weights, cos[:count], sin[:count], heads, fn),
-                                         clock, args.reps, args.warmup)
-    x_skipped, extra_keys, extra_values = x[:, kept:], torch.empty_like(keys), torch.empty_like(values)
-    extra = timed(f"{name}: extra (skipped tokens' K, V, norm, RoPE, averaging, into the key buffer)",
-                  lambda: extra_work(x_skipped, weights, cos[kept:], sin[kept:], heads, layout, extra_keys, extra_values),
-                  clock, args.reps, args.warmup)
-    projections = timed(f"{name}: of which the K and V projections ({skipped_tokens} x {shape.dim} @ {shape.dim} x {shape.dim}, twice)",
-                        lambda: (F.linear(x_skipped, weights["k"], weights["k_bias"]), F.linear(x_skipped, weights["v"], weights["v_bias"])),
-                        clock, args.reps, args.warmup)
-    del x, weights, keys, values, extra_keys, extra_values
+        for label, count in (("all", tokens), ("computed", kept)):
+            found[label, backend] = rows.timed(
+                f"block without self-attention, {label} tokens ({count}), {backend}",
+                lambda: block_rest(x[:, :count], context, weights, cos[:count], sin[:count], heads, fn))
+    x_skipped = x[:, kept:]
+    keys = torch.empty(1, layout.keys, heads, shape.head_dim, device=device, dtype=dtype)
+    values = torch.empty_like(keys)
+    found["extra"] = rows.timed("extra (skipped tokens' K, V, norm, RoPE, averaging, into the key buffer)",
+                                lambda: extra_work(x_skipped, weights, cos[kept:], sin[kept:], heads, layout, keys, values))
+    found["projections"] = rows.timed(
+        f"of which the K and V projections ({tokens - kept} x {shape.dim} @ {shape.dim} x {shape.dim}, twice)",
+        lambda: (F.linear(x_skipped, weights["k"], weights["k_bias"]), F.linear(x_skipped, weights["v"], weights["v_bias"])))
+    return found
 
+
+def composed_blocks(name: str, shape: Shape, groups: int, attention: list[dict], linear: dict, backends) -> list[dict]:
+    """Dense, plain-G and span-keys blocks on each backend from the measured parts (the fastest flex row), and a
+    step of the model's blocks with its auto sparse blocks so."""
+    timed = {(r["kind"], r.get("backend")): r for r in attention if "ms" in r}
+    flex = min((r for r in attention if r["kind"] == "flex" and "ms" in r), key=lambda r: r["ms"], default=None)
     blocks = []
     for backend, _, _ in backends:
-        dense = compose(attention["dense", backend], rest["N", backend])
-        kinds = [("dense", dense), (f"plain G={args.groups}", compose(attention["G3", backend], rest["N/3", backend])),
-                 ("span keys, flex_attention", compose(best_flex, rest["N/3", backend], extra)),
-                 ("span keys in parts + LSE merge", compose(attention["span parts", backend], rest["N/3", backend], extra))]
+        dense = compose(timed.get(("dense", backend)), linear["all", backend])
+        kinds = [("dense", dense), (f"plain G={groups}", compose(timed.get(("plain", backend)), linear["computed", backend])),
+                 ("span keys, flex_attention", compose(flex, linear["computed", backend], linear["extra"])),
+                 ("span keys in parts + LSE merge", compose(timed.get(("parts", backend)), linear["computed", backend],
+                                                            linear["extra"]))]
         for kind, parts in kinds:
             if dense is None or parts is None:
                 continue
-            block_ms = sum(parts)
-            step_ms = shape.sparse_blocks * block_ms + (shape.blocks - shape.sparse_blocks) * sum(dense)
+            block_ms, dense_ms = sum(parts), sum(dense)
+            step_ms = shape.sparse_blocks * block_ms + (shape.blocks - shape.sparse_blocks) * dense_ms
             blocks.append(dict(shape=name, backend=backend, block=kind, attention_ms=parts[0], rest_ms=parts[1],
-                               extra_ms=parts[2], block_ms=round(block_ms, 3), block_speedup=round(sum(dense) / block_ms, 3),
-                               step_ms=round(step_ms, 1), step_speedup=round(shape.blocks * sum(dense) / step_ms, 3)))
-    return dict(shape=name, grid=list(shape.grid), heads=heads, head_dim=head_dim, dim=shape.dim, ffn=shape.ffn,
+                               extra_ms=parts[2], block_ms=round(block_ms, 3), block_speedup=round(dense_ms / block_ms, 3),
+                               step_ms=round(step_ms, 1), step_speedup=round(shape.blocks * dense_ms / step_ms, 3)))
+    return blocks
+
+
+def measure(name: str, shape: Shape, args, device, dtype) -> dict:
+    """One shape's rows and its composed blocks."""
+    rows, backends = Rows(name, args, device), dense_backends(device)
+    layout = SpanLayout(shape.grid, args.groups, args.group, args.pool)
+    attention = attention_rows(rows, shape, layout, backends, device, dtype, args.flex_options)
+    linear = linear_rows(rows, shape, layout, backends, device, dtype)
+    return dict(shape=name, grid=list(shape.grid), heads=shape.heads, head_dim=shape.head_dim, dim=shape.dim, ffn=shape.ffn,
                 text_tokens=shape.text_tokens, blocks=shape.blocks, sparse_blocks=shape.sparse_blocks, groups=args.groups,
-                pool=args.pool, computed=list(layout.computed), skipped=list(layout.skipped), tokens=tokens_all,
-                queries=layout.queries, keys=layout.keys, span_keys_per_query=round(span_pairs / layout.queries, 1),
-                extra=extra, kv_projections=projections, attention=rows, composed_blocks=blocks)
+                pool=args.pool, computed=list(layout.computed), skipped=list(layout.skipped),
+                tokens=shape.grid[0] * layout.tokens, queries=layout.queries, keys=layout.keys,
+                span_keys_per_query=round(layout.key_pairs() / layout.queries, 1), extra=linear["extra"],
+                kv_projections=linear["projections"], attention=attention,
+                composed_blocks=composed_blocks(name, shape, args.groups, attention, linear, backends))
+
+
+def attention_cells(r: dict) -> list:
+    if "ms" not in r:
+        return [r["shape"], r["attention"], "-", "-", "-", r["failed"][:60]]
+    return [r["shape"], r["attention"], f"{r['ms']:.2f}", f"{r['keys_per_query']:.0f}", f"{r['effective_tflops']:.0f}",
+            f"{r['rel_error']:.1e}" if "rel_error" in r else "-"]
+
+
+def block_cells(b: dict, report: dict) -> list:
+    return [b["shape"], b["backend"], b["block"], f"{b['attention_ms']:.2f}", f"{b['rest_ms']:.2f}", f"{b['extra_ms']:.2f}",
+            f"{b['block_ms']:.2f}", f"**{b['block_speedup']:.2f}x**",
+            f"{b['step_ms']:.0f} ({report['sparse_blocks']} of {report['blocks']})", f"**{b['step_speedup']:.2f}x**"]
 
 
 def markdown(reports: list[dict]) -> str:
     attention = table(["shape", "attention", "ms", "keys per query", "effective TFLOPS", "error vs fp32"],
-                      [[r["shape"], r["attention"], *([f"{r['ms']:.2f}", f"{r['keys_per_query']:.0f}", f"{r['effective_tflops']:.0f}",
-                                                       f"{r['rel_error']:.1e}" if "rel_error" in r else "-"]
-                                                      if "ms" in r else ["-", "-", "-", r["failed"][:60]])]
-                       for report in reports for r in report["attention"]])
+                      [attention_cells(r) for report in reports for r in report["attention"]])
     blocks = table(["shape", "backend", "block", "attention ms", "rest ms", "extra ms", "block ms", "vs dense block",
                     "step ms (sparse of blocks)", "vs dense step"],
-                   [[b["shape"], b["backend"], b["block"], f"{b['attention_ms']:.2f}", f"{b['rest_ms']:.2f}", f"{b['extra_ms']:.2f}",
-                     f"{b['block_ms']:.2f}", f"**{b['block_speedup']:.2f}x**", f"{b['step_ms']:.0f} ({report['sparse_blocks']} of {report['blocks']})",
-                     f"**{b['step_speedup']:.2f}x**"] for report in reports for b in report["composed_blocks"]])
+                   [block_cells(b, report) for report in reports for b in report["composed_blocks"]])
     return (f"{attention}\n\nBlocks composed from the measured parts above (not an end-to-end run): dense = dense attention + "
-            f"rest(N); plain G=3 = its attention + rest(N/3); span keys = its attention + rest(N/3) + extra. Per step: the "
+            f"rest(N); plain G = its attention + rest(N/G); span keys = its attention + rest(N/G) + extra. Per step: the "
             f"model's auto sparse blocks so, the others dense; the restore of the skipped frames left out.\n\n{blocks}")
 
 
