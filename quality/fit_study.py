@@ -21,8 +21,11 @@ Three parts, all against dense at the same seed:
   of the runtime's schedule), with and without the opening's fit sums, combinations with per-distance maps and dense
   steps, schedules of the product as it is (G=3 on every block, the first or final step dense), a pooled context
   (the skipped frames' tokens averaged as extra tokens of each sparse call), and probes that run each block dense as
-  well (the computed or the skipped frames from the dense block, maps fitted on it). ``--confirm`` measures the
-  references, what moved them and the probes on the 32 evaluation prompts and on 16 prompts no choice saw.
+  well (the computed or the skipped frames from the dense block, maps fitted on it), and the computed frames'
+  self-attention widened (:class:`PooledKeys`: the skipped frames' keys and values, whole near the computed frame,
+  averaged over windows elsewhere, each averaged key weighted by its count). ``--confirm`` measures the references,
+  what moved them and the probes on the 32 evaluation prompts and on 16 prompts no choice saw. Each row also gives
+  the block FLOPs a sparse block saves at Wan-14B 720p (``wan14b_block_saved``), where attention weighs more.
 
     python -m quality.fit_study                       # 8 prompts: docs/fit_study.json
     python -m quality.fit_study --confirm             # and the winners on the 32 prompts and 16 unseen ones
@@ -47,6 +50,8 @@ from .model import FEW_STEPS
 CONFIRM_PROMPTS, UNSEEN_PROMPTS, UNSEEN_SEED = 32, 16, 12
 #: Wan-14B 720p: 21 latent frames of 3600 tokens, 5120 channels in maps of 128, 38 sparse blocks (README, Speed)
 WAN14B = dict(frames=21, tokens=3600, dim=5120, map=128, blocks=38)
+#: one Wan-14B 720p block's sizes, for its FLOPs (README, Speed)
+WAN14B_BLOCK = dict(frames=21, rows=45, columns=80, dim=5120, ffn=13824, text=512)
 
 
 # --- the correction, in the study's own terms (fp32, maps of `map_channels`, ridge as the product's) -------------
@@ -626,6 +631,44 @@ def _pooled_context(pool: int, weighted: bool):
         patcher.sparse_args, patcher.restore = original_args, original_restore
 
 
+def averaged_tokens(rows: int, columns: int, pool: int) -> int:
+    """The tokens of a frame of ``rows`` x ``columns`` averaged over ``pool`` x ``pool`` (partial windows kept)."""
+    return math.ceil(rows / pool) * math.ceil(columns / pool)
+
+
+def widened_block_flops(computed, riding, frame: tuple[int, int], pool: int, near: int, dim: int, ffn: int,
+                        context: int) -> float:
+    """One batch entry's block FLOPs of a sparse call of the ``computed`` frames whose attention :class:`PooledKeys`
+    widens: their block as :func:`quality.metrics.block_flops` counts it, their queries against the ``riding``
+    frames' keys (whole within ``near`` frames, else averaged), the riding tokens' key and value projections."""
+    from .metrics import block_flops
+    tokens = frame[0] * frame[1]
+    near_pairs = sum(abs(c - r) <= near for c in computed for r in riding)
+    far_pairs = len(computed) * len(riding) - near_pairs
+    keys = tokens * (near_pairs * tokens + far_pairs * averaged_tokens(*frame, pool))   # over the computed queries
+    return (block_flops(len(computed) * tokens, dim, ffn, context) + 4 * keys * dim
+            + 2 * len(riding) * tokens * 2 * dim * dim)
+
+
+def wan14b_block_saved(candidate: "Candidate") -> float:
+    """The block FLOPs a sparse block of ``candidate`` saves at Wan-14B 720p (21 frames of 45x80 tokens, 512 text
+    tokens), over its G rotations, its attention widened where it says; the correction not counted."""
+    from .metrics import block_flops
+    w, groups = WAN14B_BLOCK, candidate.groups
+    tokens = w["rows"] * w["columns"]
+    dense = block_flops(w["frames"] * tokens, w["dim"], w["ffn"], w["text"])
+    work = 0.0
+    for group in range(groups):
+        computed = list(range(group, w["frames"], groups))
+        if not candidate.pooled_keys:
+            work += block_flops(len(computed) * tokens, w["dim"], w["ffn"], w["text"])
+            continue
+        riding = [f for f in range(w["frames"]) if f not in computed and (f - group) % candidate.key_stride == 0]
+        work += widened_block_flops(computed, riding, (w["rows"], w["columns"]), candidate.pooled_keys,
+                                    candidate.near_keys, w["dim"], w["ffn"], w["text"])
+    return 1.0 - work / groups / dense
+
+
 class PooledKeys:
     """Each sparse call's computed frames attend, besides each other, to the skipped frames' keys and values averaged
     over ``pool`` x ``pool`` tokens after their projection, their norm and their RoPE (``weighted``: each weighs as the
@@ -642,7 +685,7 @@ class PooledKeys:
 
     def averaged(self, tokens: int) -> int:
         """The averaged tokens of a square frame of ``tokens``."""
-        return math.ceil(math.isqrt(tokens) / self.pool) ** 2
+        return averaged_tokens(math.isqrt(tokens), math.isqrt(tokens), self.pool)
 
     def near_frames(self, computed: tuple, riding: list) -> torch.Tensor:
         """[computed, riding]: whether a riding frame is within ``near`` frames of a computed one."""
@@ -651,18 +694,13 @@ class PooledKeys:
     def count(self, batch: int, computed: tuple, riding: list, skipped: int, tokens: int, context: int):
         """What :class:`quality.host.BlockWork` counts for the call (every token of the ``computed`` and ``riding``
         frames through the block, the correction at frames of ``(computed + riding) * tokens / computed`` tokens)
-        replaced by the mechanism's real work: the computed tokens' block, their attention to the skipped frames'
-        keys, the riding tokens' key and value projections."""
+        replaced by the mechanism's real work (:func:`widened_block_flops`)."""
         from comfyui_fis.fis_core import correction_flops, fit_sources
 
         from .metrics import block_flops
-        kept, length = len(computed) * tokens, (len(computed) + len(riding)) * tokens
-        near = int(self.near_frames(computed, riding).sum())
-        far = len(computed) * len(riding) - near
-        keys = tokens * (near * tokens + far * self.averaged(tokens))          # summed over the computed queries
+        side, length = math.isqrt(tokens), (len(computed) + len(riding)) * tokens
         counted = block_flops(length, self.dim, self.ffn, context)
-        real = (block_flops(kept, self.dim, self.ffn, context) + 4 * keys * self.dim
-                + 2 * len(riding) * tokens * 2 * self.dim * self.dim)
+        real = widened_block_flops(computed, riding, (side, side), self.pool, self.near, self.dim, self.ffn, context)
         if self.correction is not None:
             fit = len(fit_sources(tuple(computed))[0])
             counted += correction_flops(fit, skipped, length // len(computed), self.dim, self.correction)
@@ -765,6 +803,7 @@ def measure(runner: Runner, candidate: Candidate) -> dict:
     if pooled is not None:
         row["compute_saved"] -= pooled.flops / (len(runner.prompts) * dense_block_work(runner.model, runner.steps)[0])
     row["groups"] = candidate.groups
+    row["wan14b_block_saved"] = wan14b_block_saved(candidate)
     if study is not None:
         dense_flops, _ = dense_block_work(runner.model, runner.steps)
         row["compute_saved"] -= study.extra_flops / (len(runner.prompts) * dense_flops)
@@ -800,6 +839,56 @@ def own_residual_bytes(mechanism: Mechanism, groups: int) -> float:
 EVERY_BLOCK_G3 = {"groups": 3, "sparse_blocks": "all"}
 FIRST_DENSE = {"sparse_blocks": "all", "dense_first_step": True}
 EVERY_BLOCK_FINAL_DENSE = {"sparse_blocks": "all", "dense_final_step": True}
+#: The computed frames' attention widened (:class:`PooledKeys`): every skipped frame's keys averaged, or the skipped
+#: frames between a computed frame and its computed neighbours (its span: within G-1 frames) whole and the others
+#: averaged, and with those whole keys the final step dense.
+KEY_CANDIDATES = (
+    Candidate("G=3, every block, the skipped frames' keys averaged over 4x4", EVERY_BLOCK_G3, pooled_keys=4),
+    Candidate("G=3, every block, the span's keys whole, the others averaged over 4x4", EVERY_BLOCK_G3,
+              pooled_keys=4, near_keys=2),
+    Candidate("G=3, every block, the span's keys whole, the others averaged over 2x2", EVERY_BLOCK_G3,
+              pooled_keys=2, near_keys=2),
+    Candidate("G=3, auto blocks, the span's keys whole, the others averaged over 4x4", {"groups": 3},
+              pooled_keys=4, near_keys=2),
+    Candidate("G=3, every block, the final step dense, the span's keys whole, the others averaged over 4x4",
+              {**EVERY_BLOCK_G3, "dense_final_step": True}, pooled_keys=4, near_keys=2),
+)
+SPAN_KEYS = KEY_CANDIDATES[1]
+
+#: ``near_keys`` for every skipped frame's keys whole
+ANY_DISTANCE = 1 << 20
+#: What widening the attention gives at 8 prompts, beyond :data:`KEY_CANDIDATES`: the averaging's size, its weight and
+#: its RoPE, how many whole frames, every frame's keys whole, and G=2, G=4 with it.
+KEY_VARIANTS = (
+    *KEY_CANDIDATES,
+    Candidate("G=3, every block, the skipped frames' keys averaged over 2x2", EVERY_BLOCK_G3, pooled_keys=2),
+    Candidate("G=3, every block, the skipped frames' keys averaged over 8x8 (one key a frame here)", EVERY_BLOCK_G3,
+              pooled_keys=8),
+    Candidate("G=3, every block, the skipped frames' keys averaged over 4x4, unweighted", EVERY_BLOCK_G3,
+              pooled_keys=4, pooled_unweighted=True),
+    Candidate("G=3, every block, the skipped frames' keys averaged over 4x4 before their RoPE", EVERY_BLOCK_G3,
+              pooled_keys=4, pooled_rope=True),
+    Candidate("G=3, every block, the adjacent frames' keys whole, the others averaged over 4x4", EVERY_BLOCK_G3,
+              pooled_keys=4, near_keys=1),
+    Candidate("G=3, every block, the adjacent frames' keys whole, the others averaged over 2x2", EVERY_BLOCK_G3,
+              pooled_keys=2, near_keys=1),
+    Candidate("G=3, every block, the span's keys whole, the others averaged over 4x4, unweighted", EVERY_BLOCK_G3,
+              pooled_keys=4, near_keys=2, pooled_unweighted=True),
+    Candidate("G=3, every block, the span's keys whole, the others averaged over 4x4 before their RoPE",
+              EVERY_BLOCK_G3, pooled_keys=4, near_keys=2, pooled_rope=True),
+    Candidate("G=3, every block, the span's keys whole, the others averaged over 8x8 (one key a frame here)",
+              EVERY_BLOCK_G3, pooled_keys=8, near_keys=2),
+    Candidate("G=3, every block, the span's keys whole, the others averaged, per-distance maps", EVERY_BLOCK_G3,
+              PER_DISTANCE_BOTH, pooled_keys=4, near_keys=2),
+    Candidate("G=3, every block, the span's keys whole, the others averaged, its first step at G=2", EVERY_BLOCK_G3,
+              pooled_keys=4, near_keys=2, opening=(2, 1)),
+    Candidate("G=3, every block, every frame's keys whole", EVERY_BLOCK_G3, pooled_keys=1, near_keys=ANY_DISTANCE),
+    Candidate("G=4, every block, the span's keys whole, the others averaged over 4x4", {**EVERY_BLOCK_G3, "groups": 4},
+              pooled_keys=4, near_keys=3),
+    Candidate("G=4, every block, every second frame's keys whole", {**EVERY_BLOCK_G3, "groups": 4}, pooled_keys=1,
+              near_keys=ANY_DISTANCE, key_stride=2),
+)
+
 #: The candidates at 8 prompts: every mechanism at G=2 and G=3 (auto blocks; G=3's on every block too), what a
 #: dense first step's exact pairs give, G=3 opened or closed by G=2 steps, the own residual's cut forms, the probes,
 #: and schedules of the product as it is.
@@ -839,6 +928,7 @@ CANDIDATES = (
                 context_pool=pool, context_weighted=bool(weight))
       for label, widgets in (("G=2 every block", {"sparse_blocks": "all"}), ("G=3 every block", EVERY_BLOCK_G3))
       for pool, weight in ((4, ""), (2, ""), (4, ", each weighing as its 16 tokens"))),
+    *KEY_VARIANTS,
     Candidate("G=2, auto blocks (balanced)", {}),
     Candidate("G=2, every block (fastest)", {"sparse_blocks": "all"}),
     Candidate("G=2, every block, the final step dense", EVERY_BLOCK_FINAL_DENSE),
@@ -848,22 +938,6 @@ CANDIDATES = (
     Candidate("G=3, every block, the final step dense", {**EVERY_BLOCK_G3, "dense_final_step": True}),
     Candidate("G=3, every block, the first step dense", {**EVERY_BLOCK_G3, "dense_first_step": True}),
 )
-
-#: The computed frames' attention widened (:class:`PooledKeys`): every skipped frame's keys averaged, or the skipped
-#: frames between a computed frame and its computed neighbours (its span: within G-1 frames) whole and the others
-#: averaged, and with those whole keys the final step dense.
-KEY_CANDIDATES = (
-    Candidate("G=3, every block, the skipped frames' keys averaged over 4x4", EVERY_BLOCK_G3, pooled_keys=4),
-    Candidate("G=3, every block, the span's keys whole, the others averaged over 4x4", EVERY_BLOCK_G3,
-              pooled_keys=4, near_keys=2),
-    Candidate("G=3, every block, the span's keys whole, the others averaged over 2x2", EVERY_BLOCK_G3,
-              pooled_keys=2, near_keys=2),
-    Candidate("G=3, auto blocks, the span's keys whole, the others averaged over 4x4", {"groups": 3},
-              pooled_keys=4, near_keys=2),
-    Candidate("G=3, every block, the final step dense, the span's keys whole, the others averaged over 4x4",
-              {**EVERY_BLOCK_G3, "dense_final_step": True}, pooled_keys=4, near_keys=2),
-)
-SPAN_KEYS = KEY_CANDIDATES[1]
 
 #: What is confirmed on the 32 evaluation prompts and the 16 unseen ones: the balanced and G=3 references, the
 #: candidates that moved them at 8 prompts, and the probes that say where G=3 loses the video.
@@ -929,11 +1003,12 @@ def table(result: dict) -> str:
         lines += ["", "| added to today's correction | " + " | ".join(own) + " |", "| --- |" + " --- |" * len(own)]
         for name in OWN_RESIDUAL_ROWS:
             lines.append(f"| {name} | " + " | ".join(f"{100 * own[k][name]:.1f}%" for k in own) + " |")
-    lines += ["", "| G | candidate | compute saved | PSNR (dB) | worst frame (dB) | SSIM | temporal error | kept at Wan-14B 720p |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += ["", "| G | candidate | compute saved | PSNR (dB) | worst frame (dB) | SSIM | temporal error | kept at Wan-14B 720p "
+              "| saved per sparse block at Wan-14B 720p |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in result["candidates"]:
         kept = f"{row['wan14b_kept_mb']:.0f} MB" if "wan14b_kept_mb" in row else "-"
-        lines.append(f"| {row['groups']} | {row['name']} | {100 * row['compute_saved']:.1f}% | {fidelity_cells(row)} | {kept} |")
+        lines.append(f"| {row['groups']} | {row['name']} | {100 * row['compute_saved']:.1f}% | {fidelity_cells(row)} | {kept} "
+                     f"| {100 * row['wan14b_block_saved']:.1f}% |")
     if "confirm" in result:
         sets = list(result["confirm"])
         lines += ["", "| setting | " + " | ".join(f"{s}: saved, PSNR (dB)" for s in sets) + " |",

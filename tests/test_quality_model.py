@@ -190,3 +190,43 @@ def test_the_calibration_study_compares_a_profile_with_auto_at_equal_compute(qua
     assert result["profile_defect"] == pytest.approx(published["profile_defect"], rel=1e-4)
     assert calibrated["compute_saved"] == pytest.approx(auto["compute_saved"])
     assert result["calibration_prompt"] not in result["prompts"]
+
+
+def test_widened_attention_with_every_key_whole_is_the_dense_blocks_computed_frames(quality):
+    """``quality.fit_study``'s PooledKeys gives the computed frames' queries the skipped frames' keys: with every key
+    whole their outputs are the dense block's on the same input, so it lands where the probe that takes them from
+    the dense block lands; with the span whole and the rest averaged it keeps most of that (G=3 as shipped loses
+    7 dB here: README, Quality), and it counts the skipped tokens' projections and the queries' wider keys."""
+    from comfyui_fis.quality import fit_study
+    runner = quality.Runner(4, quality.prompts(1))
+    every_key = fit_study.Candidate("every key", fit_study.EVERY_BLOCK_G3, pooled_keys=1,
+                                    near_keys=fit_study.ANY_DISTANCE)
+    rows = {name: fit_study.measure(runner, candidate) for name, candidate in (
+        ("probe", fit_study.Candidate("probe", fit_study.EVERY_BLOCK_G3, fit_study.PROBES[0])),
+        ("every key", every_key), ("span", fit_study.SPAN_KEYS),
+        ("shipped", fit_study.Candidate("G=3", fit_study.EVERY_BLOCK_G3)))}
+    assert rows["every key"]["psnr"] == pytest.approx(rows["probe"]["psnr"], abs=0.02)
+    assert rows["span"]["psnr"] > rows["shipped"]["psnr"] + 4
+    saved = {name: row["compute_saved"] for name, row in rows.items()}
+    assert saved["every key"] < saved["span"] < saved["shipped"]
+    assert saved["shipped"] == pytest.approx(saved["probe"])
+    assert saved["span"] == pytest.approx(0.624, abs=0.001)                         # README: 62.4%
+
+
+def test_widened_attention_is_costed_at_wan14b_as_it_would_run_there():
+    """The per-block figure at Wan-14B 720p: G=2 and G=3 as the product runs them, the span whole with 4x4 windows
+    (12x20 of a 45x80 frame) in between, every key whole below G=2; the count is the block's on the computed tokens,
+    each query's extra keys, and the skipped tokens' key and value projections."""
+    from comfyui_fis.quality import fit_study, metrics
+    saved = {name: fit_study.wan14b_block_saved(candidate) for name, candidate in (
+        ("G=2", fit_study.Candidate("", {})), ("G=3", fit_study.Candidate("", fit_study.EVERY_BLOCK_G3)),
+        ("span", fit_study.SPAN_KEYS),
+        ("every key", fit_study.Candidate("", fit_study.EVERY_BLOCK_G3, pooled_keys=1,
+                                          near_keys=fit_study.ANY_DISTANCE)))}
+    assert saved["every key"] < saved["G=2"] < saved["span"] < saved["G=3"]
+    assert (round(saved["G=2"], 3), round(saved["span"], 3), round(saved["G=3"], 3)) == (0.679, 0.743, 0.826)
+    tokens, dim, ffn, text = 6, 8, 16, 3                                           # frames of 2x3 tokens
+    flops = fit_study.widened_block_flops([0, 3], [1, 2, 4], (2, 3), 2, 1, dim, ffn, text)
+    near, far = 3, 3                                                # |0-1|, |3-2|, |3-4| whole; the others averaged
+    keys = tokens * (near * tokens + far * 2)                                      # a 2x3 frame is 1x2 windows of 2x2
+    assert flops == metrics.block_flops(2 * tokens, dim, ffn, text) + 4 * keys * dim + 2 * 3 * tokens * 2 * dim * dim
