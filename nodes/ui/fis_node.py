@@ -61,7 +61,9 @@ def widget_specs() -> dict:
             + [f.record.blocks_note for f in FAMILIES if f.record.blocks_note])}),
         "groups": ("INT", {"default": WIDGETS["groups"], "min": 1, "max": 8, "tooltip":
             "Interleaved frame groups G: each sparse block computes about 1/G of the frames, and every frame is "
-            "recomputed at least once every G sparse blocks. 2 is about 2.5-3x faster at 720p; 1 turns FIS off."}),
+            "recomputed at least once every G sparse blocks. 2 is about 2.5-3x faster per step at 720p; 3 nearly 4x, "
+            "but whether it keeps the video depends on the model (README, Quality): check it with FIS Compare. "
+            "1 turns FIS off."}),
         "pattern": (list(PATTERNS), {"default": WIDGETS["pattern"], "tooltip":
             "interleave: frame f belongs to group f mod G (neighbours of a skipped frame are computed). "
             "contiguous: each group is a run of consecutive frames."}),
