@@ -803,6 +803,8 @@ def measure(runner: Runner, candidate: Candidate) -> dict:
     if pooled is not None:
         row["compute_saved"] -= pooled.flops / (len(runner.prompts) * dense_block_work(runner.model, runner.steps)[0])
     row["groups"] = candidate.groups
+    if candidate.pooled_keys or candidate.context_pool or (candidate.mechanism and candidate.mechanism.oracle):
+        del row["tokens_skipped"]          # it counted the study's extra tokens (or a probe's), not the mechanism's
     row["wan14b_block_saved"] = wan14b_block_saved(candidate)
     if study is not None:
         dense_flops, _ = dense_block_work(runner.model, runner.steps)
