@@ -110,6 +110,12 @@ def savings(model, work: host.BlockWork, clips: int, steps: int) -> dict:
     return {"compute_saved": 1.0 - work.flops / (clips * flops), "tokens_skipped": 1.0 - work.tokens / (clips * tokens)}
 
 
+def run_correction(model, widgets: dict):
+    """The correction form FIS runs with ``widgets`` on ``model`` (None where the restore is not corrected)."""
+    settings = host.resolved_settings(model, **widgets)
+    return settings.correction if settings.interpolation == "corrected" else None
+
+
 class Runner:
     """Samples one prompt set at one step count and measures settings against its dense clips."""
 
@@ -149,10 +155,7 @@ class Runner:
         model = self.patched(setting)
         fis_widgets = setting.widgets.get("fis", {}) if setting.kind in ("fps", "fis+easycache") else setting.widgets
         cached = setting.kind in ("easycache", "fis+easycache")
-        correction = None
-        if setting.kind != "easycache":
-            settings = host.resolved_settings(self.model, **fis_widgets)
-            correction = settings.correction if settings.interpolation == "corrected" else None
+        correction = None if setting.kind == "easycache" else run_correction(self.model, fis_widgets)
         with host.count_block_work(model, correction) as work:
             clips = self.clips(model, batch=1 if cached else BATCH)
         result = {"name": setting.name, "kind": setting.kind, "widgets": _plain(setting.widgets),

@@ -43,7 +43,8 @@ from fractions import Fraction
 import torch
 
 from . import host
-from .evaluate import DOCS, NOISE_SEED, Runner, Setting, dense_block_work, fidelity_cells, prompts
+from .evaluate import (DOCS, NOISE_SEED, Runner, Setting, dense_block_work, fidelity_cells, prompts,
+                       run_correction)
 from .model import FEW_STEPS
 
 #: The prompts the issue's figures use: the evaluation's 32 and 16 drawn with another seed (README, Quality).
@@ -636,6 +637,11 @@ def averaged_tokens(rows: int, columns: int, pool: int) -> int:
     return math.ceil(rows / pool) * math.ceil(columns / pool)
 
 
+def riding_frames(computed, frames: int, stride: int) -> list[int]:
+    """The skipped frames that give the ``computed`` ones keys: those ``stride`` frames apart from them (1: all)."""
+    return [f for f in range(frames) if f not in computed and (f - computed[0]) % stride == 0]
+
+
 def widened_block_flops(computed, riding, frame: tuple[int, int], pool: int, near: int, dim: int, ffn: int,
                         context: int) -> float:
     """One batch entry's block FLOPs of a sparse call of the ``computed`` frames whose attention :class:`PooledKeys`
@@ -663,7 +669,7 @@ def wan14b_block_saved(candidate: "Candidate") -> float:
         if not candidate.pooled_keys:
             work += block_flops(len(computed) * tokens, w["dim"], w["ffn"], w["text"])
             continue
-        riding = [f for f in range(w["frames"]) if f not in computed and (f - group) % candidate.key_stride == 0]
+        riding = riding_frames(computed, w["frames"], candidate.key_stride)
         work += widened_block_flops(computed, riding, (w["rows"], w["columns"]), candidate.pooled_keys,
                                     candidate.near_keys, w["dim"], w["ffn"], w["text"])
     return 1.0 - work / groups / dense
@@ -760,7 +766,7 @@ def _pooled_keys(runner: Runner, candidate: "Candidate", correction):
         if 2 * len(plan.computed) >= layout.frames - 1:                 # a G=2 call (an opening step) runs as it is
             return sub
         skipped = [f for f in range(layout.frames) if f not in plan.computed]
-        riding = [f for f in skipped if (f - plan.computed[0]) % candidate.key_stride == 0]
+        riding = riding_frames(plan.computed, layout.frames, candidate.key_stride)
         tokens = layout.tokens_per_frame
         index = (torch.tensor(riding).view(-1, 1) * tokens + torch.arange(tokens)).flatten().to(args["img"].device)
         options = sub["transformer_options"]
@@ -794,21 +800,18 @@ def measure(runner: Runner, candidate: Candidate) -> dict:
             stack.enter_context(_pooled_context(candidate.context_pool, candidate.context_weighted))
         pooled = None
         if candidate.pooled_keys:
-            settings = host.resolved_settings(runner.model, **candidate.widgets)
-            correction = settings.correction if settings.interpolation == "corrected" else None
+            correction = run_correction(runner.model, candidate.widgets)
             pooled = stack.enter_context(_pooled_keys(runner, candidate, correction))
         if candidate.opening is not None or candidate.closing is not None:
             stack.enter_context(_step_groups(candidate.opening, candidate.closing, candidate.fresh_sums))
         row = runner.measure(Setting(candidate.name, "fis", candidate.widgets))
-    if pooled is not None:
-        row["compute_saved"] -= pooled.flops / (len(runner.prompts) * dense_block_work(runner.model, runner.steps)[0])
+    extra_flops = (study.extra_flops if study else 0.0) + (pooled.flops if pooled else 0.0)
+    row["compute_saved"] -= extra_flops / (len(runner.prompts) * dense_block_work(runner.model, runner.steps)[0])
     row["groups"] = candidate.groups
     if candidate.pooled_keys or candidate.context_pool or (candidate.mechanism and candidate.mechanism.oracle):
         del row["tokens_skipped"]          # it counted the study's extra tokens (or a probe's), not the mechanism's
     row["wan14b_block_saved"] = wan14b_block_saved(candidate)
     if study is not None:
-        dense_flops, _ = dense_block_work(runner.model, runner.steps)
-        row["compute_saved"] -= study.extra_flops / (len(runner.prompts) * dense_flops)
         if candidate.mechanism.oracle is None:            # a probe keeps what today's restore keeps
             row["kept_values_per_block"] = study.kept_values
             row["wan14b_kept_mb"] = wan14b_kept_mb(candidate.mechanism, candidate.groups)
